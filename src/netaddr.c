@@ -17,7 +17,7 @@ static const uint8_t v4mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
 int
 cidr_parse(const char *text, struct cidr *c)
 {
-	char addr[64];
+	char addr[INET6_ADDRSTRLEN + 8];
 	const char *slash;
 	char *end;
 	long prefix;
@@ -56,8 +56,8 @@ cidr_parse(const char *text, struct cidr *c)
 		if (c->addr[i] & ~mask)
 			return -1;
 	}
-	inet_ntop(c->family, c->addr, addr, sizeof(addr));
-	snprintf(c->text, sizeof(c->text), "%s/%d", addr, c->prefix);
+	inet_ntop(c->family, c->addr, addr, INET6_ADDRSTRLEN);
+	snprintf(c->text, sizeof(c->text), "%.46s/%d", addr, c->prefix);
 	return 0;
 }
 

@@ -47,7 +47,7 @@ strbuf_grow(struct strbuf *sb, size_t extra)
 }
 
 void
-strbuf_append(struct strbuf *sb, const void *p, size_t n)
+strbuf_add(struct strbuf *sb, const void *p, size_t n)
 {
 	strbuf_grow(sb, n);
 	if (n)
@@ -59,13 +59,13 @@ strbuf_append(struct strbuf *sb, const void *p, size_t n)
 void
 strbuf_puts(struct strbuf *sb, const char *s)
 {
-	strbuf_append(sb, s, strlen(s));
+	strbuf_add(sb, s, strlen(s));
 }
 
 void
 strbuf_putc(struct strbuf *sb, char c)
 {
-	strbuf_append(sb, &c, 1);
+	strbuf_add(sb, &c, 1);
 }
 
 void

@@ -20,7 +20,8 @@ void	strbuf_init(struct strbuf *);
 void	strbuf_free(struct strbuf *);		/* releases memory, re-inits */
 void	strbuf_reset(struct strbuf *);		/* len = 0, keeps memory */
 void	strbuf_grow(struct strbuf *, size_t extra);
-void	strbuf_append(struct strbuf *, const void *, size_t);
+/* Named strbuf_add, not strbuf_append: libconfig exports that symbol. */
+void	strbuf_add(struct strbuf *, const void *, size_t);
 void	strbuf_puts(struct strbuf *, const char *);
 void	strbuf_putc(struct strbuf *, char);
 void	strbuf_printf(struct strbuf *, const char *fmt, ...)

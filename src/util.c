@@ -3,7 +3,6 @@
  * errors, and the small file-system helpers (atomic writes, directory
  * fsync) that the spool and the stores share.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -139,7 +138,7 @@ wall_now(void)
 	return (int64_t)time(NULL);
 }
 
-static void
+static void __attribute__((noreturn))
 vfatal(int with_errno, const char *fmt, va_list ap)
 {
 	int saved = errno;

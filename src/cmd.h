@@ -1,0 +1,13 @@
+/*
+ * cmd.h - entry points of the `postern` commands, one per src/cmd_*.c.
+ * main.c calls them with argv[0] set to the command name; each returns the
+ * exit status: 0 success, 1 the operation failed, 2 usage error.
+ */
+#ifndef POSTERN_CMD_H
+#define POSTERN_CMD_H
+
+int	cmd_config(int argc, char **argv);	/* config check|show [-c FILE] */
+int	cmd_serve(int argc, char **argv);	/* serve [-c FILE] [--foreground] */
+int	cmd_queue(int argc, char **argv);	/* queue list|show|delete|... */
+
+#endif

@@ -1,0 +1,451 @@
+/*
+ * listener.c - accept loop and per-connection glue (see listener.h).
+ *
+ * Each accepted socket gets: the shared connection caps (connlimit.c), a
+ * sender group from the host access table (first CIDR match), an ICID and
+ * the SPEC "New SMTP" / "SG" log lines, then a bufferevent whose input is
+ * fed to the session engine and a single timer armed at the engine's
+ * current deadline (deadlines are per whole command, not per read).
+ *
+ * Ownership: a struct conn owns its bufferevent, timer and session.  A
+ * message handed to the spool holds the conn alive: if the client goes
+ * away meanwhile the conn is only marked dead and freed by the commit
+ * callback, so that callback never touches freed memory.
+ *
+ * Limits: read high-watermark SMTP_READ_MAX bounds what one client can
+ * make us buffer; the engine bounds everything else.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "connlimit.h"
+#include "deliver_local.h"
+#include "ids.h"
+#include "listener.h"
+#include "log.h"
+#include "netaddr.h"
+#include "smtp_server.h"
+#include "spool.h"
+#include "util.h"
+
+#define SMTP_READ_MAX	(256 * 1024)
+
+struct conn {
+	struct bufferevent	*bev;
+	struct event		*timer;
+	struct smtp_session	*sess;
+	struct spool_msg	*msg;
+	const struct conf_listener *lconf;
+	struct sockaddr_storage	 peer;
+	uint64_t		 icid;
+	double			 armed;		/* deadline the timer is set to */
+	int			 dead;		/* client gone, commit pending */
+	struct conn		*prev, *next;
+};
+
+static struct event_base	*lbase;
+static const struct conf	*lconf_all;
+static struct spool		*lspool;
+static int			 lnotify = -1;
+static struct evconnlistener	**lev;
+static size_t			 nlev;
+static struct conn		*conns;
+static size_t			 nconns;
+
+static void conn_free(struct conn *);
+static void conn_after_io(struct conn *);
+
+int
+listener_bind(const struct conf_listener *l, int reuseport, char *why,
+    size_t whylen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, on = 1;
+
+	if (sockaddr_parse(l->address, l->port, &ss, &len) == -1) {
+		bsnprintf(why, whylen, "listener %s: bad address %s", l->name,
+		    l->address);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		bsnprintf(why, whylen, "listener %s: socket: %s", l->name,
+		    strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	/* One socket per worker: the kernel spreads connections evenly. */
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, (struct sockaddr *)&ss, len) == -1 ||
+	    listen(fd, 4096) == -1) {
+		bsnprintf(why, whylen, "listener %s: cannot listen on %s port "
+		    "%d: %s%s", l->name, l->address, l->port, strerror(errno),
+		    errno == EADDRINUSE ? " (another server is using it: stop "
+		    "it or change the port)" : errno == EACCES ? " (ports "
+		    "below 1024 need root)" : "");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* ---------------------------------------------------- engine callbacks */
+
+static void
+op_reply(void *ctx, const char *data, size_t len)
+{
+	struct conn *c = ctx;
+
+	if (c->bev)
+		bufferevent_write(c->bev, data, len);
+}
+
+static int
+op_msg_begin(void *ctx, uint64_t mid)
+{
+	struct conn *c = ctx;
+	char why[512];
+
+	c->msg = spool_msg_new(lspool, mid, why, sizeof(why));
+	if (c->msg == NULL) {
+		log_crit("spool: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+op_msg_write(void *ctx, const char *data, size_t len)
+{
+	struct conn *c = ctx;
+
+	return spool_msg_write(c->msg, data, len);
+}
+
+static void
+commit_cb(void *arg, uint64_t mid, int ok)
+{
+	struct conn *c = arg;
+	ssize_t n;
+
+	if (ok && lnotify != -1) {
+		/* Best effort: the queue manager also rescans the spool. */
+		n = send(lnotify, &mid, sizeof(mid), MSG_DONTWAIT);
+		(void)n;
+	}
+	if (c->dead) {
+		smtp_session_committed(c->sess, ok, mono_now());
+		conn_free(c);
+		return;
+	}
+	smtp_session_committed(c->sess, ok, mono_now());
+	smtp_session_input(c->sess, bufferevent_get_input(c->bev), mono_now());
+	conn_after_io(c);
+}
+
+static void
+op_msg_commit(void *ctx, const struct envelope *env)
+{
+	struct conn *c = ctx;
+
+	spool_msg_commit(c->msg, env, commit_cb, c);
+	c->msg = NULL;
+}
+
+static void
+op_msg_abort(void *ctx)
+{
+	struct conn *c = ctx;
+
+	spool_msg_abort(c->msg);
+	c->msg = NULL;
+}
+
+static uint64_t
+op_new_mid(void *ctx)
+{
+	return ids_next(ID_MID);
+}
+
+static const char *
+op_rcpt_local_check(void *ctx, const struct smtp_path *p)
+{
+	return deliver_local_check(lconf_all, p);
+}
+
+static const struct smtp_server_ops conn_ops = {
+	op_reply, op_msg_begin, op_msg_write, op_msg_commit, op_msg_abort,
+	op_new_mid, op_rcpt_local_check
+};
+
+/* --------------------------------------------------------- connection */
+
+static void
+conn_free(struct conn *c)
+{
+	char icid[32];
+
+	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
+	mlog(LOG_LVL_INFO, "close", "ICID {icid} close", "icid", icid, NULL);
+	smtp_session_free(c->sess);
+	if (c->msg)
+		spool_msg_abort(c->msg);
+	if (c->timer)
+		event_free(c->timer);
+	if (c->bev)
+		bufferevent_free(c->bev);
+	connlimit_release((struct sockaddr *)&c->peer);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	nconns--;
+	free(c);
+}
+
+/* The client is gone (EOF, error) or we are done with it. */
+static void
+conn_drop(struct conn *c)
+{
+	if (smtp_session_committing(c->sess)) {
+		/* Keep the conn for the commit callback; release the socket. */
+		c->dead = 1;
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+		event_del(c->timer);
+		return;
+	}
+	smtp_session_lost(c->sess);
+	conn_free(c);
+}
+
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (smtp_session_closing(c->sess))
+		conn_drop(c);
+}
+
+static void
+conn_after_io(struct conn *c)
+{
+	double dl;
+	struct timeval tv;
+
+	if (smtp_session_closing(c->sess)) {
+		bufferevent_disable(c->bev, EV_READ);
+		bufferevent_setcb(c->bev, NULL, conn_write_cb, NULL, c);
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			conn_drop(c);
+		return;
+	}
+	dl = smtp_session_deadline(c->sess);
+	if (dl == c->armed)
+		return;
+	c->armed = dl;
+	if (dl == 0) {
+		event_del(c->timer);
+		return;
+	}
+	dl -= mono_now();
+	if (dl < 0)
+		dl = 0;
+	tv.tv_sec = (time_t)dl;
+	tv.tv_usec = (suseconds_t)((dl - (double)tv.tv_sec) * 1e6);
+	event_add(c->timer, &tv);
+}
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	smtp_session_input(c->sess, bufferevent_get_input(bev), mono_now());
+	conn_after_io(c);
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		conn_drop(c);
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	c->armed = 0;
+	if (smtp_session_deadline(c->sess) > mono_now() + 0.001) {
+		conn_after_io(c);
+		return;
+	}
+	smtp_session_timeout(c->sess);
+	conn_after_io(c);
+}
+
+static void
+refuse(int fd, const char *line)
+{
+	ssize_t n = write(fd, line, strlen(line));
+
+	(void)n;
+	close(fd);
+}
+
+static const char *
+action_word(enum policy_action a)
+{
+	static const char *w[] = { "ACCEPT", "RELAY", "REJECT", "TCPREFUSE" };
+
+	return w[a];
+}
+
+static void
+accept_cb(struct evconnlistener *el, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	const struct conf_listener *l = arg;
+	const struct conf_sender_group *sg;
+	const struct conf_policy *pol;
+	const struct cidr *match = NULL;
+	struct smtp_session_params p;
+	char ip[64], icid[32], port[16];
+	enum connlimit_result lim;
+	struct conn *c;
+	int on = 1;
+
+	sockaddr_ip(sa, ip, sizeof(ip));
+	sg = conf_match_sender_group(lconf_all, sa, &match);
+	if (sg == NULL ||
+	    lconf_all->policies[sg->policy_index].action == POLICY_TCPREFUSE) {
+		mlog(LOG_LVL_INFO, "tcprefuse", "TCP refused address {ip} "
+		    "interface {listener} SG {sg}", "ip", ip, "listener",
+		    l->name, "sg", sg ? sg->name : "(none)", NULL);
+		close(fd);
+		return;
+	}
+	pol = &lconf_all->policies[sg->policy_index];
+	lim = connlimit_take(sa, lconf_all->limits.max_connections,
+	    pol->limits.max_connections_per_client);
+	if (lim != CONNLIMIT_OK) {
+		mlog(LOG_LVL_WARNING, "too_many", "Connection refused address "
+		    "{ip} interface {listener}: {why}", "ip", ip, "listener",
+		    l->name, "why", lim == CONNLIMIT_TOTAL ?
+		    "max_connections reached" :
+		    "max_connections_per_client reached", NULL);
+		refuse(fd, "421 4.7.0 Too many connections\r\n");
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ?
+	    (size_t)salen : sizeof(c->peer));
+	c->lconf = l;
+	c->icid = ids_next(ID_ICID);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
+	snprintf(port, sizeof(port), "%d", l->port);
+	mlog(LOG_LVL_INFO, "new_icid", "New SMTP ICID {icid} interface "
+	    "{listener} ({laddr}:{lport}) address {ip} reverse dns host "
+	    "{rdns} verified {verified}", "icid", icid, "listener", l->name,
+	    "laddr", l->address, "lport", port, "ip", ip, "rdns", "unknown",
+	    "verified", "no", NULL);
+	mlog(LOG_LVL_INFO, "sg", "ICID {icid} {action} SG {sg} match {cidr}",
+	    "icid", icid, "action", action_word(pol->action), "sg", sg->name,
+	    "cidr", match ? match->text : "", NULL);
+	memset(&p, 0, sizeof(p));
+	p.conf = lconf_all;
+	p.policy = pol;
+	p.icid = c->icid;
+	p.client_ip = ip;
+	p.client_rdns = "unknown";
+	c->sess = smtp_session_new(&p, &conn_ops, c);
+	c->bev = bufferevent_socket_new(lbase, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(lbase, conn_timer_cb, c);
+	if (c->bev == NULL || c->timer == NULL)
+		fatalx("out of memory for a connection");
+	bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_READ_MAX);
+	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	nconns++;
+	smtp_session_start(c->sess, mono_now());
+	bufferevent_enable(c->bev, EV_READ);
+	conn_after_io(c);
+}
+
+static void
+accept_error_cb(struct evconnlistener *el, void *arg)
+{
+	const struct conf_listener *l = arg;
+
+	/* EMFILE and friends: log, keep serving the sessions we have. */
+	log_warn("listener %s: accept failed", l->name);
+}
+
+int
+listener_attach(struct event_base *base, const struct conf *conf,
+    struct spool *spool, const int *fds, int notify_fd)
+{
+	size_t i;
+
+	lbase = base;
+	lconf_all = conf;
+	lspool = spool;
+	lnotify = notify_fd;
+	lev = xcalloc(conf->nlisteners, sizeof(*lev));
+	nlev = conf->nlisteners;
+	for (i = 0; i < conf->nlisteners; i++) {
+		if (fds[i] == -1)
+			continue;
+		lev[i] = evconnlistener_new(base, accept_cb,
+		    &conf->listeners[i], LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
+		if (lev[i] == NULL)
+			return -1;
+		evconnlistener_set_error_cb(lev[i], accept_error_cb);
+	}
+	return 0;
+}
+
+void
+listener_detach(void)
+{
+	size_t i;
+
+	for (i = 0; i < nlev; i++)
+		if (lev[i])
+			evconnlistener_free(lev[i]);
+	free(lev);
+	lev = NULL;
+	nlev = 0;
+}
+
+size_t
+listener_sessions(void)
+{
+	return nconns;
+}

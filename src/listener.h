@@ -1,0 +1,33 @@
+/*
+ * listener.h - listening sockets, accept, connection caps, the host access
+ * table, and the glue between a client socket (libevent bufferevent) and
+ * the socket-free session engine in smtp_server.c.
+ *
+ * Callers: serve.c (bind before dropping privileges, then one
+ * listener_attach per worker process).
+ */
+#ifndef POSTERN_LISTENER_H
+#define POSTERN_LISTENER_H
+
+#include <stddef.h>
+#include "conf.h"
+
+struct event_base;
+struct spool;
+
+/* Bind and listen (SO_REUSEPORT when asked, so each worker can have its
+ * own socket on the same address); returns the fd or -1 with why. */
+int	listener_bind(const struct conf_listener *, int reuseport, char *why,
+	    size_t whylen);
+
+/* Serve connections on the given fds (one per conf listener, -1 = not
+ * bound) in this process's event loop.  notify_fd: datagram socket on
+ * which the MID of every committed message is sent to the queue manager. */
+int	listener_attach(struct event_base *, const struct conf *,
+	    struct spool *, const int *fds, int notify_fd);
+/* Stop accepting; established sessions continue. */
+void	listener_detach(void);
+/* Sessions still open in this process. */
+size_t	listener_sessions(void);
+
+#endif

@@ -1,0 +1,476 @@
+/*
+ * serve.c - `postern serve`: start-up and supervision.
+ *
+ * Order: load and validate the configuration; create the data directory
+ * and spool, recover it (drop unfinished receptions, find the highest MID);
+ * bind every listener (one SO_REUSEPORT socket per worker); drop
+ * privileges when started as root; then fork one queue manager and one
+ * SMTP worker per CPU.  The master only supervises: it restarts a child
+ * that dies, forwards SIGUSR1 to the queue manager, and on SIGTERM/SIGINT
+ * stops the children and exits.  Workers share nothing hot: each has its
+ * own event loop, spool writer and commit thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cmd.h"
+#include "conf.h"
+#include "connlimit.h"
+#include "ids.h"
+#include "listener.h"
+#include "log.h"
+#include "qmgr.h"
+#include "spool.h"
+#include "util.h"
+
+#define MAX_WORKERS	64
+
+struct child {
+	pid_t	pid;
+	int	role;		/* -1 = queue manager, else worker index */
+	double	started;
+};
+
+static struct conf	*sconf;
+static struct spool	*sspool;
+static int		*sfds;		/* [worker][listener] */
+static int		 snotify[2] = { -1, -1 };
+static int		 snworkers;
+static struct child	 children[MAX_WORKERS + 1];
+static int		 nchildren;
+static volatile sig_atomic_t stopping;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: postern serve [-c FILE] [--foreground] [--debug]\n"
+	    "  Run the mail transfer agent.\n"
+	    "  -c FILE        configuration (default %s if it exists, else the\n"
+	    "                 embedded default: loopback ports 2525..., data in\n"
+	    "                 ./postern-data)\n"
+	    "  --foreground   stay attached to the terminal (default: detach)\n"
+	    "  --debug        also log debug lines\n", CONF_DEFAULT_PATH);
+}
+
+static void
+worker_term_cb(evutil_socket_t fd, short what, void *arg)
+{
+	listener_detach();
+	event_base_loopexit(arg, NULL);
+}
+
+/* A worker: accept and serve SMTP sessions until SIGTERM. */
+static int
+worker_main(int idx)
+{
+	struct event_base *base = event_base_new();
+	struct event *ev;
+
+	if (base == NULL || spool_attach_loop(sspool, base) == -1)
+		fatalx("worker %d: cannot start its event loop", idx);
+	close(snotify[0]);
+	if (listener_attach(base, sconf, sspool,
+	    &sfds[(size_t)idx * sconf->nlisteners], snotify[1]) == -1)
+		fatalx("worker %d: cannot attach listeners", idx);
+	ev = evsignal_new(base, SIGTERM, worker_term_cb, base);
+	if (ev == NULL || event_add(ev, NULL) == -1)
+		fatalx("worker %d: cannot watch signals", idx);
+	event_base_dispatch(base);
+	return 0;
+}
+
+/* The queue manager process. */
+static int
+qmgr_main(void)
+{
+	struct event_base *base = event_base_new();
+
+	if (base == NULL)
+		fatalx("queue manager: cannot start its event loop");
+	close(snotify[1]);
+	return qmgr_run(base, sconf, sspool, snotify[0]);
+}
+
+static pid_t
+spawn(int role)
+{
+	sigset_t none;
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, role == -1 ? SIG_DFL : SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
+	_exit((role == -1 ? qmgr_main() : worker_main(role)) == 0 ? 0 : 1);
+}
+
+/* Make data_dir belong to the unprivileged user (created as root). */
+static int
+prepare_data_dir(const char *user, const char *data_dir)
+{
+	struct passwd *pw;
+
+	if (mkdir_p(data_dir, 0700) == -1) {
+		fprintf(stderr, "postern: cannot create data_dir %s: %s\n",
+		    data_dir, strerror(errno));
+		return -1;
+	}
+	if (geteuid() != 0 || strcmp(user, "root") == 0)
+		return 0;
+	if ((pw = getpwnam(user)) == NULL) {
+		fprintf(stderr, "postern: user '%s' does not exist: create it "
+		    "(adduser --system --group %s) or set `user` in the "
+		    "configuration\n", user, user);
+		return -1;
+	}
+	if (chown(data_dir, pw->pw_uid, pw->pw_gid) == -1) {
+		fprintf(stderr, "postern: cannot give %s to user %s: %s\n",
+		    data_dir, user, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* After binding: setgroups, setresgid, setresuid, in that order. */
+static int
+drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return 0;
+	if (strcmp(user, "root") == 0) {
+		log_warnx("running as root because user = \"root\": set `user` "
+		    "to an unprivileged account");
+		return 0;
+	}
+	if ((pw = getpwnam(user)) == NULL)
+		return -1;
+	if (setgroups(1, &pw->pw_gid) == -1 ||
+	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
+		fprintf(stderr, "postern: cannot drop privileges to %s: %s\n",
+		    user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) != -1) {
+		fprintf(stderr, "postern: privileges were not dropped\n");
+		return -1;
+	}
+	log_info("running as user %s", user);
+	return 0;
+}
+
+static int
+bind_all(void)
+{
+	char why[512];
+	size_t l;
+	int w, bound = 0;
+
+	sfds = xcalloc((size_t)snworkers * sconf->nlisteners, sizeof(*sfds));
+	for (l = 0; l < sconf->nlisteners; l++) {
+		const struct conf_listener *cl = &sconf->listeners[l];
+		int skip = cl->tls == LISTENER_TLS_REQUIRED ||
+		    cl->tls == LISTENER_TLS_IMPLICIT || cl->auth != LISTENER_AUTH_OFF;
+		if (skip)
+			log_crit("listener %s (%s port %d) not started: it needs "
+			    "TLS or AUTH, which this version does not provide "
+			    "yet; it will not be served in plaintext instead",
+			    cl->name, cl->address, cl->port);
+		else if (cl->tls == LISTENER_TLS_PREFERRED)
+			log_warnx("listener %s: STARTTLS is not available in "
+			    "this version; serving without it", cl->name);
+		for (w = 0; w < snworkers; w++) {
+			int *fd = &sfds[(size_t)w * sconf->nlisteners + l];
+			*fd = -1;
+			if (skip)
+				continue;
+			*fd = listener_bind(cl, 1, why, sizeof(why));
+			if (*fd == -1) {
+				fprintf(stderr, "postern: %s\n", why);
+				return -1;
+			}
+		}
+		if (!skip) {
+			log_info("listener %s on %s port %d", cl->name,
+			    cl->address, cl->port);
+			bound++;
+		}
+	}
+	if (bound == 0) {
+		fprintf(stderr, "postern: no listener could be started\n");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGTERM || sig == SIGINT)
+		stopping = 1;
+}
+
+static void
+start_child(int role)
+{
+	pid_t pid = spawn(role);
+
+	if (pid == -1) {
+		log_warn("fork");
+		return;
+	}
+	children[nchildren].pid = pid;
+	children[nchildren].role = role;
+	children[nchildren].started = mono_now();
+	nchildren++;
+}
+
+static void
+reap(void)
+{
+	pid_t pid;
+	int status, i;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < nchildren; i++)
+			if (children[i].pid == pid)
+				break;
+		if (i == nchildren)
+			continue;
+		if (stopping) {
+			children[i] = children[--nchildren];
+			continue;
+		}
+		log_crit("%s %d exited (%s %d); restarting it",
+		    children[i].role == -1 ? "queue manager" : "worker",
+		    (int)pid, WIFSIGNALED(status) ? "signal" : "status",
+		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		{
+			int role = children[i].role;
+			double age = mono_now() - children[i].started;
+			children[i] = children[--nchildren];
+			if (age < 1)
+				sleep(1);	/* no tight crash loop */
+			start_child(role);
+		}
+	}
+}
+
+static void
+supervise(void)
+{
+	sigset_t mask, old;
+	int i;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, &old);
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&mask, &si);
+		if (sig == SIGTERM || sig == SIGINT) {
+			stopping = 1;
+			break;
+		}
+		if (sig == SIGCHLD)
+			reap();
+		else if (sig == SIGUSR1) {
+			for (i = 0; i < nchildren; i++)
+				if (children[i].role == -1)
+					kill(children[i].pid, SIGUSR1);
+		} else if (sig == SIGHUP)
+			log_reopen();
+	}
+	log_info("stopping: %d processes", nchildren);
+	for (i = 0; i < nchildren; i++)
+		kill(children[i].pid, SIGTERM);
+	for (i = 0; i < 100 && nchildren > 0; i++) {
+		reap();
+		if (nchildren > 0)
+			usleep(50000);
+	}
+	for (i = 0; i < nchildren; i++)
+		kill(children[i].pid, SIGKILL);
+	(void)on_signal;
+}
+
+static int
+detach(const char *data_dir, int log_to_stderr)
+{
+	pid_t pid;
+	int fd;
+
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid > 0) {
+		if (log_to_stderr)
+			printf("postern: running in the background (pid %d); "
+			    "log in %s/postern.log\n", (int)pid, data_dir);
+		else
+			printf("postern: running in the background (pid %d)\n",
+			    (int)pid);
+		fflush(stdout);
+		_exit(0);
+	}
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (!log_to_stderr)
+			dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return 0;
+}
+
+static int
+write_pidfile(const char *data_dir)
+{
+	char path[4096], buf[32];
+	int n;
+
+	if (bsnprintf(path, sizeof(path), "%s/postern.pid", data_dir))
+		return -1;
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	return write_file_atomic(path, buf, (size_t)n, 0644);
+}
+
+int
+cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct conf_errors errs = { NULL, 0 };
+	const char *path = NULL;
+	int c, foreground = 0, debug = 0, i;
+	char why[512], logpath[4096];
+	long ncpu;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:fdh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'f': foreground = 1; break;
+		case 'd': debug = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (path == NULL)
+		path = conf_default_path();
+	sconf = conf_load(path, &errs);
+	if (sconf == NULL || errs.n > 0) {
+		for (size_t k = 0; k < errs.n; k++)
+			fprintf(stderr, "%s\n", errs.msgs[k]);
+		fprintf(stderr, "postern: configuration has errors; nothing "
+		    "started (check with `postern config check`)\n");
+		conf_errors_free(&errs);
+		conf_free(sconf);
+		return 1;
+	}
+	if (prepare_data_dir(sconf->user, sconf->data_dir) == -1)
+		return 1;
+	/* Detached with log "-": the log goes to data_dir/postern.log. */
+	if (!foreground && strcmp(sconf->log_file, "-") == 0) {
+		snprintf(logpath, sizeof(logpath), "%s/postern.log",
+		    sconf->data_dir);
+		if (log_open(logpath, sconf->log_json, "postern") == -1) {
+			fprintf(stderr, "postern: cannot open %s: %s\n", logpath,
+			    strerror(errno));
+			return 1;
+		}
+	} else if (log_open(sconf->log_file, sconf->log_json, "postern") == -1) {
+		fprintf(stderr, "postern: cannot open log %s: %s\n",
+		    sconf->log_file, strerror(errno));
+		return 1;
+	}
+	log_set_debug(debug);
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	snworkers = sconf->workers > 0 ? sconf->workers :
+	    (ncpu > 0 ? (int)ncpu : 1);
+	if (snworkers > MAX_WORKERS)
+		snworkers = MAX_WORKERS;
+	if (bind_all() == -1)
+		return 1;
+	if (drop_privileges(sconf->user) == -1)
+		return 1;
+	/* From here on, everything runs as the unprivileged user. */
+	if ((sspool = spool_open(sconf->data_dir, why, sizeof(why))) == NULL) {
+		fprintf(stderr, "postern: spool: %s\n", why);
+		return 1;
+	}
+	spool_clean_incoming(sspool);
+	if (ids_open(sconf->data_dir, spool_max_mid(sspool), why,
+	    sizeof(why)) == -1) {
+		fprintf(stderr, "postern: %s\n", why);
+		return 1;
+	}
+	if (connlimit_init() == -1)
+		fatal("connlimit_init");
+	if (!foreground && detach(sconf->data_dir, 0) == -1)
+		fatal("detach");
+	if (write_pidfile(sconf->data_dir) == -1)
+		log_warn("cannot write %s/postern.pid", sconf->data_dir);
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, snotify) == -1)
+		fatal("socketpair");
+	fcntl(snotify[1], F_SETFL, O_NONBLOCK);
+	{
+		/* Block the signals the master waits for before forking, so
+		 * none is lost between fork and sigwaitinfo. */
+		sigset_t mask;
+		sigemptyset(&mask);
+		sigaddset(&mask, SIGCHLD);
+		sigaddset(&mask, SIGTERM);
+		sigaddset(&mask, SIGINT);
+		sigaddset(&mask, SIGUSR1);
+		sigaddset(&mask, SIGHUP);
+		sigprocmask(SIG_BLOCK, &mask, NULL);
+	}
+	log_info("postern %s starting: hostname %s, data_dir %s, %d workers, "
+	    "configuration %s", POSTERN_VERSION, sconf->hostname,
+	    sconf->data_dir, snworkers, sconf->path);
+	start_child(-1);
+	for (i = 0; i < snworkers; i++)
+		start_child(i);
+	supervise();
+	log_info("stopped");
+	return 0;
+}

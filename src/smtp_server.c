@@ -1,0 +1,867 @@
+/*
+ * smtp_server.c - inbound ESMTP session engine (see smtp_server.h).
+ *
+ * Shape: explicit states plus a command table; each table entry names the
+ * verb and its handler.  Input is taken from an evbuffer line by line
+ * (command state) or in raw chunks (DATA/BDAT content), so pipelined
+ * commands (RFC 2920) are answered in order and content is streamed to the
+ * spool without being held in memory.
+ *
+ * Limits (RFC 5321 4.5.3, SPEC "Limits and defaults"): command line 512
+ * octets including CRLF; DATA lines up to limits.max_line_length; message
+ * size and recipients per policy; deadlines per whole command, per DATA
+ * block and per whole DATA; at most SMTP_MAX_ERRORS bad commands.
+ *
+ * Threats: SMTP smuggling (only <CRLF>.<CRLF> ends DATA, bare CR/LF are
+ * refused or normalised by the scanner in smtp_proto.c), unbounded input
+ * (every wait is capped), log injection (values are cleaned by log.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "log.h"
+#include "smtp_server.h"
+#include "strbuf.h"
+#include "util.h"
+
+#define SMTP_MAX_ERRORS		20
+#define SMTP_DATA_CHUNK		65536
+
+enum smtp_state {
+	SMTP_STATE_CMD,		/* waiting for a command line */
+	SMTP_STATE_SKIPLINE,	/* discarding the rest of an overlong line */
+	SMTP_STATE_DATA,	/* DATA content until <CRLF>.<CRLF> */
+	SMTP_STATE_BDAT,	/* BDAT chunk octets */
+	SMTP_STATE_COMMIT,	/* message handed to the spool, no input */
+	SMTP_STATE_REJECTED,	/* access denied: only QUIT is useful */
+	SMTP_STATE_CLOSED	/* last reply sent */
+};
+
+struct smtp_session {
+	const struct conf		*conf;
+	const struct conf_policy	*policy;
+	const struct smtp_server_ops	*ops;
+	void				*ctx;
+	uint64_t			 icid;
+	char				 client_ip[64];
+	char				 client_rdns[256];
+	enum smtp_state			 state;
+	int				 errors;
+
+	/* greeting */
+	int				 helo_done;
+	int				 esmtp;
+	char				 helo[256];
+
+	/* transaction */
+	int				 in_tx;		/* MAIL accepted */
+	struct envelope			 env;
+	int				 msg_open;
+	int				 used_bdat;
+	int				 bdat_last;
+	int				 bdat_refuse;	/* chunk to swallow, 503 */
+	uint64_t			 bdat_left;
+	uint64_t			 content;	/* octets stored */
+	int				 too_big;
+	int				 write_error;
+	struct smtp_data_scanner	 scan;
+	struct msg_header_scan		 hdr;
+	struct strbuf			 out;		/* scanner output */
+
+	/* deadlines (monotonic seconds) */
+	double				 cmd_deadline;
+	double				 data_deadline;
+	double				 block_deadline;
+};
+
+typedef void (*smtp_cmd_fn)(struct smtp_session *, const struct smtp_cmd *,
+    double now);
+
+static void cmd_helo(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_ehlo(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_mail(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_rcpt(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_data(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_bdat(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_rset(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_noop(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_quit(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_vrfy(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_expn(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_help(struct smtp_session *, const struct smtp_cmd *, double);
+static void cmd_starttls(struct smtp_session *, const struct smtp_cmd *,
+    double);
+static void cmd_auth(struct smtp_session *, const struct smtp_cmd *, double);
+
+/* The command table (RFC 5321 4.1): verb -> handler. */
+static const struct {
+	enum smtp_verb	verb;
+	smtp_cmd_fn	fn;
+} smtp_commands[] = {
+	{ SMTP_VERB_HELO,	cmd_helo },
+	{ SMTP_VERB_EHLO,	cmd_ehlo },
+	{ SMTP_VERB_MAIL,	cmd_mail },
+	{ SMTP_VERB_RCPT,	cmd_rcpt },
+	{ SMTP_VERB_DATA,	cmd_data },
+	{ SMTP_VERB_BDAT,	cmd_bdat },
+	{ SMTP_VERB_RSET,	cmd_rset },
+	{ SMTP_VERB_NOOP,	cmd_noop },
+	{ SMTP_VERB_QUIT,	cmd_quit },
+	{ SMTP_VERB_VRFY,	cmd_vrfy },
+	{ SMTP_VERB_EXPN,	cmd_expn },
+	{ SMTP_VERB_HELP,	cmd_help },
+	{ SMTP_VERB_STARTTLS,	cmd_starttls },
+	{ SMTP_VERB_AUTH,	cmd_auth },
+};
+
+static void
+reply(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+reply(struct smtp_session *s, const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	strbuf_vprintf(&sb, fmt, ap);
+	va_end(ap);
+	strbuf_add(&sb, "\r\n", 2);
+	s->ops->reply(s->ctx, sb.s, sb.len);
+	strbuf_free(&sb);
+}
+
+static void
+idstr(uint64_t v, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+static void
+close_with(struct smtp_session *s, const char *line)
+{
+	reply(s, "%s", line);
+	s->state = SMTP_STATE_CLOSED;
+}
+
+/* Count a protocol error; too many and the session ends (anti-abuse). */
+static int
+count_error(struct smtp_session *s)
+{
+	if (++s->errors < SMTP_MAX_ERRORS)
+		return 0;
+	reply(s, "421 4.7.0 %s Error: too many errors", s->conf->hostname);
+	s->state = SMTP_STATE_CLOSED;
+	return 1;
+}
+
+static void
+error_reply(struct smtp_session *s, const char *line)
+{
+	reply(s, "%s", line);
+	count_error(s);
+}
+
+struct smtp_session *
+smtp_session_new(const struct smtp_session_params *p,
+    const struct smtp_server_ops *ops, void *ctx)
+{
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+
+	s->conf = p->conf;
+	s->policy = p->policy;
+	s->ops = ops;
+	s->ctx = ctx;
+	s->icid = p->icid;
+	bstrlcpy(s->client_ip, p->client_ip, sizeof(s->client_ip));
+	bstrlcpy(s->client_rdns, p->client_rdns ? p->client_rdns : "unknown",
+	    sizeof(s->client_rdns));
+	envelope_init(&s->env);
+	strbuf_init(&s->out);
+	return s;
+}
+
+/* End the transaction: abort an open message, log, clear the envelope. */
+static void
+tx_reset(struct smtp_session *s, int log_abort)
+{
+	char mid[32];
+
+	if (s->msg_open) {
+		s->ops->msg_abort(s->ctx);
+		s->msg_open = 0;
+	}
+	if (s->in_tx && log_abort) {
+		idstr(s->env.mid, mid, sizeof(mid));
+		mlog(LOG_LVL_INFO, "message_finished",
+		    "Message finished MID {mid} aborted", "mid", mid, NULL);
+	}
+	s->in_tx = 0;
+	s->used_bdat = s->bdat_last = s->bdat_refuse = 0;
+	s->bdat_left = s->content = 0;
+	s->too_big = s->write_error = 0;
+	envelope_clear(&s->env);
+	strbuf_reset(&s->out);
+}
+
+void
+smtp_session_free(struct smtp_session *s)
+{
+	if (s == NULL)
+		return;
+	tx_reset(s, 1);
+	strbuf_free(&s->out);
+	free(s);
+}
+
+void
+smtp_session_lost(struct smtp_session *s)
+{
+	if (s->state != SMTP_STATE_COMMIT)
+		tx_reset(s, 1);
+	s->state = SMTP_STATE_CLOSED;
+}
+
+void
+smtp_session_start(struct smtp_session *s, double now)
+{
+	s->cmd_deadline = now + s->policy->limits.command_timeout;
+	if (s->policy->action == POLICY_REJECT) {
+		reply(s, "554 5.7.1 Access denied");
+		s->state = SMTP_STATE_REJECTED;
+		return;
+	}
+	reply(s, "220 %s ESMTP Postern", s->conf->hostname);
+	s->state = SMTP_STATE_CMD;
+}
+
+double
+smtp_session_deadline(const struct smtp_session *s)
+{
+	switch (s->state) {
+	case SMTP_STATE_DATA:
+	case SMTP_STATE_BDAT:
+		return s->block_deadline < s->data_deadline ?
+		    s->block_deadline : s->data_deadline;
+	case SMTP_STATE_COMMIT:
+	case SMTP_STATE_CLOSED:
+		return 0;
+	default:
+		return s->cmd_deadline;
+	}
+}
+
+void
+smtp_session_timeout(struct smtp_session *s)
+{
+	if (s->state == SMTP_STATE_CLOSED || s->state == SMTP_STATE_COMMIT)
+		return;
+	tx_reset(s, 1);
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->conf->hostname);
+	s->state = SMTP_STATE_CLOSED;
+}
+
+int
+smtp_session_closing(const struct smtp_session *s)
+{
+	return s->state == SMTP_STATE_CLOSED;
+}
+
+int
+smtp_session_committing(const struct smtp_session *s)
+{
+	return s->state == SMTP_STATE_COMMIT;
+}
+
+/* ------------------------------------------------------------ commands */
+
+static void
+greet(struct smtp_session *s, const struct smtp_cmd *c, int esmtp)
+{
+	if (smtp_helo_parse(c->args, c->args_len) == -1) {
+		error_reply(s, esmtp ? "501 5.5.4 Syntax: EHLO hostname" :
+		    "501 5.5.4 Syntax: HELO hostname");
+		return;
+	}
+	/* RFC 5321 4.1.4: EHLO/HELO resets any transaction. */
+	tx_reset(s, 1);
+	s->helo_done = 1;
+	s->esmtp = esmtp;
+	if (c->args_len >= sizeof(s->helo))
+		bstrlcpy(s->helo, "(too long)", sizeof(s->helo));
+	else {
+		memcpy(s->helo, c->args, c->args_len);
+		s->helo[c->args_len] = '\0';
+	}
+}
+
+static void
+cmd_helo(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	greet(s, c, 0);
+	if (s->helo_done && !s->esmtp)
+		reply(s, "250 %s", s->conf->hostname);
+}
+
+static void
+cmd_ehlo(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	greet(s, c, 1);
+	if (!s->helo_done || !s->esmtp)
+		return;
+	reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %zu\r\n250-8BITMIME\r\n"
+	    "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n"
+	    "250 CHUNKING", s->conf->hostname, s->policy->max_message_size);
+}
+
+static void
+cmd_mail(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	struct smtp_mail_params mp;
+	struct smtp_path path;
+	const char *why = NULL;
+	char mid[32], icid[32], from[SMTP_ADDR_MAX + 3];
+
+	if (!s->helo_done) {
+		error_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->in_tx) {
+		error_reply(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (smtp_mail_parse(c->args, c->args_len, &path, &mp, &why) == -1) {
+		error_reply(s, why);
+		return;
+	}
+	if (!s->esmtp && (mp.size || mp.body || mp.smtputf8 || mp.ret ||
+	    mp.envid[0])) {
+		error_reply(s, "555 5.5.4 MAIL parameters need EHLO");
+		return;
+	}
+	if (mp.size > s->policy->max_message_size) {
+		error_reply(s, "552 5.3.4 Message size exceeds fixed maximum "
+		    "message size");
+		return;
+	}
+	envelope_init(&s->env);
+	s->env.mid = s->ops->new_mid(s->ctx);
+	s->env.icid = s->icid;
+	s->env.received = wall_now();
+	bstrlcpy(s->env.client_ip, s->client_ip, sizeof(s->env.client_ip));
+	bstrlcpy(s->env.helo, s->helo, sizeof(s->env.helo));
+	bstrlcpy(s->env.from, path.addr, sizeof(s->env.from));
+	s->env.body = mp.body;
+	s->env.smtputf8 = mp.smtputf8;
+	s->env.ret = mp.ret;
+	bstrlcpy(s->env.envid, mp.envid, sizeof(s->env.envid));
+	s->in_tx = 1;
+	idstr(s->env.mid, mid, sizeof(mid));
+	idstr(s->icid, icid, sizeof(icid));
+	snprintf(from, sizeof(from), "%s", path.addr);
+	mlog(LOG_LVL_INFO, "start", "Start MID {mid} ICID {icid}", "mid", mid,
+	    "icid", icid, NULL);
+	mlog(LOG_LVL_INFO, "from", "MID {mid} ICID {icid} From: <{from}>",
+	    "mid", mid, "icid", icid, "from", from, NULL);
+	reply(s, "250 2.1.0 Ok");
+}
+
+/* RFC 5321 4.5.1: <postmaster> without a domain is always accepted. */
+static void
+qualify_postmaster(struct smtp_session *s, struct smtp_path *p)
+{
+	const char *dom;
+
+	if (p->domain[0] != '\0')
+		return;
+	dom = conf_is_local_domain(s->conf, s->conf->hostname) ||
+	    s->conf->nlocal_domains == 0 ? s->conf->hostname :
+	    s->conf->local_domains[0];
+	snprintf(p->addr, sizeof(p->addr), "postmaster@%s", dom);
+	bstrlcpy(p->domain, dom, sizeof(p->domain));
+}
+
+static void
+rcpt_reject(struct smtp_session *s, const struct smtp_path *p,
+    const char *line)
+{
+	char mid[32], icid[32];
+
+	idstr(s->env.mid, mid, sizeof(mid));
+	idstr(s->icid, icid, sizeof(icid));
+	mlog(LOG_LVL_INFO, "rcpt_rejected",
+	    "MID {mid} ICID {icid} To: <{to}> rejected: {reply}", "mid", mid,
+	    "icid", icid, "to", p->addr, "reply", line, NULL);
+	error_reply(s, line);
+}
+
+static void
+cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	struct smtp_rcpt_params rp;
+	struct smtp_path path;
+	const char *why = NULL;
+	char mid[32], icid[32], rid[32];
+	int local;
+
+	if (!s->in_tx) {
+		error_reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (s->used_bdat || s->msg_open) {
+		error_reply(s, "503 5.5.1 Error: RCPT after message data");
+		return;
+	}
+	if (smtp_rcpt_parse(c->args, c->args_len, &path, &rp, &why) == -1) {
+		error_reply(s, why);
+		return;
+	}
+	if (path.utf8 && !s->env.smtputf8) {
+		rcpt_reject(s, &path, "553 5.6.7 SMTPUTF8 required for "
+		    "non-ASCII address");
+		return;
+	}
+	if (!s->esmtp && (rp.notify || rp.orcpt[0])) {
+		error_reply(s, "555 5.5.4 RCPT parameters need EHLO");
+		return;
+	}
+	if ((int)s->env.nrcpts >= s->policy->max_recipients) {
+		reply(s, "452 4.5.3 Too many recipients");
+		return;
+	}
+	qualify_postmaster(s, &path);
+	local = conf_is_local_domain(s->conf, path.domain);
+	if (!local && s->policy->action != POLICY_RELAY) {
+		rcpt_reject(s, &path, "550 5.7.1 Relaying denied");
+		return;
+	}
+	if (local && (why = s->ops->rcpt_local_check(s->ctx, &path)) != NULL) {
+		rcpt_reject(s, &path, why);
+		return;
+	}
+	envelope_add_rcpt(&s->env, path.addr, rp.notify, rp.orcpt);
+	idstr(s->env.mid, mid, sizeof(mid));
+	idstr(s->icid, icid, sizeof(icid));
+	idstr(s->env.nrcpts - 1, rid, sizeof(rid));
+	mlog(LOG_LVL_INFO, "rcpt", "MID {mid} ICID {icid} RID {rid} To: <{to}>",
+	    "mid", mid, "icid", icid, "rid", rid, "to", path.addr, NULL);
+	reply(s, "250 2.1.5 Ok");
+}
+
+/* Open the spool file and write our Received: trace field (RFC 5321 4.4). */
+static int
+msg_open(struct smtp_session *s)
+{
+	struct strbuf rcv = STRBUF_INIT;
+	char date[64];
+	struct tm tm;
+	time_t t = (time_t)s->env.received;
+	const char *proto;
+
+	if (s->ops->msg_begin(s->ctx, s->env.mid) == -1)
+		return -1;
+	s->msg_open = 1;
+	gmtime_r(&t, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	proto = s->env.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+	strbuf_puts(&rcv, "Received: from ");
+	strbuf_printable(&rcv, s->helo, strlen(s->helo));
+	strbuf_printf(&rcv, " (%s [%s])\r\n\tby %s (Postern) with %s id %llu",
+	    s->client_rdns, s->client_ip, s->conf->hostname, proto,
+	    (unsigned long long)s->env.mid);
+	if (s->env.nrcpts == 1)
+		strbuf_printf(&rcv, "\r\n\tfor <%s>", s->env.rcpts[0].addr);
+	strbuf_printf(&rcv, "; %s\r\n", date);
+	s->content = rcv.len;
+	if (s->ops->msg_write(s->ctx, rcv.s, rcv.len) == -1)
+		s->write_error = 1;
+	strbuf_free(&rcv);
+	return 0;
+}
+
+static void
+begin_content(struct smtp_session *s, int bdat, double now)
+{
+	smtp_data_init(&s->scan, s->policy->limits.max_line_length,
+	    s->policy->limits.bare_line_ends == BARE_NORMALIZE, bdat);
+	msg_header_scan_init(&s->hdr);
+	s->data_deadline = now + s->policy->limits.data_timeout;
+	s->block_deadline = now + s->policy->limits.data_block_timeout;
+}
+
+static void
+cmd_data(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	if (c->args_len > 0) {
+		error_reply(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (!s->in_tx) {
+		error_reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (s->used_bdat) {
+		error_reply(s, "503 5.5.1 Error: DATA after BDAT");
+		return;
+	}
+	if (s->env.nrcpts == 0) {
+		error_reply(s, "503 5.5.1 Error: need RCPT command");
+		return;
+	}
+	if (msg_open(s) == -1) {
+		reply(s, "451 4.3.0 Error: queue file write error");
+		tx_reset(s, 1);
+		return;
+	}
+	begin_content(s, 0, now);
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	s->state = SMTP_STATE_DATA;
+}
+
+static void
+cmd_bdat(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	const char *why = NULL;
+	uint64_t size;
+	int last;
+
+	if (smtp_bdat_parse(c->args, c->args_len, &size, &last, &why) == -1) {
+		/* Without a valid size we cannot find the next command. */
+		tx_reset(s, 1);
+		close_with(s, "501 5.5.4 Syntax: BDAT <size> [LAST]; closing "
+		    "connection");
+		return;
+	}
+	s->bdat_left = size;
+	s->bdat_last = last;
+	s->bdat_refuse = !s->in_tx || s->env.nrcpts == 0;
+	if (!s->bdat_refuse && !s->used_bdat) {
+		if (msg_open(s) == -1) {
+			reply(s, "451 4.3.0 Error: queue file write error");
+			tx_reset(s, 1);
+			s->bdat_refuse = 2;
+		} else {
+			s->used_bdat = 1;
+			begin_content(s, 1, now);
+		}
+	}
+	s->block_deadline = now + s->policy->limits.data_block_timeout;
+	if (!s->used_bdat)
+		s->data_deadline = now + s->policy->limits.data_timeout;
+	s->state = SMTP_STATE_BDAT;
+}
+
+static void
+cmd_rset(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	tx_reset(s, 1);
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_noop(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_quit(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	tx_reset(s, 1);
+	close_with(s, "221 2.0.0 Bye");
+}
+
+static void
+cmd_vrfy(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	/* RFC 5321 3.5.3: 252 rather than disclosing users. */
+	reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and "
+	    "attempt delivery");
+}
+
+static void
+cmd_expn(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	error_reply(s, "502 5.5.1 Error: EXPN not supported");
+}
+
+static void
+cmd_help(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP "
+	    "QUIT VRFY HELP");
+}
+
+static void
+cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	/* Not advertised: this listener has no TLS. */
+	error_reply(s, "502 5.5.1 Error: STARTTLS not available on this "
+	    "listener");
+}
+
+static void
+cmd_auth(struct smtp_session *s, const struct smtp_cmd *c, double now)
+{
+	error_reply(s, "503 5.5.1 Error: authentication not enabled");
+}
+
+/* ------------------------------------------------------------- content */
+
+/* Pass scanner output to the spool unless the message is already lost. */
+static void
+store_out(struct smtp_session *s)
+{
+	if (s->out.len == 0)
+		return;
+	msg_header_scan_feed(&s->hdr, s->out.s, s->out.len);
+	s->content += s->out.len;
+	if (s->content > s->policy->max_message_size)
+		s->too_big = 1;
+	if (!s->too_big && !s->write_error &&
+	    s->ops->msg_write(s->ctx, s->out.s, s->out.len) == -1)
+		s->write_error = 1;
+	strbuf_reset(&s->out);
+}
+
+static void
+log_rejected(struct smtp_session *s, const char *line)
+{
+	char mid[32];
+
+	idstr(s->env.mid, mid, sizeof(mid));
+	mlog(LOG_LVL_INFO, "rejected", "MID {mid} rejected: {reply}",
+	    "mid", mid, "reply", line, NULL);
+}
+
+/* End of DATA or of the LAST chunk: refuse, or hand over for commit. */
+static void
+finish_content(struct smtp_session *s, double now)
+{
+	const char *why = NULL;
+	char mid[32];
+
+	msg_header_scan_finish(&s->hdr);
+	if (s->scan.bare_seen && !s->scan.normalize)
+		why = "550 5.5.2 Bare LF or CR not allowed in message";
+	else if (s->scan.line_too_long)
+		why = "552 5.3.4 Message line too long";
+	else if (s->too_big)
+		why = "552 5.3.4 Message size exceeds fixed maximum message size";
+	else if (s->write_error)
+		why = "451 4.3.0 Error: queue file write error";
+	s->cmd_deadline = now + s->policy->limits.command_timeout;
+	if (why != NULL) {
+		log_rejected(s, why);
+		reply(s, "%s", why);
+		idstr(s->env.mid, mid, sizeof(mid));
+		s->in_tx = 0;	/* logged as rejected, not "aborted" */
+		tx_reset(s, 0);
+		mlog(LOG_LVL_INFO, "message_finished",
+		    "Message finished MID {mid} aborted", "mid", mid, NULL);
+		s->state = SMTP_STATE_CMD;
+		return;
+	}
+	s->env.msg_size = s->content;
+	idstr(s->env.mid, mid, sizeof(mid));
+	if (s->hdr.message_id[0])
+		mlog(LOG_LVL_INFO, "message_id", "MID {mid} Message-ID '{msgid}'",
+		    "mid", mid, "msgid", s->hdr.message_id, NULL);
+	if (s->hdr.subject[0])
+		mlog(LOG_LVL_INFO, "subject", "MID {mid} Subject '{subject}'",
+		    "mid", mid, "subject", s->hdr.subject, NULL);
+	s->msg_open = 0;	/* the spool owns it now */
+	s->state = SMTP_STATE_COMMIT;
+	s->ops->msg_commit(s->ctx, &s->env);
+}
+
+void
+smtp_session_committed(struct smtp_session *s, int ok, double now)
+{
+	char mid[32], size[32];
+
+	if (s->state != SMTP_STATE_COMMIT)
+		return;
+	idstr(s->env.mid, mid, sizeof(mid));
+	if (ok) {
+		idstr(s->env.msg_size, size, sizeof(size));
+		mlog(LOG_LVL_INFO, "ready", "MID {mid} ready {size} bytes from "
+		    "<{from}>", "mid", mid, "size", size, "from", s->env.from,
+		    NULL);
+		reply(s, "250 2.0.0 Ok: queued as %s", mid);
+	} else {
+		log_rejected(s, "451 4.3.0 Error: queue file write error");
+		reply(s, "451 4.3.0 Error: queue file write error");
+		mlog(LOG_LVL_INFO, "message_finished",
+		    "Message finished MID {mid} aborted", "mid", mid, NULL);
+	}
+	s->in_tx = 0;
+	tx_reset(s, 0);
+	s->cmd_deadline = now + s->policy->limits.command_timeout;
+	s->state = SMTP_STATE_CMD;
+}
+
+/* DATA: scan contiguous pieces of the buffer until end of data. */
+static void
+input_data(struct smtp_session *s, struct evbuffer *in, double now)
+{
+	struct evbuffer_iovec v;
+	size_t used;
+
+	s->block_deadline = now + s->policy->limits.data_block_timeout;
+	while (s->state == SMTP_STATE_DATA && evbuffer_get_length(in) > 0) {
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		used = smtp_data_feed(&s->scan, v.iov_base, v.iov_len, &s->out);
+		evbuffer_drain(in, used);
+		store_out(s);
+		if (s->scan.done)
+			finish_content(s, now);
+	}
+}
+
+/* BDAT: take exactly the announced octets (RFC 3030 2). */
+static void
+input_bdat(struct smtp_session *s, struct evbuffer *in, double now)
+{
+	struct evbuffer_iovec v;
+	size_t n;
+
+	s->block_deadline = now + s->policy->limits.data_block_timeout;
+	while (s->bdat_left > 0 && evbuffer_get_length(in) > 0) {
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len < s->bdat_left ? v.iov_len : (size_t)s->bdat_left;
+		if (!s->bdat_refuse)
+			smtp_data_feed(&s->scan, v.iov_base, n, &s->out);
+		evbuffer_drain(in, n);
+		s->bdat_left -= n;
+		if (!s->bdat_refuse)
+			store_out(s);
+	}
+	if (s->bdat_left > 0)
+		return;
+	s->state = SMTP_STATE_CMD;
+	s->cmd_deadline = now + s->policy->limits.command_timeout;
+	if (s->bdat_refuse) {
+		if (s->bdat_refuse == 1)
+			error_reply(s, s->in_tx ?
+			    "503 5.5.1 Error: need RCPT command" :
+			    "503 5.5.1 Error: need MAIL command");
+		s->bdat_refuse = 0;
+		return;
+	}
+	if (!s->bdat_last) {
+		reply(s, "250 2.0.0 Ok: %llu octets received",
+		    (unsigned long long)(s->content));
+		return;
+	}
+	smtp_data_finish(&s->scan, &s->out);
+	store_out(s);
+	finish_content(s, now);
+}
+
+/* One command line (line ending already stripped). */
+static void
+dispatch(struct smtp_session *s, const char *line, size_t len, double now)
+{
+	struct smtp_cmd c;
+	size_t i;
+
+	s->cmd_deadline = now + s->policy->limits.command_timeout;
+	if (smtp_cmd_parse(line, len, &c) == -1) {
+		error_reply(s, "500 5.5.2 Error: bad syntax");
+		return;
+	}
+	if (s->state == SMTP_STATE_REJECTED) {
+		if (c.verb == SMTP_VERB_QUIT)
+			close_with(s, "221 2.0.0 Bye");
+		else
+			error_reply(s, "554 5.7.1 Access denied");
+		return;
+	}
+	for (i = 0; i < sizeof(smtp_commands) / sizeof(smtp_commands[0]); i++)
+		if (smtp_commands[i].verb == c.verb) {
+			smtp_commands[i].fn(s, &c, now);
+			return;
+		}
+	error_reply(s, "500 5.5.2 Error: command not recognized");
+}
+
+/* Command state: take one line, enforcing the 512-octet limit. */
+static int
+input_line(struct smtp_session *s, struct evbuffer *in, double now)
+{
+	struct evbuffer_ptr eol;
+	char line[SMTP_LINE_MAX + 1];
+	size_t eol_len = 0, len;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (eol.pos == -1) {
+		if (evbuffer_get_length(in) < SMTP_LINE_MAX)
+			return 0;
+		/* No end of line within the limit: refuse, skip the rest. */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (s->state == SMTP_STATE_SKIPLINE)
+			return 0;
+		if (s->state == SMTP_STATE_REJECTED) {
+			close_with(s, "554 5.7.1 Access denied");
+			return 0;
+		}
+		error_reply(s, "500 5.5.2 Line too long");
+		if (s->state != SMTP_STATE_CLOSED)
+			s->state = SMTP_STATE_SKIPLINE;
+		return 0;
+	}
+	len = (size_t)eol.pos;
+	if (s->state == SMTP_STATE_SKIPLINE) {
+		evbuffer_drain(in, len + eol_len);
+		s->state = SMTP_STATE_CMD;
+		return 1;
+	}
+	if (len + 1 > SMTP_LINE_MAX) {
+		evbuffer_drain(in, len + eol_len);
+		error_reply(s, "500 5.5.2 Line too long");
+		return 1;
+	}
+	evbuffer_remove(in, line, len + eol_len);
+	/* Strip CRLF or a bare LF (old scripts); a CR left inside is an error
+	 * for smtp_cmd_parse. */
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	line[len] = '\0';
+	dispatch(s, line, len, now);
+	return 1;
+}
+
+void
+smtp_session_input(struct smtp_session *s, struct evbuffer *in, double now)
+{
+	while (evbuffer_get_length(in) > 0) {
+		switch (s->state) {
+		case SMTP_STATE_CMD:
+		case SMTP_STATE_SKIPLINE:
+		case SMTP_STATE_REJECTED:
+			if (!input_line(s, in, now))
+				return;
+			break;
+		case SMTP_STATE_DATA:
+			input_data(s, in, now);
+			break;
+		case SMTP_STATE_BDAT:
+			input_bdat(s, in, now);
+			break;
+		case SMTP_STATE_COMMIT:
+			return;
+		case SMTP_STATE_CLOSED:
+			/* Nothing after QUIT or 421 is read (RFC 5321 4.1.1.10). */
+			evbuffer_drain(in, evbuffer_get_length(in));
+			return;
+		}
+	}
+}
