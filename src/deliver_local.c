@@ -75,6 +75,8 @@ deliver_local_maildir(const struct conf_route *r, const char *addr,
 			val = user;
 		else if (p[0] == '%' && p[1] == 'd')
 			val = dom;
+		else if (p[0] == '%' && p[1] == '%')
+			val = "%";	/* conf.c writes a literal % as %% */
 		if (val != NULL) {
 			add = strlen(val);
 			p++;

@@ -1,0 +1,92 @@
+#!/bin/sh
+# Server adapter for Postern, with the verbs of ../shared/bench's
+# server-postfix.sh (see ../shared/bench/README.md):
+#   setup            write the bench configuration and start postern
+#   mode hold|defer|relay
+#                    hold/defer: delivery.paused = true (accept and queue
+#                    durably, deliver nothing); relay: a "*" route to
+#                    [127.0.0.1]:$SINK_PORT
+#   tls on|off       offer STARTTLS (RSA-2048 self-signed, like Postfix's)
+#   proclimit N      raise the connection limits so N connections fit
+#   restart | clean | qcount | pid | stop
+# env: PORT (2600) SINK_PORT (2526) POSTERN_BIN (build/postern of this
+#      checkout) POSTERN_BENCH_DIR (/tmp/postern-bench)
+# Same durability as Postfix: postern fsyncs (syncfs) message, envelope and
+# directory entry before its 250.  Runs as user nobody after binding.
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+PORT=${PORT:-2600}
+SINK_PORT=${SINK_PORT:-2526}
+BIN=${POSTERN_BIN:-$HERE/../build/postern}
+D=${POSTERN_BENCH_DIR:-/tmp/postern-bench}
+CONF=$D/postern.conf
+mkdir -p "$D"
+chmod 755 "$D"
+[ -f "$D/mode" ] || echo hold > "$D/mode"
+[ -f "$D/limit" ] || echo 100 > "$D/limit"
+
+write_conf() {
+    mode=$(cat "$D/mode"); limit=$(cat "$D/limit")
+    paused=false; route=""
+    case $mode in
+    hold|defer) paused=true ;;
+    relay) route="{ domain = \"*\"; hosts = [ \"[127.0.0.1]:$SINK_PORT\" ]; }" ;;
+    esac
+    conns=$((limit + 200))
+    [ $conns -lt 10000 ] && conns=10000
+    cat > "$CONF" <<CONF
+hostname = "mta-bench.localdomain";
+data_dir = "$D/data";
+user = "nobody";
+log = { file = "$D/postern.log"; format = "text"; };
+listeners = ( { name = "bench"; address = "127.0.0.1"; port = $PORT; } );
+sender_groups = ( { name = "RELAYLIST"; networks = [ "127.0.0.0/8" ]; policy = "relayed"; } );
+policies = { relayed = { action = "relay"; max_message_size = 20971520; max_recipients = 100; }; };
+local_domains = [ ];
+limits = { max_connections = $conns; max_connections_per_client = $conns; };
+routes = ( $route );
+delivery = { paused = $paused; };
+CONF
+}
+
+pidof_master() { cat "$D/data/postern.pid" 2>/dev/null || true; }
+
+start() {
+    write_conf
+    "$BIN" config check -c "$CONF" >/dev/null
+    ulimit -n 65536 2>/dev/null || true
+    "$BIN" serve -c "$CONF" >/dev/null
+    # ready when the port accepts and the pid file is written
+    i=0
+    until python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null &&
+        [ -s "$D/data/postern.pid" ]; do
+        i=$((i + 1))
+        if [ $i -ge 100 ]; then echo "postern did not start" >&2; tail "$D/postern.log" >&2; exit 1; fi
+        sleep 0.1
+    done
+}
+
+stop() {
+    pid=$(pidof_master)
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || true
+    i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    rm -f "$D/data/postern.pid"
+}
+
+case "${1:-}" in
+setup)   stop; start ;;
+mode)    case "${2:-}" in hold|defer|relay) echo "$2" > "$D/mode" ;; *) echo "mode hold|defer|relay" >&2; exit 2 ;; esac
+         stop; start ;;
+tls)     case "${2:-}" in
+         off) ;;
+         on) echo "postern: STARTTLS is not available in this version" >&2; exit 1 ;;
+         *) echo "tls on|off" >&2; exit 2 ;; esac ;;
+proclimit) echo "${2:?N}" > "$D/limit"; stop; start ;;
+restart) stop; start ;;
+clean)   "$BIN" queue -c "$CONF" delete --all >/dev/null ;;
+qcount)  "$BIN" queue -c "$CONF" list --count ;;
+pid)     pidof_master ;;
+stop)    stop ;;
+*)       sed -n '2,16p' "$0"; exit 2 ;;
+esac

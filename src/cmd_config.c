@@ -1,0 +1,108 @@
+/*
+ * cmd_config.c - `postern config check [-c FILE]` and `postern config show
+ * [-c FILE]` (SPEC.md "One binary").
+ *
+ * check parses and validates the configuration and prints every problem as
+ * "FILE:LINE: message" on stderr; show prints the effective configuration
+ * (defaults filled in, secrets masked) in libconfig syntax.  Without -c the
+ * file is the one serve would use: CONF_DEFAULT_PATH if it exists, else the
+ * embedded default.  Public: cmd_config().
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "conf.h"
+
+static void	usage(FILE *);
+static int	parse_args(int, char **, const char **, const char **);
+static void	print_errors(const struct conf_errors *);
+
+static void
+usage(FILE *fp)
+{
+	fputs("usage: postern config check [-c FILE]\n"
+	    "       postern config show [-c FILE]\n"
+	    "\n"
+	    "  check  parse and validate; print each problem as "
+	    "FILE:LINE: message\n"
+	    "  show   print the effective configuration, defaults filled in\n"
+	    "  -c FILE  configuration file (default " CONF_DEFAULT_PATH
+	    " if it\n"
+	    "           exists, else the embedded default)\n", fp);
+}
+
+/* 0 ok, 2 usage error, -1 --help was asked for. */
+static int
+parse_args(int argc, char **argv, const char **sub, const char **path)
+{
+	int i;
+
+	*sub = NULL;
+	*path = NULL;
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0)
+			return -1;
+		if (strcmp(argv[i], "-c") == 0) {
+			if (i + 1 >= argc || *path != NULL)
+				return 2;
+			*path = argv[++i];
+		} else if (strncmp(argv[i], "-c", 2) == 0) {
+			if (*path != NULL)
+				return 2;
+			*path = argv[i] + 2;
+		} else if (argv[i][0] == '-' || *sub != NULL)
+			return 2;
+		else
+			*sub = argv[i];
+	}
+	if (*sub == NULL ||
+	    (strcmp(*sub, "check") != 0 && strcmp(*sub, "show") != 0))
+		return 2;
+	return 0;
+}
+
+static void
+print_errors(const struct conf_errors *errs)
+{
+	size_t i;
+
+	for (i = 0; i < errs->n; i++)
+		fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+/* `postern config check|show [-c FILE]`; returns the exit status. */
+int
+cmd_config(int argc, char **argv)
+{
+	struct conf_errors errs = { NULL, 0 };
+	struct conf *conf;
+	const char *sub, *path;
+	int rc;
+
+	if ((rc = parse_args(argc, argv, &sub, &path)) != 0) {
+		usage(rc == -1 ? stdout : stderr);
+		return rc == -1 ? 0 : 2;
+	}
+	if (path == NULL)
+		path = conf_default_path();
+	conf = conf_load(path, &errs);
+	if (conf == NULL || errs.n > 0) {
+		print_errors(&errs);
+		rc = 1;
+	} else if (strcmp(sub, "check") == 0) {
+		printf("%s: configuration OK\n", conf->path);
+		rc = 0;
+	} else {
+		conf_show(conf, stdout);
+		rc = 0;
+	}
+	if (fflush(stdout) == EOF && rc == 0) {
+		perror("postern config: stdout");
+		rc = 1;
+	}
+	conf_free(conf);
+	conf_errors_free(&errs);
+	return rc;
+}
