@@ -175,6 +175,9 @@ struct msg_header_scan {
 	int	at_line_start;
 	int	in_body;
 	int	pending_cr;
+	int	phase;		/* name, wanted value, or skipped field */
+	int	field;		/* which wanted field the value belongs to */
+	int	seen;		/* fields already stored (first one wins) */
 };
 void	msg_header_scan_init(struct msg_header_scan *);
 void	msg_header_scan_feed(struct msg_header_scan *, const char *, size_t);
