@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Ratios Postern/Postfix from the result files of bench/run-bench.sh."""
+import glob
+import os
+import statistics
+import sys
+
+
+def rows(pattern):
+    out = []
+    for fn in glob.glob(pattern):
+        for line in open(fn):
+            d = dict(t.split("=", 1) for t in line.split() if "=" in t)
+            if "msgs_per_s" in d or "kib_per_conn" in d:
+                out.append(d)
+    return out
+
+
+def main():
+    r = sys.argv[1]
+    pf = rows(os.path.join(r, "source-pf-*.txt"))
+    pn = rows(os.path.join(r, "source-pn-*.txt"))
+    keys = sorted({(int(d["size"]), int(d["conc"])) for d in pf + pn})
+    print(f"{'size':>6} {'sessions':>8} {'postfix msg/s':>14} {'postern msg/s':>14}"
+          f" {'ratio':>6} {'postfix ms/msg':>15} {'postern ms/msg':>15}")
+    for size, conc in keys:
+        def med(rs, k):
+            v = [float(d[k]) for d in rs if int(d["size"]) == size
+                 and int(d["conc"]) == conc and k in d]
+            return statistics.median(v) if v else float("nan")
+        a, b = med(pf, "msgs_per_s"), med(pn, "msgs_per_s")
+        ca, cb = med(pf, "server_ms_per_item"), med(pn, "server_ms_per_item")
+        print(f"{size:>6} {conc:>8} {a:>14.0f} {b:>14.0f} {b / a:>6.2f}"
+              f" {ca:>15.3f} {cb:>15.3f}")
+    for d in rows(os.path.join(r, "idle-10k.txt")):
+        print(f"postern: {d['conns']} idle connections at once: server tree "
+              f"PSS {d['pss_after_mib']} MiB, RSS {d['rss_after_mib']} MiB "
+              f"({d['pss_kib_per_conn']} KiB per connection)")
+    for label in ("idle-pf", "idle-pn"):
+        for d in rows(os.path.join(r, label + ".txt")):
+            total = (int(d["pss_after_kib"]) - int(d["pss_before_kib"])) / 1024
+            print(f"{label}: {d['conns']} idle connections: "
+                  f"{d['pss_kib_per_conn']} KiB PSS per connection "
+                  f"(RSS {d['rss_kib_per_conn']}), server tree PSS "
+                  f"{int(d['pss_after_kib']) / 1024:.1f} MiB total, "
+                  f"+{total:.1f} MiB for the connections")
+
+
+if __name__ == "__main__":
+    main()
