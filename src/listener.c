@@ -39,7 +39,9 @@
 #include "spool.h"
 #include "util.h"
 
-#define SMTP_READ_MAX	(256 * 1024)
+#define SMTP_READ_MAX		(256 * 1024)
+#define SMTP_OUT_MAX		(64 * 1024)
+#define SMTP_FLUSH_TIMEOUT	10	/* seconds to deliver the last reply */
 
 struct conn {
 	struct bufferevent	*bev;
@@ -51,6 +53,7 @@ struct conn {
 	uint64_t		 icid;
 	double			 armed;		/* deadline the timer is set to */
 	int			 dead;		/* client gone, commit pending */
+	int			 throttled;	/* reading paused: output full */
 	struct conn		*prev, *next;
 };
 
@@ -65,6 +68,7 @@ static size_t			 nconns;
 
 static void conn_free(struct conn *);
 static void conn_after_io(struct conn *);
+static void conn_event_cb(struct bufferevent *, short, void *);
 
 int
 listener_bind(const struct conf_listener *l, int reuseport, char *why,
@@ -143,17 +147,18 @@ commit_cb(void *arg, uint64_t mid, int ok)
 	struct conn *c = arg;
 	ssize_t n;
 
+	/* Log "ready" (and queue the 250) before the queue manager hears of
+	 * the message, so the log never shows its delivery first. */
+	smtp_session_committed(c->sess, ok, mono_now());
 	if (ok && lnotify != -1) {
 		/* Best effort: the queue manager also rescans the spool. */
 		n = send(lnotify, &mid, sizeof(mid), MSG_DONTWAIT);
 		(void)n;
 	}
 	if (c->dead) {
-		smtp_session_committed(c->sess, ok, mono_now());
 		conn_free(c);
 		return;
 	}
-	smtp_session_committed(c->sess, ok, mono_now());
 	smtp_session_input(c->sess, bufferevent_get_input(c->bev), mono_now());
 	conn_after_io(c);
 }
@@ -241,8 +246,18 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	if (smtp_session_closing(c->sess))
+	if (smtp_session_closing(c->sess)) {
 		conn_drop(c);
+		return;
+	}
+	if (c->throttled) {
+		/* The client read its replies: take its commands again. */
+		c->throttled = 0;
+		bufferevent_enable(c->bev, EV_READ);
+		smtp_session_input(c->sess, bufferevent_get_input(bev),
+		    mono_now());
+		conn_after_io(c);
+	}
 }
 
 static void
@@ -252,11 +267,28 @@ conn_after_io(struct conn *c)
 	struct timeval tv;
 
 	if (smtp_session_closing(c->sess)) {
+		/* Flush the last reply, but never wait on a client that does
+		 * not read: SMTP_FLUSH_TIMEOUT, then drop. */
 		bufferevent_disable(c->bev, EV_READ);
-		bufferevent_setcb(c->bev, NULL, conn_write_cb, NULL, c);
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		bufferevent_setcb(c->bev, NULL, conn_write_cb, conn_event_cb, c);
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 			conn_drop(c);
+			return;
+		}
+		if (c->armed != -1) {
+			tv.tv_sec = SMTP_FLUSH_TIMEOUT;
+			tv.tv_usec = 0;
+			c->armed = -1;
+			event_add(c->timer, &tv);
+		}
 		return;
+	}
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > SMTP_OUT_MAX) {
+		/* A client that pipelines without reading our replies is not
+		 * served faster than it reads (bounded output buffer). */
+		c->throttled = 1;
+		bufferevent_disable(c->bev, EV_READ);
+		bufferevent_setwatermark(c->bev, EV_WRITE, SMTP_OUT_MAX / 2, 0);
 	}
 	dl = smtp_session_deadline(c->sess);
 	if (dl == c->armed)
@@ -297,6 +329,10 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (smtp_session_closing(c->sess)) {
+		conn_drop(c);	/* the client did not take our last reply */
+		return;
+	}
 	c->armed = 0;
 	if (smtp_session_deadline(c->sess) > mono_now() + 0.001) {
 		conn_after_io(c);
@@ -387,7 +423,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 	if (c->bev == NULL || c->timer == NULL)
 		fatalx("out of memory for a connection");
 	bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_READ_MAX);
-	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	c->next = conns;
 	if (conns)
 		conns->prev = c;
