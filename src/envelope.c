@@ -153,15 +153,19 @@ get_value(const char *tok, size_t len, char *dst, size_t dstlen)
 static int
 get_u64(const char *tok, size_t len, uint64_t *v)
 {
-	uint64_t x = 0;
+	uint64_t x = 0, d;
 	size_t i;
 
-	if (len == 0 || len > 19)
+	/* Up to UINT64_MAX (20 digits): what envelope_encode can write. */
+	if (len == 0 || len > 20)
 		return -1;
 	for (i = 0; i < len; i++) {
 		if (tok[i] < '0' || tok[i] > '9')
 			return -1;
-		x = x * 10 + (uint64_t)(tok[i] - '0');
+		d = (uint64_t)(tok[i] - '0');
+		if (x > (UINT64_MAX - d) / 10)
+			return -1;
+		x = x * 10 + d;
 	}
 	*v = x;
 	return 0;
@@ -206,7 +210,7 @@ envelope_decode(const char *buf, size_t len, struct envelope *env,
 {
 	const char *p = buf, *end = buf + len, *nl, *tok[4];
 	size_t tlen[4], n, lineno = 0;
-	unsigned seen = 0;
+	unsigned seen = 0, before;
 	int ended = 0, v;
 	uint64_t u;
 
@@ -246,11 +250,13 @@ envelope_decode(const char *buf, size_t len, struct envelope *env,
 		}
 		if (n != 2)
 			FAIL("bad field count");
+		before = seen;
 		if (KEY("mid") && !get_u64(tok[1], tlen[1], &env->mid))
 			seen |= 1;
 		else if (KEY("icid") && !get_u64(tok[1], tlen[1], &env->icid))
 			seen |= 2;
-		else if (KEY("received") && !get_u64(tok[1], tlen[1], &u)) {
+		else if (KEY("received") && !get_u64(tok[1], tlen[1], &u) &&
+		    u <= INT64_MAX) {
 			env->received = (int64_t)u;
 			seen |= 4;
 		} else if (KEY("client") && !get_value(tok[1], tlen[1],
@@ -282,6 +288,9 @@ envelope_decode(const char *buf, size_t len, struct envelope *env,
 		else
 			FAIL("unknown or malformed field");
 #undef KEY
+		/* A field given twice is damage, not a choice to guess. */
+		if (seen == before)
+			FAIL("duplicate field");
 	}
 	if (!ended || seen != 4095 || env->nrcpts == 0) {
 		bsnprintf(why, whylen, "incomplete envelope");

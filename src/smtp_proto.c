@@ -1004,6 +1004,8 @@ smtp_data_feed(struct smtp_data_scanner *ds, const char *in, size_t len,
 				ds->state = DS_DOT_CR;
 				i++;
 			} else if (p[i] == '\n') {
+				/* A lone "." is content, not stuffing (4.5.2). */
+				data_content(ds, out, ".", 1);
 				data_bare_end(ds, out);
 				i++;
 			} else
@@ -1011,6 +1013,7 @@ smtp_data_feed(struct smtp_data_scanner *ds, const char *in, size_t len,
 			break;
 		case DS_DOT_CR:
 			if (p[i] != '\n') {
+				data_content(ds, out, ".", 1);
 				data_bare_end(ds, out);	/* rescan p[i] */
 				break;
 			}
@@ -1019,6 +1022,8 @@ smtp_data_feed(struct smtp_data_scanner *ds, const char *in, size_t len,
 				ds->done = 1;
 				return i;
 			}
+			/* "." after a bare line end: content, never the end. */
+			data_content(ds, out, ".", 1);
 			data_crlf_end(ds, out);
 			break;
 		default:
@@ -1037,6 +1042,12 @@ smtp_data_finish(struct smtp_data_scanner *ds, struct strbuf *out)
 {
 	if (ds->done)
 		return;
+	/* A pending line-start "." is content: the line has no end. */
+	if (ds->state == DS_DOT || ds->state == DS_DOT_CR) {
+		data_content(ds, out, ".", 1);
+		if (ds->state == DS_DOT)
+			ds->state = DS_TEXT;
+	}
 	if (ds->state == DS_CR || ds->state == DS_DOT_CR)
 		data_bare_end(ds, out);
 }

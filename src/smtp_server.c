@@ -65,6 +65,8 @@ struct smtp_session {
 	int				 bdat_last;
 	int				 bdat_refuse;	/* chunk to swallow, 503 */
 	uint64_t			 bdat_left;
+	uint64_t			 bdat_octets;	/* chunk octets taken */
+	uint64_t			 trace_len;	/* our Received: field */
 	uint64_t			 content;	/* octets stored */
 	int				 too_big;
 	int				 write_error;
@@ -203,7 +205,7 @@ tx_reset(struct smtp_session *s, int log_abort)
 	}
 	s->in_tx = 0;
 	s->used_bdat = s->bdat_last = s->bdat_refuse = 0;
-	s->bdat_left = s->content = 0;
+	s->bdat_left = s->bdat_octets = s->content = s->trace_len = 0;
 	s->too_big = s->write_error = 0;
 	envelope_clear(&s->env);
 	strbuf_reset(&s->out);
@@ -280,13 +282,14 @@ smtp_session_committing(const struct smtp_session *s)
 
 /* ------------------------------------------------------------ commands */
 
-static void
+/* 0 ok; -1 when refused (the 501 is the command's only reply). */
+static int
 greet(struct smtp_session *s, const struct smtp_cmd *c, int esmtp)
 {
 	if (smtp_helo_parse(c->args, c->args_len) == -1) {
 		error_reply(s, esmtp ? "501 5.5.4 Syntax: EHLO hostname" :
 		    "501 5.5.4 Syntax: HELO hostname");
-		return;
+		return -1;
 	}
 	/* RFC 5321 4.1.4: EHLO/HELO resets any transaction. */
 	tx_reset(s, 1);
@@ -298,21 +301,20 @@ greet(struct smtp_session *s, const struct smtp_cmd *c, int esmtp)
 		memcpy(s->helo, c->args, c->args_len);
 		s->helo[c->args_len] = '\0';
 	}
+	return 0;
 }
 
 static void
 cmd_helo(struct smtp_session *s, const struct smtp_cmd *c, double now)
 {
-	greet(s, c, 0);
-	if (s->helo_done && !s->esmtp)
+	if (greet(s, c, 0) == 0)
 		reply(s, "250 %s", s->conf->hostname);
 }
 
 static void
 cmd_ehlo(struct smtp_session *s, const struct smtp_cmd *c, double now)
 {
-	greet(s, c, 1);
-	if (!s->helo_done || !s->esmtp)
+	if (greet(s, c, 1) == -1)
 		return;
 	reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %zu\r\n250-8BITMIME\r\n"
 	    "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n"
@@ -477,7 +479,7 @@ msg_open(struct smtp_session *s)
 	if (s->env.nrcpts == 1)
 		strbuf_printf(&rcv, "\r\n\tfor <%s>", s->env.rcpts[0].addr);
 	strbuf_printf(&rcv, "; %s\r\n", date);
-	s->content = rcv.len;
+	s->content = s->trace_len = rcv.len;
 	if (s->ops->msg_write(s->ctx, rcv.s, rcv.len) == -1)
 		s->write_error = 1;
 	strbuf_free(&rcv);
@@ -544,6 +546,8 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *c, double now)
 		if (msg_open(s) == -1) {
 			reply(s, "451 4.3.0 Error: queue file write error");
 			tx_reset(s, 1);
+			/* Still swallow the chunk: it is not commands. */
+			s->bdat_left = size;
 			s->bdat_refuse = 2;
 		} else {
 			s->used_bdat = 1;
@@ -621,7 +625,9 @@ store_out(struct smtp_session *s)
 		return;
 	msg_header_scan_feed(&s->hdr, s->out.s, s->out.len);
 	s->content += s->out.len;
-	if (s->content > s->policy->max_message_size)
+	/* The limit (RFC 1870 SIZE) is on the client's message, not on our
+	 * Received: field. */
+	if (s->content - s->trace_len > s->policy->max_message_size)
 		s->too_big = 1;
 	if (!s->too_big && !s->write_error &&
 	    s->ops->msg_write(s->ctx, s->out.s, s->out.len) == -1)
@@ -741,8 +747,10 @@ input_bdat(struct smtp_session *s, struct evbuffer *in, double now)
 			smtp_data_feed(&s->scan, v.iov_base, n, &s->out);
 		evbuffer_drain(in, n);
 		s->bdat_left -= n;
-		if (!s->bdat_refuse)
+		if (!s->bdat_refuse) {
+			s->bdat_octets += n;
 			store_out(s);
+		}
 	}
 	if (s->bdat_left > 0)
 		return;
@@ -757,8 +765,10 @@ input_bdat(struct smtp_session *s, struct evbuffer *in, double now)
 		return;
 	}
 	if (!s->bdat_last) {
+		/* The client's octets so far (as in the RFC 3030 examples),
+		 * not counting our Received: field. */
 		reply(s, "250 2.0.0 Ok: %llu octets received",
-		    (unsigned long long)(s->content));
+		    (unsigned long long)s->bdat_octets);
 		return;
 	}
 	smtp_data_finish(&s->scan, &s->out);
@@ -826,6 +836,12 @@ input_line(struct smtp_session *s, struct evbuffer *in, double now)
 	}
 	if (len + 1 > SMTP_LINE_MAX) {
 		evbuffer_drain(in, len + eol_len);
+		/* Same answer as without an end of line (above), whatever
+		 * way the bytes were split. */
+		if (s->state == SMTP_STATE_REJECTED) {
+			close_with(s, "554 5.7.1 Access denied");
+			return 1;
+		}
 		error_reply(s, "500 5.5.2 Line too long");
 		return 1;
 	}
@@ -842,7 +858,9 @@ input_line(struct smtp_session *s, struct evbuffer *in, double now)
 void
 smtp_session_input(struct smtp_session *s, struct evbuffer *in, double now)
 {
-	while (evbuffer_get_length(in) > 0) {
+	/* A chunk of size 0 ("BDAT 0 LAST", RFC 3030 2) is complete at once. */
+	while (evbuffer_get_length(in) > 0 ||
+	    (s->state == SMTP_STATE_BDAT && s->bdat_left == 0)) {
 		switch (s->state) {
 		case SMTP_STATE_CMD:
 		case SMTP_STATE_SKIPLINE:

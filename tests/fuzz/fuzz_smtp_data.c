@@ -137,8 +137,20 @@ reference(const struct settings *st, const char *in, size_t len,
 	r->used = r->done ? end + 3 : len;
 	for (i = 0; i < end; i = j) {
 		j = i;
-		if (!st->bdat && in[j] == '.')
-			j++;				/* unstuff */
+		if (!st->bdat && in[j] == '.') {
+			if (j + 1 >= end) {
+				line_len = 0;
+				if (st->finish)		/* a last lone dot */
+					ref_octet(st, r, &line_len, '.');
+				break;			/* or still pending */
+			}
+			if (in[j + 1] != '\r' && in[j + 1] != '\n')
+				j++;			/* unstuff */
+			else if (in[j + 1] == '\r' && j + 2 >= end &&
+			    !st->finish)
+				break;			/* ".\r" still pending */
+			/* else a lone "." line: content, dot kept */
+		}
 		for (line_len = 0; j < end && in[j] != '\r' && in[j] != '\n';
 		    j++)
 			ref_octet(st, r, &line_len, in[j]);
