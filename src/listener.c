@@ -31,6 +31,7 @@
 
 #include "connlimit.h"
 #include "deliver_local.h"
+#include "dns.h"
 #include "ids.h"
 #include "listener.h"
 #include "log.h"
@@ -41,6 +42,7 @@
 
 #define SMTP_READ_MAX		(256 * 1024)
 #define SMTP_OUT_MAX		(64 * 1024)
+#define RDNS_TIMEOUT		5.0	/* seconds the banner may wait */
 #define SMTP_FLUSH_TIMEOUT	10	/* seconds to deliver the last reply */
 
 struct conn {
@@ -54,6 +56,10 @@ struct conn {
 	double			 armed;		/* deadline the timer is set to */
 	int			 dead;		/* client gone, commit pending */
 	int			 throttled;	/* reading paused: output full */
+	int			 dns_pending;	/* no session before rDNS is known */
+	const struct conf_policy *policy;
+	const struct conf_sender_group *sg;
+	const struct cidr	*match;
 	struct conn		*prev, *next;
 };
 
@@ -342,6 +348,48 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	conn_after_io(c);
 }
 
+static const char *
+action_word(enum policy_action a)
+{
+	static const char *w[] = { "ACCEPT", "RELAY", "REJECT", "TCPREFUSE" };
+
+	return w[a];
+}
+
+/* Reverse DNS known: log the connection and greet the client. */
+static void
+conn_rdns_cb(void *arg, const char *host, int verified)
+{
+	struct conn *c = arg;
+	struct smtp_session_params p;
+	char ip[64], icid[32], port[16];
+
+	c->dns_pending = 0;
+	sockaddr_ip((struct sockaddr *)&c->peer, ip, sizeof(ip));
+	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
+	snprintf(port, sizeof(port), "%d", c->lconf->port);
+	mlog(LOG_LVL_INFO, "new_icid", "New SMTP ICID {icid} interface "
+	    "{listener} ({laddr}:{lport}) address {ip} reverse dns host "
+	    "{rdns} verified {verified}", "icid", icid, "listener",
+	    c->lconf->name, "laddr", c->lconf->address, "lport", port, "ip", ip,
+	    "rdns", host, "verified", verified ? "yes" : "no", NULL);
+	mlog(LOG_LVL_INFO, "sg", "ICID {icid} {action} SG {sg} match {cidr}",
+	    "icid", icid, "action", action_word(c->policy->action), "sg",
+	    c->sg->name, "cidr", c->match ? c->match->text : "", NULL);
+	memset(&p, 0, sizeof(p));
+	p.conf = lconf_all;
+	p.policy = c->policy;
+	p.icid = c->icid;
+	p.client_ip = ip;
+	p.client_rdns = verified ? host : "unknown";
+	c->sess = smtp_session_new(&p, &conn_ops, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_READ_MAX);
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	smtp_session_start(c->sess, mono_now());
+	bufferevent_enable(c->bev, EV_READ);
+	conn_after_io(c);
+}
+
 static void
 refuse(int fd, const char *line)
 {
@@ -349,14 +397,6 @@ refuse(int fd, const char *line)
 
 	(void)n;
 	close(fd);
-}
-
-static const char *
-action_word(enum policy_action a)
-{
-	static const char *w[] = { "ACCEPT", "RELAY", "REJECT", "TCPREFUSE" };
-
-	return w[a];
 }
 
 static void
@@ -367,8 +407,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 	const struct conf_sender_group *sg;
 	const struct conf_policy *pol;
 	const struct cidr *match = NULL;
-	struct smtp_session_params p;
-	char ip[64], icid[32], port[16];
+	char ip[64];
 	enum connlimit_result lim;
 	struct conn *c;
 	int on = 1;
@@ -399,39 +438,24 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 	memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ?
 	    (size_t)salen : sizeof(c->peer));
 	c->lconf = l;
+	c->policy = pol;
+	c->sg = sg;
+	c->match = match;
 	c->icid = ids_next(ID_ICID);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
-	snprintf(port, sizeof(port), "%d", l->port);
-	mlog(LOG_LVL_INFO, "new_icid", "New SMTP ICID {icid} interface "
-	    "{listener} ({laddr}:{lport}) address {ip} reverse dns host "
-	    "{rdns} verified {verified}", "icid", icid, "listener", l->name,
-	    "laddr", l->address, "lport", port, "ip", ip, "rdns", "unknown",
-	    "verified", "no", NULL);
-	mlog(LOG_LVL_INFO, "sg", "ICID {icid} {action} SG {sg} match {cidr}",
-	    "icid", icid, "action", action_word(pol->action), "sg", sg->name,
-	    "cidr", match ? match->text : "", NULL);
-	memset(&p, 0, sizeof(p));
-	p.conf = lconf_all;
-	p.policy = pol;
-	p.icid = c->icid;
-	p.client_ip = ip;
-	p.client_rdns = "unknown";
-	c->sess = smtp_session_new(&p, &conn_ops, c);
 	c->bev = bufferevent_socket_new(lbase, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(lbase, conn_timer_cb, c);
 	if (c->bev == NULL || c->timer == NULL)
 		fatalx("out of memory for a connection");
-	bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_READ_MAX);
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	c->next = conns;
 	if (conns)
 		conns->prev = c;
 	conns = c;
 	nconns++;
-	smtp_session_start(c->sess, mono_now());
-	bufferevent_enable(c->bev, EV_READ);
-	conn_after_io(c);
+	/* The banner waits for the reverse lookup (bounded), so the log
+	 * names the client before anything else happens. */
+	c->dns_pending = 1;
+	dns_rdns(sa, RDNS_TIMEOUT, conn_rdns_cb, c);
 }
 
 static void

@@ -29,6 +29,7 @@
 #include "cmd.h"
 #include "conf.h"
 #include "connlimit.h"
+#include "dns.h"
 #include "ids.h"
 #include "listener.h"
 #include "log.h"
@@ -78,10 +79,14 @@ worker_main(int idx)
 {
 	struct event_base *base = event_base_new();
 	struct event *ev;
+	char why[256];
 
 	if (base == NULL || spool_attach_loop(sspool, base) == -1)
 		fatalx("worker %d: cannot start its event loop", idx);
 	close(snotify[0]);
+	if (dns_init(base, sconf, why, sizeof(why)) == -1)
+		log_warnx("worker %d: %s; client host names will be unknown",
+		    idx, why);
 	if (listener_attach(base, sconf, sspool,
 	    &sfds[(size_t)idx * sconf->nlisteners], snotify[1]) == -1)
 		fatalx("worker %d: cannot attach listeners", idx);

@@ -206,3 +206,189 @@ def server_factory(tmp_path):
 def server(server_factory):
     """A started server with the base configuration."""
     return server_factory().start()
+
+
+# ---------------------------------------------------------------------------
+# Helpers shared by the e2e test modules (import them with
+# `from conftest import ...`).
+
+def _esc(text):
+    """Escape braces so a fragment survives BASE_CONFIG's str.format()."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+_RELAYED = 'relayed  = {{ action = "relay";  max_recipients = 100; }};'
+_ACCEPTED = 'accepted = {{ action = "accept"; }};'
+_SG_LOCAL = ('{{ name = "RELAYLIST"; networks = [ "127.0.0.1/32" ]; '
+             'policy = "relayed"; }},')
+_ROUTE_EX = '{{ domain = "example.com"; maildir = "data/mail/%d/%u"; }},'
+
+
+def make_config(relayed=None, accepted=None, local_policy=None,
+                example_route=None):
+    """BASE_CONFIG with some parts replaced (plain libconfig text, no
+    brace escaping needed):
+      relayed / accepted : the body of that policy group
+      local_policy       : the policy name of the 127.0.0.1 sender group
+      example_route      : the body of the example.com route group
+    The result is a template for Server(config=...)."""
+    t = BASE_CONFIG
+    for part in (_RELAYED, _ACCEPTED, _SG_LOCAL, _ROUTE_EX):
+        assert part in t, "BASE_CONFIG changed; update make_config: " + part
+    if relayed is not None:
+        t = t.replace(_RELAYED, "relayed  = {{ " + _esc(relayed) + " }};")
+    if accepted is not None:
+        t = t.replace(_ACCEPTED, "accepted = {{ " + _esc(accepted) + " }};")
+    if local_policy is not None:
+        t = t.replace(_SG_LOCAL, _SG_LOCAL.replace(
+            'policy = "relayed"', 'policy = "%s"' % local_policy))
+    if example_route is not None:
+        t = t.replace(_ROUTE_EX, "{{ " + _esc(example_route) + " }},")
+    return t
+
+
+class SMTPError(AssertionError):
+    pass
+
+
+class RawSMTP:
+    """A raw SMTP client over a loopback socket, every read bounded."""
+
+    def __init__(self, port, timeout=10.0, banner=True):
+        self.sock = socket.create_connection(("127.0.0.1", port),
+                                             timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.banner = self.reply() if banner else None
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise SMTPError("connection closed by server; unread: %r"
+                            % self.buf)
+        self.buf += chunk
+
+    def line(self):
+        while b"\n" not in self.buf:
+            self._fill()
+        ln, self.buf = self.buf.split(b"\n", 1)
+        return ln.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        """One (possibly multi-line) reply: returns the whole text, lines
+        joined with "\\n", e.g. "250-a\\n250 b"."""
+        lines = []
+        while True:
+            ln = self.line()
+            lines.append(ln)
+            if len(ln) < 4 or ln[3] != "-":
+                return "\n".join(lines)
+
+    def cmd(self, line, expect=None):
+        self.send(line + "\r\n")
+        r = self.reply()
+        if expect is not None and not r.startswith(str(expect)):
+            raise SMTPError(f"{line!r} -> {r!r}, wanted {expect}")
+        return r
+
+    def ehlo(self, name="client.test"):
+        return self.cmd("EHLO " + name, expect=250)
+
+    def closed(self, timeout=5.0):
+        """True when the server closes the connection within `timeout`
+        (any pending data is read and kept in self.buf)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return False
+            except ConnectionResetError:
+                return True
+            if not chunk:
+                return True
+            self.buf += chunk
+        return False
+
+
+def queue_count(server):
+    p = server.cli("queue", "list", "--count")
+    assert p.returncode == 0, p.stderr
+    return int(p.stdout.strip())
+
+
+def wait_for(pred, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def all_maildir_files(server):
+    """Every file below data/mail (any domain, user, subdirectory)."""
+    out = []
+    root = os.path.join(server.data, "mail")
+    for dirpath, _dirs, files in os.walk(root):
+        out.extend(os.path.join(dirpath, f) for f in files)
+    return sorted(out)
+
+
+def read_bytes(path):
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def settle(server, timeout=10.0):
+    """Wait until the queue manager has nothing left that is due: the
+    spool queue is empty.  Returns the count (0)."""
+    wait_for(lambda: queue_count(server) == 0, timeout, "empty queue")
+    return 0
+
+
+QUEUED_RE = re.compile(r"^250 2\.0\.0 Ok: queued as (\d+)$")
+
+
+def smtp_send(server, sender, rcpts, msg, ehlo=True):
+    """Send one message with smtplib; returns (code, text) of the reply to
+    the end of data (smtplib does the dot-stuffing)."""
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", server.port, local_hostname="client.test",
+                      timeout=15) as c:
+        if ehlo:
+            c.ehlo()
+        else:
+            c.helo()
+        code, text = c.mail(sender)
+        assert code == 250, (code, text)
+        for r in rcpts:
+            code, text = c.rcpt(r)
+            assert code == 250, (r, code, text)
+        code, text = c.data(msg)
+        return code, f"{code} {text.decode()}"
+
+
+def queued_mid(reply):
+    m = QUEUED_RE.match(reply)
+    assert m, f"not a queued reply: {reply!r}"
+    return int(m.group(1))
