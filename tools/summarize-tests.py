@@ -19,7 +19,7 @@ def meson_counts(path):
             if not line:
                 continue
             t = json.loads(line)
-            out = t.get("stdout") or ""
+            out = (t.get("stdout") or "") + (t.get("stderr") or "")
             cp = re.search(r"\[  PASSED  \] (\d+) test", out)
             cf = re.search(r"\[  FAILED  \] (\d+) test", out)
             ok = t.get("result") in ("OK", "EXPECTEDFAIL")
