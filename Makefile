@@ -34,7 +34,7 @@ build: $(BUILD)/build.ninja
 run: deps build
 	@# as root, postern drops privileges to the user "postern": create it once
 	@if [ "$$(id -u)" -eq 0 ] && ! id postern >/dev/null 2>&1; then \
-		adduser --system --group --no-create-home --home /nonexistent postern >/dev/null; fi
+		adduser --system --group --no-create-home --home /nonexistent postern >/dev/null 2>&1; fi
 	./$(BUILD)/postern serve --foreground
 
 test: deps build

@@ -1,10 +1,14 @@
 /*
  * connlimit.c - shared connection counters (see connlimit.h).
- * Linear probing with backward-shift deletion, so no tombstones pile up.
- * The table holds more slots than the largest total the config accepts
- * would need for distinct addresses; when full, new clients are refused
- * as over the total limit rather than miscounted.
+ *
+ * One open-addressing table per worker (linear probing, backward-shift
+ * deletion so no tombstones pile up), all under one process-shared robust
+ * mutex: if a worker dies holding it, the next locker repairs the state.
+ * A table holds more slots than distinct addresses a worker can have under
+ * the largest max_connections; when full, a new client is refused as over
+ * the total rather than miscounted.
  */
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
@@ -20,28 +24,60 @@ struct cl_slot {
 };
 
 struct cl_table {
-	pthread_mutex_t	lock;
 	int		total;
 	struct cl_slot	slots[CL_SLOTS];
 };
 
-static struct cl_table *cl;
+struct cl_shared {
+	pthread_mutex_t	lock;
+	int		nworkers;
+	struct cl_table	tables[];	/* one per worker */
+};
+
+static struct cl_shared	*cl;
+static int		 cl_self;
 
 int
-connlimit_init(void)
+connlimit_init(int nworkers)
 {
 	pthread_mutexattr_t attr;
+	size_t size = sizeof(*cl) + (size_t)nworkers * sizeof(struct cl_table);
 
-	cl = mmap(NULL, sizeof(*cl), PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cl = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+	    -1, 0);
 	if (cl == MAP_FAILED)
 		return -1;
-	memset(cl, 0, sizeof(*cl));
+	memset(cl, 0, size);
+	cl->nworkers = nworkers;
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
 	pthread_mutex_init(&cl->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
 	return 0;
+}
+
+void
+connlimit_set_worker(int idx)
+{
+	cl_self = idx;
+}
+
+/* A holder that died left the tables as they were between two whole
+ * updates of its own table at worst: counts stay usable. */
+static void
+lock(void)
+{
+	if (pthread_mutex_lock(&cl->lock) == EOWNERDEAD)
+		pthread_mutex_consistent(&cl->lock);
+}
+
+void
+connlimit_reset_worker(int idx)
+{
+	lock();
+	memset(&cl->tables[idx], 0, sizeof(cl->tables[idx]));
+	pthread_mutex_unlock(&cl->lock);
 }
 
 /* IPv4 as IPv4-mapped IPv6, so both families share one key space. */
@@ -70,12 +106,12 @@ hash_key(const unsigned char key[16])
 }
 
 static struct cl_slot *
-find(const unsigned char key[16], int create)
+find(struct cl_table *t, const unsigned char key[16], int create)
 {
 	unsigned i = hash_key(key), n;
 
 	for (n = 0; n < CL_SLOTS; n++, i = (i + 1) & (CL_SLOTS - 1)) {
-		struct cl_slot *s = &cl->slots[i];
+		struct cl_slot *s = &t->slots[i];
 		if (s->count == 0)
 			return create ? s : NULL;
 		if (memcmp(s->key, key, 16) == 0)
@@ -89,21 +125,26 @@ connlimit_take(const struct sockaddr *sa, int max_total, int max_client)
 {
 	enum connlimit_result r = CONNLIMIT_OK;
 	unsigned char key[16];
-	struct cl_slot *s;
+	struct cl_slot *s, *mine;
+	int total = 0, client = 0, w;
 
 	make_key(sa, key);
-	pthread_mutex_lock(&cl->lock);
-	if (cl->total >= max_total)
+	lock();
+	for (w = 0; w < cl->nworkers; w++) {
+		total += cl->tables[w].total;
+		if ((s = find(&cl->tables[w], key, 0)) != NULL)
+			client += s->count;
+	}
+	mine = find(&cl->tables[cl_self], key, 1);
+	if (total >= max_total || mine == NULL)
 		r = CONNLIMIT_TOTAL;
-	else if ((s = find(key, 1)) == NULL)
-		r = CONNLIMIT_TOTAL;
-	else if (s->count >= max_client)
+	else if (client >= max_client)
 		r = CONNLIMIT_CLIENT;
 	else {
-		if (s->count == 0)
-			memcpy(s->key, key, 16);
-		s->count++;
-		cl->total++;
+		if (mine->count == 0)
+			memcpy(mine->key, key, 16);
+		mine->count++;
+		cl->tables[cl_self].total++;
 	}
 	pthread_mutex_unlock(&cl->lock);
 	return r;
@@ -112,24 +153,26 @@ connlimit_take(const struct sockaddr *sa, int max_total, int max_client)
 void
 connlimit_release(const struct sockaddr *sa)
 {
+	struct cl_table *t;
 	unsigned char key[16];
 	struct cl_slot *s;
 	unsigned i, j, home;
 
 	make_key(sa, key);
-	pthread_mutex_lock(&cl->lock);
-	if ((s = find(key, 0)) != NULL && s->count > 0) {
-		cl->total--;
+	lock();
+	t = &cl->tables[cl_self];
+	if ((s = find(t, key, 0)) != NULL && s->count > 0) {
+		t->total--;
 		if (--s->count == 0) {
 			/* Backward-shift deletion keeps probe chains intact. */
-			i = (unsigned)(s - cl->slots);
-			for (j = (i + 1) & (CL_SLOTS - 1); cl->slots[j].count;
+			i = (unsigned)(s - t->slots);
+			for (j = (i + 1) & (CL_SLOTS - 1); t->slots[j].count;
 			    j = (j + 1) & (CL_SLOTS - 1)) {
-				home = hash_key(cl->slots[j].key);
+				home = hash_key(t->slots[j].key);
 				if (((j - home) & (CL_SLOTS - 1)) >=
 				    ((j - i) & (CL_SLOTS - 1))) {
-					cl->slots[i] = cl->slots[j];
-					cl->slots[j].count = 0;
+					t->slots[i] = t->slots[j];
+					t->slots[j].count = 0;
 					i = j;
 				}
 			}

@@ -26,6 +26,20 @@
 #define RR_AAAA		28
 #define CLASS_IN	1
 
+/* Answers are kept RDNS_CACHE_TTL seconds (direct-mapped by address), so
+ * a client that connects again and again costs no lookup; timeouts are
+ * not kept. */
+#define RDNS_CACHE	1024
+#define RDNS_CACHE_TTL	60.0
+
+struct rdns_cached {
+	int		family;		/* 0 = empty */
+	unsigned char	addr[16];
+	char		host[256];
+	int		verified;
+	double		expires;
+};
+
 struct rdns_req {
 	unsigned long	 id;
 	int		 family;
@@ -36,6 +50,7 @@ struct rdns_req {
 	struct event	*timer;
 	struct event	*done_ev;	/* deferred callback */
 	int		 verified;
+	int		 uncacheable;
 	dns_rdns_cb	 cb;
 	void		*arg;
 	struct rdns_req	*next;
@@ -46,6 +61,21 @@ static struct event	*ub_ev;
 static struct event_base *dbase;
 static struct rdns_req	*reqs;
 static unsigned long	 next_id = 1;
+static struct rdns_cached *rcache;
+
+static struct rdns_cached *
+cache_slot(int family, const unsigned char *addr)
+{
+	unsigned h = 2166136261u;
+	int i;
+
+	if (rcache == NULL)
+		rcache = xcalloc(RDNS_CACHE, sizeof(*rcache));
+	for (i = 0; i < 16; i++)
+		h = (h ^ addr[i]) * 16777619u;
+	(void)family;
+	return &rcache[h % RDNS_CACHE];
+}
 
 static void
 ub_ready_cb(evutil_socket_t fd, short what, void *arg)
@@ -129,6 +159,14 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	bstrlcpy(host, r->host[0] ? r->host : "unknown", sizeof(host));
 	verified = r->verified;
+	if (!r->uncacheable) {
+		struct rdns_cached *c = cache_slot(r->family, r->addr);
+		c->family = r->family;
+		memcpy(c->addr, r->addr, 16);
+		bstrlcpy(c->host, r->host, sizeof(c->host));
+		c->verified = r->verified;
+		c->expires = mono_now() + RDNS_CACHE_TTL;
+	}
 	cb = r->cb;
 	cbarg = r->arg;
 	req_free(r);
@@ -155,6 +193,7 @@ timeout_cb(evutil_socket_t fd, short what, void *arg)
 	if (r == NULL)
 		return;
 	log_debug("dns: reverse lookup timed out");
+	r->uncacheable = 1;
 	r->host[0] = '\0';
 	r->verified = 0;
 	finish(r);
@@ -265,6 +304,7 @@ dns_rdns(const struct sockaddr *sa, double timeout, dns_rdns_cb cb,
 {
 	struct rdns_req *r = xcalloc(1, sizeof(*r));
 	const struct sockaddr_in6 *s6;
+	struct rdns_cached *c;
 	struct timeval tv;
 	char name[128];
 
@@ -295,6 +335,15 @@ dns_rdns(const struct sockaddr *sa, double timeout, dns_rdns_cb cb,
 	tv.tv_sec = (time_t)timeout;
 	tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
 	event_add(r->timer, &tv);
+	c = cache_slot(r->family, r->addr);
+	if (c->family == r->family && memcmp(c->addr, r->addr, 16) == 0 &&
+	    c->expires > mono_now()) {
+		bstrlcpy(r->host, c->host, sizeof(r->host));
+		r->verified = c->verified;
+		r->uncacheable = 1;	/* nothing new to cache */
+		finish(r);
+		return r->id;
+	}
 	ptr_name(r, name, sizeof(name));
 	if (ub == NULL || ub_resolve_async(ub, name, RR_PTR, CLASS_IN,
 	    (void *)(uintptr_t)r->id, answer_cb, &r->ub_id) != 0) {

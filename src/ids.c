@@ -54,6 +54,8 @@ ids_open(const char *data_dir, uint64_t min_mid, char *why, size_t whylen)
 	memset(ids, 0, sizeof(*ids));
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	/* A process that dies holding the lock must not stop the others. */
+	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
 	pthread_mutex_init(&ids->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
 	if (bsnprintf(ids->path, sizeof(ids->path), "%s/ids", data_dir)) {
@@ -98,7 +100,8 @@ ids_next(enum id_kind k)
 
 	if (v < atomic_load(&ids->ceiling[k]))
 		return v;
-	pthread_mutex_lock(&ids->lock);
+	if (pthread_mutex_lock(&ids->lock) == EOWNERDEAD)
+		pthread_mutex_consistent(&ids->lock);
 	if (v >= atomic_load(&ids->ceiling[k])) {
 		atomic_store(&ids->ceiling[k], v + IDS_BLOCK);
 		if (persist() == -1)

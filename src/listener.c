@@ -71,6 +71,9 @@ static struct evconnlistener	**lev;
 static size_t			 nlev;
 static struct conn		*conns;
 static size_t			 nconns;
+static int			 stopping;
+static void			(*stopped_cb)(void);
+static struct event		*grace_ev;
 
 static void conn_free(struct conn *);
 static void conn_after_io(struct conn *);
@@ -229,6 +232,8 @@ conn_free(struct conn *c)
 		c->next->prev = c->prev;
 	nconns--;
 	free(c);
+	if (stopping && nconns == 0 && stopped_cb)
+		stopped_cb();
 }
 
 /* The client is gone (EOF, error) or we are done with it. */
@@ -386,6 +391,8 @@ conn_rdns_cb(void *arg, const char *host, int verified)
 	bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_READ_MAX);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	smtp_session_start(c->sess, mono_now());
+	if (stopping)
+		smtp_session_shutdown(c->sess);
 	bufferevent_enable(c->bev, EV_READ);
 	conn_after_io(c);
 }
@@ -502,6 +509,41 @@ listener_detach(void)
 	free(lev);
 	lev = NULL;
 	nlev = 0;
+}
+
+static void
+grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_warnx("stopping with %zu sessions still open", nconns);
+	if (stopped_cb)
+		stopped_cb();
+}
+
+void
+listener_shutdown(double grace, void (*done)(void))
+{
+	struct conn *c, *next;
+	struct timeval tv;
+
+	listener_detach();
+	stopping = 1;
+	stopped_cb = done;
+	if (nconns == 0) {
+		done();
+		return;
+	}
+	tv.tv_sec = (time_t)grace;
+	tv.tv_usec = 0;
+	grace_ev = evtimer_new(lbase, grace_cb, NULL);
+	if (grace_ev)
+		event_add(grace_ev, &tv);
+	for (c = conns; c; c = next) {
+		next = c->next;		/* conn_after_io may free c */
+		if (c->sess == NULL || c->dead)
+			continue;	/* greeted (and told) once rDNS is in */
+		smtp_session_shutdown(c->sess);
+		conn_after_io(c);
+	}
 }
 
 size_t

@@ -12,8 +12,11 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <sys/time.h>
+
+#include <event2/event.h>
 
 #include "log.h"
 #include "strbuf.h"
@@ -24,6 +27,14 @@ static int	 log_json;
 static int	 log_syslog;
 static int	 log_debug_on;
 static char	*log_path;
+
+/* With a loop attached, lines written from the loop thread are collected
+ * and written together at the end of the loop iteration (one write for a
+ * whole burst of events); other threads write at once. */
+static struct event	*flush_ev;
+static pthread_t	 loop_thread;
+static struct strbuf	 pending;
+#define LOG_PENDING_MAX	65536
 
 static const char *level_names[] = { "Debug", "Info", "Warning", "Critical" };
 
@@ -54,6 +65,7 @@ log_open(const char *target, int json, const char *ident)
 void
 log_close(void)
 {
+	log_flush();
 	if (log_fd > 2)
 		close(log_fd);
 	log_fd = 2;
@@ -98,19 +110,71 @@ put_time(struct strbuf *sb)
 }
 
 static void
+write_all(const char *p, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(log_fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Write what the loop collected. */
+void
+log_flush(void)
+{
+	if (pending.len == 0)
+		return;
+	write_all(pending.s, pending.len);
+	strbuf_reset(&pending);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_flush();
+}
+
+int
+log_attach_loop(struct event_base *base)
+{
+	flush_ev = event_new(base, -1, 0, flush_cb, NULL);
+	if (flush_ev == NULL)
+		return -1;
+	loop_thread = pthread_self();
+	atexit(log_flush);
+	return 0;
+}
+
+static void
 emit(enum log_level lvl, struct strbuf *line)
 {
 	static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_CRIT };
-	ssize_t n;
+	int in_loop;
 
 	if (log_syslog) {
 		syslog(prio[lvl], "%s", line->s);
 		return;
 	}
 	strbuf_putc(line, '\n');
-	do
-		n = write(log_fd, line->s, line->len);
-	while (n == -1 && errno == EINTR);
+	in_loop = flush_ev != NULL && pthread_equal(pthread_self(), loop_thread);
+	if (!in_loop || lvl >= LOG_LVL_CRITICAL) {
+		if (in_loop)
+			log_flush();	/* keep the order of this thread's lines */
+		write_all(line->s, line->len);
+		return;
+	}
+	if (pending.len == 0)
+		event_active(flush_ev, EV_TIMEOUT, 0);
+	strbuf_add(&pending, line->s, line->len);
+	if (pending.len >= LOG_PENDING_MAX)
+		log_flush();
 }
 
 /* Append a value with control characters replaced, as logs must not carry

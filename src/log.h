@@ -23,6 +23,12 @@ void	log_close(void);
 /* Re-open a file sink (after rotation, on SIGHUP). */
 void	log_reopen(void);
 void	log_set_debug(int on);
+/* Collect lines written from this (the loop's) thread and write them in
+ * one go at the end of each loop iteration.  0 or -1. */
+struct event_base;
+int	log_attach_loop(struct event_base *);
+/* Write collected lines now (before exit, or a Critical line). */
+void	log_flush(void);
 
 /* Mail log event: mlog(LOG_LVL_INFO, "start", "Start MID {mid} ICID {icid}",
  *     "mid", buf1, "icid", buf2, NULL); */

@@ -38,6 +38,7 @@
 #include "util.h"
 
 #define MAX_WORKERS	64
+#define WORKER_GRACE	10	/* seconds sessions get to end at SIGTERM */
 
 struct child {
 	pid_t	pid;
@@ -52,7 +53,7 @@ static int		 snotify[2] = { -1, -1 };
 static int		 snworkers;
 static struct child	 children[MAX_WORKERS + 1];
 static int		 nchildren;
-static volatile sig_atomic_t stopping;
+static int		 stopping;	/* SIGTERM seen: do not restart */
 
 static void
 usage(FILE *f)
@@ -66,11 +67,35 @@ usage(FILE *f)
 	    "  --debug        also log debug lines\n", CONF_DEFAULT_PATH);
 }
 
+static struct event_base *wbase;
+
+static void
+worker_stopped(void)
+{
+	event_base_loopexit(wbase, NULL);
+}
+
+/* SIGTERM: finish in-flight commits, 421 to everyone, then exit. */
 static void
 worker_term_cb(evutil_socket_t fd, short what, void *arg)
 {
-	listener_detach();
-	event_base_loopexit(arg, NULL);
+	listener_shutdown(WORKER_GRACE, worker_stopped);
+}
+
+/* SIGHUP: reopen the log file (after rotation). */
+static void
+hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_reopen();
+}
+
+static void
+watch_hup(struct event_base *base)
+{
+	struct event *ev = evsignal_new(base, SIGHUP, hup_cb, NULL);
+
+	if (ev == NULL || event_add(ev, NULL) == -1)
+		log_warnx("cannot watch SIGHUP");
 }
 
 /* A worker: accept and serve SMTP sessions until SIGTERM. */
@@ -90,10 +115,15 @@ worker_main(int idx)
 	if (listener_attach(base, sconf, sspool,
 	    &sfds[(size_t)idx * sconf->nlisteners], snotify[1]) == -1)
 		fatalx("worker %d: cannot attach listeners", idx);
+	wbase = base;
+	log_attach_loop(base);
+	connlimit_set_worker(idx);
 	ev = evsignal_new(base, SIGTERM, worker_term_cb, base);
 	if (ev == NULL || event_add(ev, NULL) == -1)
 		fatalx("worker %d: cannot watch signals", idx);
+	watch_hup(base);
 	event_base_dispatch(base);
+	log_flush();
 	return 0;
 }
 
@@ -102,11 +132,16 @@ static int
 qmgr_main(void)
 {
 	struct event_base *base = event_base_new();
+	int r;
 
 	if (base == NULL)
 		fatalx("queue manager: cannot start its event loop");
 	close(snotify[1]);
-	return qmgr_run(base, sconf, sspool, snotify[0]);
+	watch_hup(base);
+	log_attach_loop(base);
+	r = qmgr_run(base, sconf, sspool, snotify[0]);
+	log_flush();
+	return r;
 }
 
 static pid_t
@@ -121,7 +156,6 @@ spawn(int role)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
 	signal(SIGUSR1, role == -1 ? SIG_DFL : SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	_exit((role == -1 ? qmgr_main() : worker_main(role)) == 0 ? 0 : 1);
@@ -229,13 +263,6 @@ bind_all(void)
 }
 
 static void
-on_signal(int sig)
-{
-	if (sig == SIGTERM || sig == SIGINT)
-		stopping = 1;
-}
-
-static void
 start_child(int role)
 {
 	pid_t pid = spawn(role);
@@ -274,6 +301,8 @@ reap(void)
 			int role = children[i].role;
 			double age = mono_now() - children[i].started;
 			children[i] = children[--nchildren];
+			if (role >= 0)
+				connlimit_reset_worker(role);
 			if (age < 1)
 				sleep(1);	/* no tight crash loop */
 			start_child(role);
@@ -281,19 +310,25 @@ reap(void)
 	}
 }
 
+/* The signals the master waits for with sigwaitinfo(). */
+static void
+master_sigmask(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGCHLD);
+	sigaddset(mask, SIGTERM);
+	sigaddset(mask, SIGINT);
+	sigaddset(mask, SIGUSR1);
+	sigaddset(mask, SIGHUP);
+}
+
 static void
 supervise(void)
 {
-	sigset_t mask, old;
+	sigset_t mask;
 	int i;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGUSR1);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, &old);
+	master_sigmask(&mask);
 	for (;;) {
 		siginfo_t si;
 		int sig = sigwaitinfo(&mask, &si);
@@ -307,20 +342,22 @@ supervise(void)
 			for (i = 0; i < nchildren; i++)
 				if (children[i].role == -1)
 					kill(children[i].pid, SIGUSR1);
-		} else if (sig == SIGHUP)
+		} else if (sig == SIGHUP) {
 			log_reopen();
+			for (i = 0; i < nchildren; i++)
+				kill(children[i].pid, SIGHUP);
+		}
 	}
 	log_info("stopping: %d processes", nchildren);
 	for (i = 0; i < nchildren; i++)
 		kill(children[i].pid, SIGTERM);
-	for (i = 0; i < 100 && nchildren > 0; i++) {
+	for (i = 0; i < (WORKER_GRACE + 2) * 20 && nchildren > 0; i++) {
 		reap();
 		if (nchildren > 0)
 			usleep(50000);
 	}
 	for (i = 0; i < nchildren; i++)
 		kill(children[i].pid, SIGKILL);
-	(void)on_signal;
 }
 
 static int
@@ -383,6 +420,7 @@ cmd_serve(int argc, char **argv)
 	const char *path = NULL;
 	int c, foreground = 0, debug = 0, i;
 	char why[512], logpath[4096];
+	sigset_t mask;
 	long ncpu;
 
 	optind = 1;
@@ -448,7 +486,7 @@ cmd_serve(int argc, char **argv)
 		fprintf(stderr, "postern: %s\n", why);
 		return 1;
 	}
-	if (connlimit_init() == -1)
+	if (connlimit_init(snworkers) == -1)
 		fatal("connlimit_init");
 	if (!foreground && detach(sconf->data_dir, 0) == -1)
 		fatal("detach");
@@ -457,18 +495,10 @@ cmd_serve(int argc, char **argv)
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, snotify) == -1)
 		fatal("socketpair");
 	fcntl(snotify[1], F_SETFL, O_NONBLOCK);
-	{
-		/* Block the signals the master waits for before forking, so
-		 * none is lost between fork and sigwaitinfo. */
-		sigset_t mask;
-		sigemptyset(&mask);
-		sigaddset(&mask, SIGCHLD);
-		sigaddset(&mask, SIGTERM);
-		sigaddset(&mask, SIGINT);
-		sigaddset(&mask, SIGUSR1);
-		sigaddset(&mask, SIGHUP);
-		sigprocmask(SIG_BLOCK, &mask, NULL);
-	}
+	/* Block them before forking, so none is lost between fork and
+	 * sigwaitinfo (children unblock what they use). */
+	master_sigmask(&mask);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 	log_info("postern %s starting: hostname %s, data_dir %s, %d workers, "
 	    "configuration %s", POSTERN_VERSION, sconf->hostname,
 	    sconf->data_dir, snworkers, sconf->path);

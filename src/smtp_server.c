@@ -222,6 +222,17 @@ smtp_session_free(struct smtp_session *s)
 }
 
 void
+smtp_session_shutdown(struct smtp_session *s)
+{
+	if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSED)
+		return;
+	tx_reset(s, 1);
+	reply(s, "421 4.3.2 %s Service shutting down, try again later",
+	    s->conf->hostname);
+	s->state = SMTP_STATE_CLOSED;
+}
+
+void
 smtp_session_lost(struct smtp_session *s)
 {
 	if (s->state != SMTP_STATE_COMMIT)

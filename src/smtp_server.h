@@ -67,6 +67,9 @@ double	smtp_session_deadline(const struct smtp_session *);
 int	smtp_session_closing(const struct smtp_session *);
 /* A commit is in flight (the session must outlive it). */
 int	smtp_session_committing(const struct smtp_session *);
+/* The server is stopping: 421 and close, unless a commit is in flight
+ * (call again after smtp_session_committed()). */
+void	smtp_session_shutdown(struct smtp_session *);
 /* Client vanished: log and abort what is open (no reply). */
 void	smtp_session_lost(struct smtp_session *);
 

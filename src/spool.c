@@ -308,6 +308,7 @@ commit_batch(struct spool *sp, struct spool_msg *batch)
 {
 	struct spool_msg *m;
 	char from[4096], to[4096];
+	size_t n;
 	int synced;
 
 	for (m = batch; m; m = m->next) {
@@ -326,6 +327,12 @@ commit_batch(struct spool *sp, struct spool_msg *batch)
 	}
 	/* One flush covers data, inodes and directory entries of the batch. */
 	synced = syncfs(sp->dirfd) == 0;
+	if (!synced)
+		log_warn("spool: flushing %s failed; the batch is refused",
+		    sp->dir);
+	for (n = 0, m = batch; m; m = m->next)
+		n++;
+	log_debug("spool: group commit of %zu messages in one flush", n);
 	for (m = batch; m; m = m->next) {
 		if (m->ok && synced)
 			continue;

@@ -74,8 +74,10 @@ routes = (
 
 class Server:
     def __init__(self, tmp_path, config=None, extra="", log_format="text",
+                 debug=False,
                  port=None):
         self.dir = tmp_path
+        self.debug = debug
         self.port = port or free_port()
         self.conf = os.path.join(self.dir, "postern.conf")
         text = config if config is not None else BASE_CONFIG
@@ -96,7 +98,8 @@ class Server:
     def start(self, wait=True):
         self.errf = open(self.stderr_path, "a")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "-c", self.conf, "--foreground"], cwd=self.dir,
+            [BIN, "serve", "-c", self.conf, "--foreground"] +
+            (["--debug"] if self.debug else []), cwd=self.dir,
             stdout=self.errf, stderr=self.errf, start_new_session=True)
         if wait and not wait_port("127.0.0.1", self.port):
             self.stop()

@@ -107,3 +107,26 @@ def test_when_the_daemon_is_killed_every_acknowledged_message_is_delivered(
     dups = {t for t in got if got.count(t) > 1}
     assert dups <= spool_after_kill, \
         f"duplicates of messages that were not in delivery: {dups - spool_after_kill}"
+
+
+def test_concurrent_messages_share_one_flush(server_factory):
+    """Group commit: with 20 clients sending at once, some flush covers
+    more than one message (and every message still gets its 250)."""
+    srv = server_factory(debug=True,
+                         extra="delivery = { paused = true; };").start()
+    acked = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=sender, args=(srv.port, i, acked, stop))
+               for i in range(20)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 400 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    sizes = [int(n) for n in re.findall(
+        r"spool: group commit of (\d+) messages in one flush", srv.log())]
+    assert sum(sizes) >= len(acked) >= 400
+    assert max(sizes) > 1, f"no flush covered two messages: {sizes[:20]}"

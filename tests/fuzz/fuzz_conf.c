@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "conf.h"
+#include "fuzz_check.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 const char *__lsan_default_suppressions(void);
 
 /*

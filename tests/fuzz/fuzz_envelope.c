@@ -17,16 +17,7 @@
 
 #include "envelope.h"
 #include "strbuf.h"
-
-#define CHECK(c) do {							\
-	if (!(c)) {							\
-		fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,	\
-		    __LINE__, #c);					\
-		abort();						\
-	}								\
-} while (0)
-
-int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+#include "fuzz_check.h"
 
 static int
 same(const struct envelope *a, const struct envelope *b)

@@ -20,14 +20,7 @@
 
 #include "smtp_proto.h"
 #include "strbuf.h"
-
-#define CHECK(c) do {							\
-	if (!(c)) {							\
-		fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,	\
-		    __LINE__, #c);					\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz_check.h"
 
 struct result {
 	struct strbuf	out;
@@ -44,8 +37,6 @@ struct settings {
 	int	bdat;
 	int	finish;
 };
-
-int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static uint32_t
 next_rand(uint32_t *s)
