@@ -6,7 +6,7 @@
 #   2. durable accept throughput, 4 KiB and 19 KiB, 1/10/50 sessions
 #   3. memory per idle connection (Postfix: 500 conns, a process each;
 #      Postern: 500 conns, then 10,000 at once)
-# env: REPS (3) COUNT (10000 messages per run) SKIP_IDLE SKIP_DISK
+# env: REPS (3) COUNT (10000 messages per run) DISK_REPS (2) SKIP_IDLE SKIP_DISK
 # Results: build/bench/results/, summary at the end.
 set -eu
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +26,7 @@ pn() { PORT=$PN_PORT sh "$TOP/bench/server-postern.sh" "$@"; }
 
 if [ -z "${SKIP_DISK:-}" ]; then
 	echo "== disk"
-	sh "$SB/disk-fsync.sh" "$BENCH_OUT/disk" 2>&1 | tail -n 8 | tee "$R/disk.txt"
+	REPS=${DISK_REPS:-2} sh "$SB/disk-fsync.sh" "$BENCH_OUT/disk" 2>&1 | tail -n 8 | tee "$R/disk.txt"
 fi
 
 echo "== durable accept throughput (count $COUNT, $REPS rounds, alternating)"
