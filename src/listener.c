@@ -71,7 +71,7 @@ static struct evconnlistener	**lev;
 static size_t			 nlev;
 static struct conn		*conns;
 static size_t			 nconns;
-static int			 stopping;
+static int			 stopping;	/* 1 drain, 2 also say 421 */
 static void			(*stopped_cb)(void);
 static struct event		*grace_ev;
 
@@ -391,7 +391,7 @@ conn_rdns_cb(void *arg, const char *host, int verified)
 	bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_READ_MAX);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	smtp_session_start(c->sess, mono_now());
-	if (stopping)
+	if (stopping == 2)
 		smtp_session_shutdown(c->sess);
 	bufferevent_enable(c->bev, EV_READ);
 	conn_after_io(c);
@@ -520,18 +520,20 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-listener_shutdown(double grace, void (*done)(void))
+listener_shutdown(double grace, int goodbye, void (*done)(void))
 {
 	struct conn *c, *next;
 	struct timeval tv;
 
 	listener_detach();
-	stopping = 1;
+	stopping = goodbye ? 2 : 1;
 	stopped_cb = done;
 	if (nconns == 0) {
 		done();
 		return;
 	}
+	if (!goodbye)
+		return;		/* sessions end by themselves (QUIT, deadlines) */
 	tv.tv_sec = (time_t)grace;
 	tv.tv_usec = 0;
 	grace_ev = evtimer_new(lbase, grace_cb, NULL);

@@ -27,10 +27,11 @@ int	listener_attach(struct event_base *, const struct conf *,
 	    struct spool *, const int *fds, int notify_fd);
 /* Stop accepting; established sessions continue. */
 void	listener_detach(void);
-/* Stop: no new connections, every session ends with 421 at its next
- * safe point (never in the middle of a commit); `done` runs when the last
- * one is gone or after `grace` seconds. */
-void	listener_shutdown(double grace, void (*done)(void));
+/* Stop: no new connections; with `goodbye`, every session ends with 421
+ * at its next safe point (never in the middle of a commit) and `done` runs
+ * when the last one is gone or after `grace` seconds; without, sessions
+ * end by themselves (QUIT or their deadlines) and then `done` runs. */
+void	listener_shutdown(double grace, int goodbye, void (*done)(void));
 /* Sessions still open in this process. */
 size_t	listener_sessions(void);
 

@@ -43,10 +43,13 @@
 struct child {
 	pid_t	pid;
 	int	role;		/* -1 = queue manager, else worker index */
+	int	gen;		/* configuration generation it runs */
 	double	started;
 };
 
 static struct conf	*sconf;
+static const char	*sconf_path;	/* NULL = embedded default */
+static int		 generation;
 static struct spool	*sspool;
 static int		*sfds;		/* [worker][listener] */
 static int		 snotify[2] = { -1, -1 };
@@ -79,7 +82,15 @@ worker_stopped(void)
 static void
 worker_term_cb(evutil_socket_t fd, short what, void *arg)
 {
-	listener_shutdown(WORKER_GRACE, worker_stopped);
+	listener_shutdown(WORKER_GRACE, 1, worker_stopped);
+}
+
+/* SIGUSR2 (a reload started a new generation): accept no more, let the
+ * sessions we have finish, then exit. */
+static void
+worker_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	listener_shutdown(0, 0, worker_stopped);
 }
 
 /* SIGHUP: reopen the log file (after rotation). */
@@ -121,6 +132,9 @@ worker_main(int idx)
 	ev = evsignal_new(base, SIGTERM, worker_term_cb, base);
 	if (ev == NULL || event_add(ev, NULL) == -1)
 		fatalx("worker %d: cannot watch signals", idx);
+	ev = evsignal_new(base, SIGUSR2, worker_drain_cb, base);
+	if (ev == NULL || event_add(ev, NULL) == -1)
+		fatalx("worker %d: cannot watch signals", idx);
 	watch_hup(base);
 	event_base_dispatch(base);
 	log_flush();
@@ -157,6 +171,7 @@ spawn(int role)
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGUSR1, role == -1 ? SIG_DFL : SIG_IGN);
+	signal(SIGUSR2, SIG_IGN);	/* workers watch it in their loop */
 	signal(SIGCHLD, SIG_DFL);
 	_exit((role == -1 ? qmgr_main() : worker_main(role)) == 0 ? 0 : 1);
 }
@@ -273,6 +288,7 @@ start_child(int role)
 	}
 	children[nchildren].pid = pid;
 	children[nchildren].role = role;
+	children[nchildren].gen = generation;
 	children[nchildren].started = mono_now();
 	nchildren++;
 }
@@ -289,7 +305,8 @@ reap(void)
 				break;
 		if (i == nchildren)
 			continue;
-		if (stopping) {
+		if (stopping || children[i].gen != generation) {
+			/* stopping, or an old generation done draining */
 			children[i] = children[--nchildren];
 			continue;
 		}
@@ -322,6 +339,95 @@ master_sigmask(sigset_t *mask)
 	sigaddset(mask, SIGHUP);
 }
 
+/* What a new configuration changes that only a restart can apply. */
+static const char *
+reload_blocker(const struct conf *a, const struct conf *b)
+{
+	const struct conf_listener *x, *y;
+	size_t i;
+
+	if (strcmp(a->data_dir, b->data_dir) != 0)
+		return "data_dir";
+	if (strcmp(a->user, b->user) != 0)
+		return "user";
+	if (a->workers != b->workers)
+		return "workers";
+	if (strcmp(a->log_file, b->log_file) != 0 || a->log_json != b->log_json)
+		return "log";
+	if (a->nlisteners != b->nlisteners)
+		return "listeners";
+	for (i = 0; i < a->nlisteners; i++) {
+		x = &a->listeners[i];
+		y = &b->listeners[i];
+		if (strcmp(x->name, y->name) || strcmp(x->address, y->address) ||
+		    x->port != y->port || x->tls != y->tls || x->auth != y->auth)
+			return "listeners";
+	}
+	return NULL;
+}
+
+/* Children reopen their log too (a refused reload keeps them running). */
+static void
+reopen_children(void)
+{
+	int i;
+
+	for (i = 0; i < nchildren; i++)
+		if (children[i].gen == generation)
+			kill(children[i].pid, SIGHUP);
+}
+
+/*
+ * SIGHUP: reopen the log, read the configuration again and, if it is valid
+ * and needs no new sockets, start a new generation of processes with it.
+ * The old generation stops accepting at once and finishes its sessions
+ * (SIGTERM); the listening sockets never close, so no connection is
+ * refused meanwhile.  A bad file changes nothing and says why.
+ */
+static void
+reload(void)
+{
+	struct conf_errors errs = { NULL, 0 };
+	struct conf *nc, *old;
+	const char *what;
+	size_t k;
+	int i, old_gen;
+
+	log_reopen();
+	nc = conf_load(sconf_path, &errs);
+	if (nc == NULL || errs.n > 0) {
+		for (k = 0; k < errs.n; k++)
+			log_crit("reload refused: %s", errs.msgs[k]);
+		log_crit("reload refused: the running configuration stays; "
+		    "check with `postern config check`");
+		conf_errors_free(&errs);
+		conf_free(nc);
+		reopen_children();
+		return;
+	}
+	if ((what = reload_blocker(sconf, nc)) != NULL) {
+		log_crit("reload refused: %s changed in %s; restart postern to "
+		    "apply it", what, nc->path);
+		conf_free(nc);
+		reopen_children();
+		return;
+	}
+	old = sconf;
+	sconf = nc;
+	old_gen = generation++;
+	/* Old queue manager first, so the new one's first scan sees all;
+	 * old workers drain: their sessions finish with the old settings. */
+	for (i = 0; i < nchildren; i++)
+		if (children[i].gen == old_gen)
+			kill(children[i].pid, children[i].role == -1 ? SIGTERM :
+			    SIGUSR2);
+	start_child(-1);
+	for (i = 0; i < snworkers; i++)
+		start_child(i);
+	conf_free(old);
+	log_info("configuration reloaded from %s", sconf->path);
+}
+
 static void
 supervise(void)
 {
@@ -342,11 +448,8 @@ supervise(void)
 			for (i = 0; i < nchildren; i++)
 				if (children[i].role == -1)
 					kill(children[i].pid, SIGUSR1);
-		} else if (sig == SIGHUP) {
-			log_reopen();
-			for (i = 0; i < nchildren; i++)
-				kill(children[i].pid, SIGHUP);
-		}
+		} else if (sig == SIGHUP)
+			reload();
 	}
 	log_info("stopping: %d processes", nchildren);
 	for (i = 0; i < nchildren; i++)
@@ -437,8 +540,14 @@ cmd_serve(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* Block the signals the master waits for right away: one that comes
+	 * while starting (a SIGHUP, say) waits instead of killing us.  The
+	 * children unblock what they use. */
+	master_sigmask(&mask);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 	if (path == NULL)
 		path = conf_default_path();
+	sconf_path = path;
 	sconf = conf_load(path, &errs);
 	if (sconf == NULL || errs.n > 0) {
 		for (size_t k = 0; k < errs.n; k++)
@@ -495,10 +604,6 @@ cmd_serve(int argc, char **argv)
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, snotify) == -1)
 		fatal("socketpair");
 	fcntl(snotify[1], F_SETFL, O_NONBLOCK);
-	/* Block them before forking, so none is lost between fork and
-	 * sigwaitinfo (children unblock what they use). */
-	master_sigmask(&mask);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	log_info("postern %s starting: hostname %s, data_dir %s, %d workers, "
 	    "configuration %s", POSTERN_VERSION, sconf->hostname,
 	    sconf->data_dir, snworkers, sconf->path);
