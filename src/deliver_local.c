@@ -142,23 +142,6 @@ ensure_maildir(const char *dir, char *why, size_t whylen)
 	return 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Copy size octets from in to out, CRLF -> LF. */
 static int
 copy_lf(int in, int out, uint64_t size)
@@ -183,15 +166,15 @@ copy_lf(int in, int out, uint64_t size)
 			if (!pending_cr)
 				obuf[o++] = buf[i];
 			if (o >= sizeof(obuf) - 1) {
-				if (write_all(out, obuf, o) == -1)
+				if (write_full(out, obuf, o) == -1)
 					return -1;
 				o = 0;
 			}
 		}
-		if (o > 0 && write_all(out, obuf, o) == -1)
+		if (o > 0 && write_full(out, obuf, o) == -1)
 			return -1;
 	}
-	if (pending_cr && write_all(out, "\r", 1) == -1)
+	if (pending_cr && write_full(out, "\r", 1) == -1)
 		return -1;
 	return 0;
 }
@@ -225,7 +208,7 @@ deliver_local_write(const char *maildir, const char *hostname, uint64_t mid,
 		return -1;
 	}
 	strbuf_printf(&hdr, "Return-Path: <%s>\n", return_path);
-	if (write_all(out, hdr.s, hdr.len) == -1 || copy_lf(fd, out, size) == -1) {
+	if (write_full(out, hdr.s, hdr.len) == -1 || copy_lf(fd, out, size) == -1) {
 		bsnprintf(why, whylen, "cannot write %s: %s", lc->tmp_path,
 		    strerror(errno));
 		close(out);

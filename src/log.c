@@ -109,29 +109,13 @@ put_time(struct strbuf *sb)
 	strbuf_printf(sb, "%s.%03dZ", buf, (int)(tv.tv_usec / 1000));
 }
 
-static void
-write_all(const char *p, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(log_fd, p, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
 /* Write what the loop collected. */
 void
 log_flush(void)
 {
 	if (pending.len == 0)
 		return;
-	write_all(pending.s, pending.len);
+	(void)write_full(log_fd, pending.s, pending.len);
 	strbuf_reset(&pending);
 }
 
@@ -167,7 +151,7 @@ emit(enum log_level lvl, struct strbuf *line)
 	if (!in_loop || lvl >= LOG_LVL_CRITICAL) {
 		if (in_loop)
 			log_flush();	/* keep the order of this thread's lines */
-		write_all(line->s, line->len);
+		(void)write_full(log_fd, line->s, line->len);
 		return;
 	}
 	if (pending.len == 0)

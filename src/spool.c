@@ -196,20 +196,10 @@ spool_msg_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
 static int
 flush_wbuf(struct spool_msg *m)
 {
-	size_t off = 0;
-	ssize_t n;
-
-	while (off < m->wlen && !m->error) {
-		n = write(m->fd, m->wbuf + off, m->wlen - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_warn("spool: write of MID %llu failed",
-			    (unsigned long long)m->mid);
-			m->error = 1;
-			break;
-		}
-		off += (size_t)n;
+	if (!m->error && m->wlen > 0 && write_full(m->fd, m->wbuf, m->wlen) == -1) {
+		log_warn("spool: write of MID %llu failed",
+		    (unsigned long long)m->mid);
+		m->error = 1;
 	}
 	m->wlen = 0;
 	return m->error ? -1 : 0;

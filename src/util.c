@@ -172,6 +172,24 @@ fatalx(const char *fmt, ...)
 }
 
 int
+write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
 fsync_dir(const char *path)
 {
 	int fd, r;
@@ -211,8 +229,6 @@ write_file_atomic(const char *path, const void *data, size_t len, int mode)
 {
 	char tmp[4096], dir[4096];
 	const char *slash;
-	ssize_t n;
-	size_t off = 0;
 	int fd;
 
 	if (bsnprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()))
@@ -220,14 +236,8 @@ write_file_atomic(const char *path, const void *data, size_t len, int mode)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
 	if (fd == -1)
 		return -1;
-	while (off < len) {
-		n = write(fd, (const char *)data + off, len - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			goto fail;
-		off += (size_t)n;
-	}
+	if (write_full(fd, data, len) == -1)
+		goto fail;
 	if (fchmod(fd, (mode_t)mode) == -1 || fsync(fd) == -1)
 		goto fail;
 	if (close(fd) == -1) {

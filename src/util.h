@@ -41,6 +41,8 @@ void	 fatal(const char *fmt, ...)
 void	 fatalx(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 
+/* write(2) all of it, retrying on EINTR and short writes; 0 or -1. */
+int	 write_full(int fd, const void *, size_t);
 /* fsync a directory by path; 0 or -1 with errno. */
 int	 fsync_dir(const char *path);
 /* mkdir -p with mode; 0 or -1 with errno. */
