@@ -168,6 +168,8 @@ commit_cb(void *arg, uint64_t mid, int ok)
 		conn_free(c);
 		return;
 	}
+	if (stopping == 2)	/* SIGTERM came during the commit */
+		smtp_session_shutdown(c->sess);
 	smtp_session_input(c->sess, bufferevent_get_input(c->bev), mono_now());
 	conn_after_io(c);
 }
