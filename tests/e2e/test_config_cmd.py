@@ -188,3 +188,12 @@ def test_usage_errors_exit_2(tmp_path, args):
     p = run(*args, cwd=str(tmp_path))
     assert p.returncode == 2, (args, p.returncode, p.stdout, p.stderr)
     assert p.stderr.strip(), args
+
+
+def test_shipped_example_configuration_is_valid(tmp_path):
+    import os
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "docs",
+                           "postern.conf.example")
+    p = run("config", "check", "-c", example)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().endswith("configuration OK")
