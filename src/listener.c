@@ -47,6 +47,7 @@
 
 struct conn {
 	struct bufferevent	*bev;
+	struct evbuffer		*out;		/* replies not yet sent */
 	struct event		*timer;
 	struct smtp_session	*sess;
 	struct spool_msg	*msg;
@@ -125,7 +126,27 @@ op_reply(void *ctx, const char *data, size_t len)
 	struct conn *c = ctx;
 
 	if (c->bev)
-		bufferevent_write(c->bev, data, len);
+		evbuffer_add(c->out, data, len);
+}
+
+/*
+ * Send queued replies.  When nothing is waiting in the bufferevent we write
+ * straight to the socket: SMTP replies are small and nearly always go at
+ * once, which saves arming and disarming a write event per reply.  What
+ * does not fit goes through the bufferevent, keeping the order.
+ */
+static void
+conn_flush(struct conn *c)
+{
+	struct evbuffer *bout;
+
+	if (c->bev == NULL || evbuffer_get_length(c->out) == 0)
+		return;
+	bout = bufferevent_get_output(c->bev);
+	if (evbuffer_get_length(bout) == 0)
+		(void)evbuffer_write(c->out, bufferevent_getfd(c->bev));
+	if (evbuffer_get_length(c->out) > 0)
+		bufferevent_write_buffer(c->bev, c->out);
 }
 
 static int
@@ -225,6 +246,7 @@ conn_free(struct conn *c)
 		event_free(c->timer);
 	if (c->bev)
 		bufferevent_free(c->bev);
+	evbuffer_free(c->out);
 	connlimit_release((struct sockaddr *)&c->peer);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -279,6 +301,7 @@ conn_after_io(struct conn *c)
 	double dl;
 	struct timeval tv;
 
+	conn_flush(c);
 	if (smtp_session_closing(c->sess)) {
 		/* Flush the last reply, but never wait on a client that does
 		 * not read: SMTP_FLUSH_TIMEOUT, then drop. */
@@ -454,7 +477,8 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	c->bev = bufferevent_socket_new(lbase, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(lbase, conn_timer_cb, c);
-	if (c->bev == NULL || c->timer == NULL)
+	c->out = evbuffer_new();
+	if (c->bev == NULL || c->timer == NULL || c->out == NULL)
 		fatalx("out of memory for a connection");
 	c->next = conns;
 	if (conns)
