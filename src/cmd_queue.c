@@ -63,6 +63,29 @@ parse_mid_arg(const char *s, uint64_t *mid)
 	return 0;
 }
 
+/* Is `pid` a running `postern serve`?  (A pid file can outlive its
+ * daemon, and the number may belong to another process by now.) */
+static int
+is_postern_serve(long pid)
+{
+	char path[64], *buf, *p;
+	size_t len;
+	int found_bin = 0, found_serve = 0;
+
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	if ((buf = read_file(path, &len, 65536)) == NULL)
+		return 0;
+	for (p = buf; p < buf + len; p += strlen(p) + 1) {
+		const char *base = strrchr(p, '/');
+		if (strcmp(base ? base + 1 : p, "postern") == 0)
+			found_bin = 1;
+		else if (found_bin && strcmp(p, "serve") == 0)
+			found_serve = 1;
+	}
+	free(buf);
+	return found_bin && found_serve;
+}
+
 /* Tell a running daemon to rescan; quiet when none runs. */
 static void
 poke_daemon(const struct qctx *q)
@@ -75,7 +98,7 @@ poke_daemon(const struct qctx *q)
 		return;
 	pid = strtol(buf, NULL, 10);
 	free(buf);
-	if (pid > 1)
+	if (pid > 1 && is_postern_serve(pid))
 		kill((pid_t)pid, SIGUSR1);
 }
 

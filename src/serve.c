@@ -463,8 +463,9 @@ supervise(void)
 		kill(children[i].pid, SIGKILL);
 }
 
+/* Become a daemon; `logpath` (may be NULL) is where the log goes. */
 static int
-detach(const char *data_dir, int log_to_stderr)
+detach(const char *logpath)
 {
 	pid_t pid;
 	int fd;
@@ -477,9 +478,9 @@ detach(const char *data_dir, int log_to_stderr)
 	if ((pid = fork()) == -1)
 		return -1;
 	if (pid > 0) {
-		if (log_to_stderr)
+		if (logpath)
 			printf("postern: running in the background (pid %d); "
-			    "log in %s/postern.log\n", (int)pid, data_dir);
+			    "log in %s\n", (int)pid, logpath);
 		else
 			printf("postern: running in the background (pid %d)\n",
 			    (int)pid);
@@ -489,8 +490,7 @@ detach(const char *data_dir, int log_to_stderr)
 	if ((fd = open("/dev/null", O_RDWR)) != -1) {
 		dup2(fd, 0);
 		dup2(fd, 1);
-		if (!log_to_stderr)
-			dup2(fd, 2);
+		dup2(fd, 2);
 		if (fd > 2)
 			close(fd);
 	}
@@ -597,7 +597,9 @@ cmd_serve(int argc, char **argv)
 	}
 	if (connlimit_init(snworkers) == -1)
 		fatal("connlimit_init");
-	if (!foreground && detach(sconf->data_dir, 0) == -1)
+	if (!foreground && detach(strcmp(sconf->log_file, "-") == 0 ? logpath :
+	    strcmp(sconf->log_file, "syslog") == 0 ? NULL : sconf->log_file) ==
+	    -1)
 		fatal("detach");
 	if (write_pidfile(sconf->data_dir) == -1)
 		log_warn("cannot write %s/postern.pid", sconf->data_dir);
@@ -611,6 +613,9 @@ cmd_serve(int argc, char **argv)
 	for (i = 0; i < snworkers; i++)
 		start_child(i);
 	supervise();
+	/* A stale pid file could make `postern queue` signal a stranger. */
+	snprintf(logpath, sizeof(logpath), "%s/postern.pid", sconf->data_dir);
+	unlink(logpath);
 	log_info("stopped");
 	return 0;
 }

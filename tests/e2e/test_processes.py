@@ -216,3 +216,23 @@ def test_sighup_with_a_broken_configuration_changes_nothing(server_factory):
                                            f"port = {srv.port + 1};"))
     os.kill(srv.proc.pid, signal.SIGHUP)
     srv.wait_log(r"reload refused: listeners changed in .*; restart postern")
+
+
+def test_stale_pid_file_never_signals_another_process(server_factory):
+    import subprocess
+    srv = server_factory().start()
+    pidfile = os.path.join(srv.data, "postern.pid")
+    assert int(open(pidfile).read()) == srv.proc.pid
+    srv.stop()
+    assert not os.path.exists(pidfile)      # removed on a clean stop
+    # a pid file left by a crash, whose number now belongs to a stranger
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        open(pidfile, "w").write(f"{stranger.pid}\n")
+        p = srv.cli("queue", "retry")
+        assert p.returncode == 0, p.stderr
+        time.sleep(0.3)     # a SIGUSR1 would have killed it by now
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
