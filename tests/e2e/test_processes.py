@@ -70,6 +70,13 @@ def test_privileges_are_dropped_after_binding(server_factory):
         st = os.stat(os.path.join(new, files[0]))
         assert st.st_uid == nobody.pw_uid
         assert st.st_mode & 0o777 == 0o600
+        # `postern queue` run as root acts as the daemon's user
+        p = srv.cli("queue", "pause")
+        assert p.returncode == 0, p.stderr
+        flag = os.path.join(d, "data", "spool", "paused")
+        assert os.stat(flag).st_uid == nobody.pw_uid
+        assert srv.cli("queue", "resume").returncode == 0
+        assert not os.path.exists(flag)
     finally:
         if srv is not None:
             srv.stop()
