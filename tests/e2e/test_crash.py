@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from conftest import queue_count, wait_for
+
 CLIENTS = 10
 QUEUED_RE = re.compile(r"queued as (\d+)")
 
@@ -95,12 +97,7 @@ def test_when_the_daemon_is_killed_every_acknowledged_message_is_delivered(
         srv.start()
     assert len(acked) >= 200 * cycles, "the clients got too few messages in"
     # after the restart, the queue drains into the maildir
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        p = srv.cli("queue", "list", "--count")
-        if p.returncode == 0 and p.stdout.strip() == "0":
-            break
-        time.sleep(0.2)
+    wait_for(lambda: queue_count(srv) == 0, timeout=60, what="empty queue")
     got = delivered_ids(srv)
     missing = set(acked) - set(got)
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. " \
@@ -157,12 +154,7 @@ def test_sigterm_under_load_loses_nothing_and_duplicates_nothing(
         t.join(timeout=30)
     assert "Info: stopped" in srv.log()
     srv.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        p = srv.cli("queue", "list", "--count")
-        if p.returncode == 0 and p.stdout.strip() == "0":
-            break
-        time.sleep(0.2)
+    wait_for(lambda: queue_count(srv) == 0, timeout=60, what="empty queue")
     got = delivered_ids(srv)
     assert len(acked) >= 200
     assert not set(acked) - set(got), "acknowledged messages lost"
