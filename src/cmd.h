@@ -9,5 +9,8 @@
 int	cmd_config(int argc, char **argv);	/* config check|show [-c FILE] */
 int	cmd_serve(int argc, char **argv);	/* serve [-c FILE] [--foreground] */
 int	cmd_queue(int argc, char **argv);	/* queue list|show|delete|... */
+int	cmd_cert(int argc, char **argv);	/* cert selfsign|csr|import|... */
+int	cmd_cert_fetch(int argc, char **argv);	/* cert fetch HOST[:PORT] (argv[0] = "fetch") */
+int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 
 #endif

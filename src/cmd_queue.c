@@ -10,8 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +20,7 @@
 
 #include "cmd.h"
 #include "conf.h"
+#include "privdrop.h"
 #include "spool.h"
 #include "strbuf.h"
 #include "util.h"
@@ -445,30 +444,6 @@ dispatch(const struct qctx *q, int argc, char **argv)
 	return q_move_or_delete(q, verb, mid);
 }
 
-/*
- * Run as root, act as the daemon's user: files we write in the spool (state,
- * pause flag) must stay readable and replaceable by it, and it is the only
- * process we may signal.
- */
-static int
-become_spool_owner(const char *user)
-{
-	struct passwd *pw;
-
-	if (geteuid() != 0 || strcmp(user, "root") == 0)
-		return 0;
-	if ((pw = getpwnam(user)) == NULL)
-		return 0;	/* daemon never ran as it either */
-	if (setgroups(1, &pw->pw_gid) == -1 ||
-	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
-		fprintf(stderr, "postern: cannot switch to user %s: %s\n", user,
-		    strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 int
 cmd_queue(int argc, char **argv)
 {
@@ -518,7 +493,7 @@ cmd_queue(int argc, char **argv)
 		conf_free(q.conf);
 		return 1;
 	}
-	if (become_spool_owner(q.conf->user) == -1) {
+	if (privdrop_become_user(q.conf->user) == -1) {
 		conf_free(q.conf);
 		return 1;
 	}

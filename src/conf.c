@@ -530,7 +530,9 @@ type_desc(enum ktype t)
 	case K_GROUPLIST:
 		return "a list of groups (( { ... }, ... ))";
 	case K_CERT:
-		return "a certificate ID or a group { cert; key; chain; }";
+		return "a certificate ID, a group { cert; key; chain; } or a "
+		    "list of those (the first is the default, the others are "
+		    "chosen by SNI)";
 	}
 	return "?";
 }
@@ -555,7 +557,8 @@ type_matches(const config_setting_t *s, enum ktype t)
 	case K_GROUPLIST:
 		return type == CONFIG_TYPE_LIST;
 	case K_CERT:
-		return type == CONFIG_TYPE_STRING || type == CONFIG_TYPE_GROUP;
+		return type == CONFIG_TYPE_STRING || type == CONFIG_TYPE_GROUP ||
+		    type == CONFIG_TYPE_ARRAY || type == CONFIG_TYPE_LIST;
 	}
 	return 0;
 }
@@ -1344,6 +1347,44 @@ parse_certref(struct loadctx *ctx, const config_setting_t *s,
 	}
 }
 
+/* certificate = ID | { cert; key; chain; } | [ one of those, ... ] */
+static void
+parse_certificates(struct loadctx *ctx, const config_setting_t *s,
+    struct conf_listener *l)
+{
+	const config_setting_t *e;
+	unsigned int i, n;
+
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST) {
+		parse_certref(ctx, s, &l->certificate);
+		return;
+	}
+	n = (unsigned int)config_setting_length(s);
+	if (n == 0) {
+		report(ctx, s, "'certificate' list must not be empty");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		e = config_setting_get_elem(s, i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING &&
+		    config_setting_type(e) != CONFIG_TYPE_GROUP) {
+			report(ctx, e, "'certificate' list elements must be "
+			    "certificate IDs or groups { cert; key; chain; }");
+			continue;
+		}
+		if (i == 0) {
+			parse_certref(ctx, e, &l->certificate);
+			continue;
+		}
+		l->sni_certs = xrealloc(l->sni_certs, (l->nsni_certs + 1) *
+		    sizeof(*l->sni_certs));
+		memset(&l->sni_certs[l->nsni_certs], 0,
+		    sizeof(*l->sni_certs));
+		parse_certref(ctx, e, &l->sni_certs[l->nsni_certs++]);
+	}
+}
+
 static void
 parse_listener(struct loadctx *ctx, const config_setting_t *g,
     struct conf_listener *l)
@@ -1378,7 +1419,7 @@ parse_listener(struct loadctx *ctx, const config_setting_t *g,
 	if (get_enum(ctx, g, "auth", listener_auth_vals, &e) == 1)
 		l->auth = (enum listener_auth)e;
 	if ((s = get_typed(g, "certificate", K_CERT)) != NULL)
-		parse_certref(ctx, s, &l->certificate);
+		parse_certificates(ctx, s, l);
 }
 
 /* Same literal address (however written) and the same port. */
@@ -2035,7 +2076,7 @@ route_free(struct conf_route *r)
 void
 conf_free(struct conf *c)
 {
-	size_t i;
+	size_t i, j;
 
 	if (c == NULL)
 		return;
@@ -2043,6 +2084,9 @@ conf_free(struct conf *c)
 		free(c->listeners[i].name);
 		free(c->listeners[i].address);
 		certref_free(&c->listeners[i].certificate);
+		for (j = 0; j < c->listeners[i].nsni_certs; j++)
+			certref_free(&c->listeners[i].sni_certs[j]);
+		free(c->listeners[i].sni_certs);
 	}
 	free(c->listeners);
 	for (i = 0; i < c->nsender_groups; i++) {
@@ -2100,6 +2144,20 @@ conf_errors_free(struct conf_errors *errs)
 }
 
 /* ---- small public helpers ---------------------------------------------- */
+
+int
+conf_listener_needs_tls(const struct conf *c, const struct conf_listener *l)
+{
+	size_t i;
+
+	if (l->tls != LISTENER_TLS_OFF)
+		return 1;
+	for (i = 0; i < c->npolicies; i++)
+		if (c->policies[i].tls == POLICY_TLS_PREFERRED ||
+		    c->policies[i].tls == POLICY_TLS_REQUIRED)
+			return 1;
+	return 0;
+}
 
 /* CONF_DEFAULT_PATH when that file exists, else NULL (embedded default). */
 const char *
@@ -2287,11 +2345,26 @@ show_limits(FILE *fp, const struct conf_limits *l,
 }
 
 static void
+show_certref(FILE *fp, const struct conf_certref *cr)
+{
+	if (cr->id != NULL) {
+		put_str(fp, cr->id);
+		return;
+	}
+	fputs("{", fp);
+	put_kstr(fp, "cert", cr->cert);
+	put_kstr(fp, "key", cr->key);
+	if (cr->chain != NULL)
+		put_kstr(fp, "chain", cr->chain);
+	fputs(" }", fp);
+}
+
+static void
 show_listeners(const struct conf *c, FILE *fp)
 {
 	const struct conf_listener *l;
 	const struct conf_certref *cr;
-	size_t i;
+	size_t i, j;
 
 	fputs("listeners = (\n", fp);
 	for (i = 0; i < c->nlisteners; i++) {
@@ -2303,16 +2376,15 @@ show_listeners(const struct conf *c, FILE *fp)
 		put_kint(fp, "port", l->port);
 		put_kstr(fp, "tls", conf_listener_tls_name(l->tls));
 		put_kstr(fp, "auth", enum_name(listener_auth_vals, l->auth));
-		if (cr->id != NULL)
-			put_kstr(fp, "certificate", cr->id);
-		else {
-			fputs(" certificate = {", fp);
-			put_kstr(fp, "cert", cr->cert);
-			put_kstr(fp, "key", cr->key);
-			if (cr->chain != NULL)
-				put_kstr(fp, "chain", cr->chain);
-			fputs(" };", fp);
+		fputs(" certificate = ", fp);
+		if (l->nsni_certs > 0)
+			fputs("( ", fp);
+		show_certref(fp, cr);
+		for (j = 0; j < l->nsni_certs; j++) {
+			fputs(", ", fp);
+			show_certref(fp, &l->sni_certs[j]);
 		}
+		fputs(l->nsni_certs > 0 ? " );" : ";", fp);
 		fprintf(fp, " }%s\n", i + 1 < c->nlisteners ? "," : "");
 	}
 	fputs(");\n", fp);

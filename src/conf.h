@@ -61,6 +61,10 @@ struct conf_listener {
 	enum listener_tls tls;		/* default OFF */
 	enum listener_auth auth;	/* default OFF */
 	struct conf_certref certificate;	/* default id "default" */
+	/* certificate = [ first, more... ]: the first is `certificate`, the
+	 * others are offered by SNI (server name indication) match. */
+	struct conf_certref *sni_certs;
+	size_t	 nsni_certs;
 	int	 line;			/* line in the file, for messages */
 };
 
@@ -184,6 +188,10 @@ const struct conf_sender_group *conf_match_sender_group(const struct conf *,
 int	conf_is_local_domain(const struct conf *, const char *domain);
 /* First route whose domain equals `domain` (case-insensitive), else "*", else NULL. */
 const struct conf_route *conf_route_for(const struct conf *, const char *domain);
+
+/* Does this listener ever speak TLS: its own tls, or a policy that
+ * tightens it (policy tls preferred/required)? */
+int	conf_listener_needs_tls(const struct conf *, const struct conf_listener *);
 
 /* Enum names for show/logs. */
 const char *conf_listener_tls_name(enum listener_tls);

@@ -18,6 +18,10 @@ static const struct {
 	{ "config", cmd_config, "check or show the configuration" },
 	{ "queue",  cmd_queue,  "inspect and steer the spool (list, show, "
 	    "retry, delete, hold, release, pause, resume)" },
+	{ "cert",   cmd_cert,   "certificate store (selfsign, csr, import, "
+	    "export, list, show, check, fetch)" },
+	{ "trust",  cmd_trust,  "trust store of CA certificates (add, list, "
+	    "remove)" },
 };
 
 static void

@@ -1,0 +1,903 @@
+/*
+ * smtp_client.c - asynchronous SMTP client step machine.  See
+ * smtp_client.h for the model, ownership and threat notes.
+ *
+ * Internals: one `step` at a time.  Each step arms `timer` (its whole
+ * deadline) and completes through finish(), which disarms it, stores the
+ * result in c->res and calls the callback last - nothing touches `c`
+ * after a callback returns, since the callback may have freed it.
+ * Failures known when a step starts go through `kick` (an event made
+ * active at once) so callbacks never run inside a step function.
+ *
+ * The connection is a plain socket bufferevent, replaced by an OpenSSL
+ * socket bufferevent on the same fd when TLS starts; the plain one is
+ * freed first, and whatever it had buffered is checked (STARTTLS).
+ */
+#include <sys/socket.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "smtp_client.h"
+#include "tls_ctx.h"
+#include "util.h"
+
+/* Input kept buffered at most (libevent stops reading above it). */
+#define INPUT_HIGH_WATER	(16 * SMTP_REPLY_LINE_MAX)
+/* Longest command line we send (RFC 4954 4: AUTH lines up to 12288). */
+#define CMD_LINE_MAX		12288
+
+enum step {
+	STEP_NONE = 0,
+	STEP_CONNECT,
+	STEP_TLS,		/* handshake (implicit, or after STARTTLS) */
+	STEP_GREETING,
+	STEP_EHLO,
+	STEP_HELO,
+	STEP_STARTTLS,		/* waiting for the 220 */
+	STEP_COMMAND,
+	STEP_QUIT
+};
+
+struct smtp_client {
+	struct event_base	*base;
+	struct smtp_client_timeouts to;
+	int			 fd;
+	struct bufferevent	*bev;
+	int			 bev_owns_fd;	/* the TLS bufferevent does */
+	int			 tls_up;
+	struct event		*connev;	/* connect in progress */
+	struct event		*timer;
+	struct event		*kick;
+
+	struct smtp_reply_parser parser;
+	struct smtp_reply	 last;
+	int			 have_last;
+	struct smtp_ehlo	 ehlo;
+	int			 have_ehlo;
+	int			 esmtp;
+	char			 helo_name[256];
+
+	int			 eof;		/* peer closed */
+	int			 dead;		/* unusable after an error */
+	char			 dead_why[200];
+
+	enum step		 step;
+	const char		*step_name;
+	int			 starttls;	/* STEP_TLS after STARTTLS */
+	double			 step_timeout;
+	smtp_client_cb		 cb;
+	void			*arg;
+	char			 verb[16];
+	SSL_CTX			*st_ctx;	/* STARTTLS pending */
+	char			 st_name[256];
+
+	struct smtp_client_result res;		/* of the last step */
+	struct smtp_client_result dres;		/* pending, via kick */
+	int			 dres_pending;
+};
+
+static void	readcb(struct bufferevent *, void *);
+static void	eventcb(struct bufferevent *, short, void *);
+static int	process_input(struct smtp_client *);
+
+const char *
+smtp_client_strerror(enum smtp_client_err e)
+{
+	switch (e) {
+	case SMTP_CLIENT_OK:		return "ok";
+	case SMTP_CLIENT_EREPLY:	return "unexpected reply";
+	case SMTP_CLIENT_ECONNREFUSED:	return "connection refused";
+	case SMTP_CLIENT_ECONNECT:	return "connection failed";
+	case SMTP_CLIENT_ETIMEOUT:	return "timeout";
+	case SMTP_CLIENT_ETLS:		return "TLS handshake failed";
+	case SMTP_CLIENT_EPROTO:	return "protocol error";
+	case SMTP_CLIENT_ECLOSED:	return "connection closed";
+	case SMTP_CLIENT_EIO:		return "I/O error";
+	case SMTP_CLIENT_EUSAGE:	return "usage error";
+	}
+	return "unknown error";
+}
+
+void
+smtp_client_timeouts_default(struct smtp_client_timeouts *t)
+{
+	t->connect = 30;
+	t->tls = 120;
+	t->greeting = 300;
+	t->ehlo = 300;
+	t->command = 300;
+	t->quit = 10;
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg);
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg);
+
+struct smtp_client *
+smtp_client_new(struct event_base *base, const struct smtp_client_timeouts *t)
+{
+	struct smtp_client *c = xcalloc(1, sizeof(*c));
+
+	c->base = base;
+	c->fd = -1;
+	if (t != NULL)
+		c->to = *t;
+	else
+		smtp_client_timeouts_default(&c->to);
+	if ((c->timer = evtimer_new(base, timer_cb, c)) == NULL ||
+	    (c->kick = event_new(base, -1, 0, kick_cb, c)) == NULL)
+		fatalx("smtp_client: out of memory for events");
+	smtp_reply_parser_init(&c->parser);
+	return c;
+}
+
+void
+smtp_client_set_timeouts(struct smtp_client *c,
+    const struct smtp_client_timeouts *t)
+{
+	c->to = *t;
+}
+
+void
+smtp_client_free(struct smtp_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->connev != NULL)
+		event_free(c->connev);
+	event_free(c->timer);
+	event_free(c->kick);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	if (c->fd != -1 && !c->bev_owns_fd)
+		close(c->fd);
+	smtp_reply_parser_free(&c->parser);
+	smtp_reply_free(&c->last);
+	if (c->st_ctx != NULL)
+		SSL_CTX_free(c->st_ctx);
+	free(c);
+}
+
+/* ---- completing steps ------------------------------------------------ */
+
+static void
+mark_dead(struct smtp_client *c, const struct smtp_client_result *r)
+{
+	if (r->err == SMTP_CLIENT_OK || r->err == SMTP_CLIENT_EREPLY ||
+	    r->err == SMTP_CLIENT_EUSAGE || c->dead)
+		return;
+	c->dead = 1;
+	bsnprintf(c->dead_why, sizeof(c->dead_why), "%s%s%s",
+	    smtp_client_strerror(r->err), r->detail[0] ? ": " : "", r->detail);
+	if (c->bev != NULL)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* Deliver c->res (already filled in) and end the step.  The caller must
+ * return right after: the callback may have freed c. */
+static void
+deliver(struct smtp_client *c)
+{
+	smtp_client_cb cb = c->cb;
+	void *arg = c->arg;
+
+	evtimer_del(c->timer);
+	c->step = STEP_NONE;
+	c->cb = NULL;
+	c->arg = NULL;
+	mark_dead(c, &c->res);
+	if (cb != NULL)
+		cb(c, &c->res, arg);
+}
+
+static void
+fill(struct smtp_client_result *r, struct smtp_client *c,
+    enum smtp_client_err err, int with_reply, const char *fmt, va_list ap)
+{
+	memset(r, 0, sizeof(*r));
+	r->err = err;
+	r->step = c->step_name;
+	r->reply = with_reply && c->have_last ? &c->last : NULL;
+	if (fmt != NULL)
+		vsnprintf(r->detail, sizeof(r->detail), fmt, ap);
+}
+
+/* Finish the running step now (from an event callback). */
+static void
+finish(struct smtp_client *c, enum smtp_client_err err, int with_reply,
+    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void
+finish(struct smtp_client *c, enum smtp_client_err err, int with_reply,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fill(&c->res, c, err, with_reply, fmt, ap);
+	va_end(ap);
+	deliver(c);
+}
+
+static void
+finish_errno(struct smtp_client *c, enum smtp_client_err err, int e,
+    const char *what)
+{
+	finish(c, err, 0, "%s: %s", what, strerror(e));
+	/* c may be gone */
+}
+
+/* Finish the step that is being started, from the loop (kick). */
+static void
+defer(struct smtp_client *c, enum smtp_client_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void
+defer(struct smtp_client *c, enum smtp_client_err err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fill(&c->dres, c, err, 0, fmt, ap);
+	va_end(ap);
+	c->dres_pending = 1;
+	event_active(c->kick, EV_TIMEOUT, 1);
+}
+
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->dres_pending) {
+		c->dres_pending = 0;
+		c->res = c->dres;
+		deliver(c);
+		return;
+	}
+	if (c->step != STEP_NONE)
+		process_input(c);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->step == STEP_NONE)
+		return;
+	if (c->step == STEP_QUIT) {
+		/* no answer to QUIT: we are done anyway */
+		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "no reply to QUIT within "
+		    "%g s", c->step_timeout);
+		return;
+	}
+	if (c->step == STEP_CONNECT)
+		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "no connection within %g s",
+		    c->step_timeout);
+	else if (c->step == STEP_TLS)
+		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "TLS handshake not done "
+		    "within %g s", c->step_timeout);
+	else if (c->step == STEP_GREETING)
+		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "no greeting within %g s",
+		    c->step_timeout);
+	else
+		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "no reply to %s within %g s",
+		    c->step_name, c->step_timeout);
+}
+
+/* (Re)arm the step deadline; <= 0 = none. */
+static void
+arm(struct smtp_client *c, double timeout)
+{
+	struct timeval tv;
+
+	c->step_timeout = timeout;
+	evtimer_del(c->timer);
+	if (timeout <= 0)
+		return;
+	tv.tv_sec = (time_t)timeout;
+	tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
+	evtimer_add(c->timer, &tv);
+}
+
+/*
+ * Common start of every step.  Returns 0 when the step may proceed, -1
+ * when it has already been finished (deferred) - the caller returns.
+ */
+static int
+begin(struct smtp_client *c, enum step step, const char *name,
+    double timeout, smtp_client_cb cb, void *arg, int needs_conn)
+{
+	if (c->step != STEP_NONE || c->dres_pending)
+		fatalx("smtp_client: step %s started while %s is running",
+		    name, c->step_name ? c->step_name : "another");
+	c->step = step;
+	c->step_name = name;
+	c->step_timeout = timeout;
+	c->cb = cb;
+	c->arg = arg;
+	if (needs_conn) {
+		if (c->dead) {
+			defer(c, SMTP_CLIENT_ECLOSED, "connection no longer "
+			    "usable (%s)", c->dead_why);
+			return -1;
+		}
+		if (c->bev == NULL) {
+			defer(c, SMTP_CLIENT_EUSAGE, "not connected");
+			return -1;
+		}
+	}
+	arm(c, timeout);
+	return 0;
+}
+
+/* ---- connection setup ------------------------------------------------ */
+
+static void
+setup_bev(struct smtp_client *c)
+{
+	bufferevent_setcb(c->bev, readcb, NULL, eventcb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_HIGH_WATER);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static int
+make_plain_bev(struct smtp_client *c)
+{
+	c->bev = bufferevent_socket_new(c->base, c->fd,
+	    BEV_OPT_DEFER_CALLBACKS);
+	if (c->bev == NULL)
+		return -1;
+	setup_bev(c);
+	return 0;
+}
+
+static void
+connect_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	(void)what;
+	event_free(c->connev);
+	c->connev = NULL;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	if (err == ECONNREFUSED) {
+		finish(c, SMTP_CLIENT_ECONNREFUSED, 0, "connection refused");
+		return;
+	}
+	if (err != 0) {
+		finish_errno(c, SMTP_CLIENT_ECONNECT, err, "connect");
+		return;
+	}
+	if (make_plain_bev(c) == -1) {
+		finish(c, SMTP_CLIENT_ECONNECT, 0, "out of memory");
+		return;
+	}
+	finish(c, SMTP_CLIENT_OK, 0, NULL);
+}
+
+void
+smtp_client_connect(struct smtp_client *c, const struct sockaddr *sa,
+    socklen_t salen, smtp_client_cb cb, void *arg)
+{
+	int fd, e;
+
+	if (begin(c, STEP_CONNECT, "connect", c->to.connect, cb, arg, 0) == -1)
+		return;
+	if (c->fd != -1) {
+		defer(c, SMTP_CLIENT_EUSAGE, "already connected");
+		return;
+	}
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1) {
+		defer(c, SMTP_CLIENT_ECONNECT, "socket: %s", strerror(errno));
+		return;
+	}
+	c->fd = fd;
+	if (connect(fd, sa, salen) == 0) {
+		if (make_plain_bev(c) == -1)
+			defer(c, SMTP_CLIENT_ECONNECT, "out of memory");
+		else
+			defer(c, SMTP_CLIENT_OK, NULL);
+		return;
+	}
+	e = errno;
+	if (e != EINPROGRESS && e != EINTR) {
+		if (e == ECONNREFUSED)
+			defer(c, SMTP_CLIENT_ECONNREFUSED,
+			    "connection refused");
+		else
+			defer(c, SMTP_CLIENT_ECONNECT, "connect: %s",
+			    strerror(e));
+		return;
+	}
+	c->connev = event_new(c->base, fd, EV_WRITE, connect_cb, c);
+	if (c->connev == NULL || event_add(c->connev, NULL) == -1)
+		fatalx("smtp_client: cannot watch the connecting socket");
+}
+
+void
+smtp_client_attach_fd(struct smtp_client *c, int fd, smtp_client_cb cb,
+    void *arg)
+{
+	int fl;
+
+	if (begin(c, STEP_CONNECT, "connect", 0, cb, arg, 0) == -1)
+		return;
+	if (c->fd != -1) {
+		close(fd);
+		defer(c, SMTP_CLIENT_EUSAGE, "already connected");
+		return;
+	}
+	c->fd = fd;
+	if ((fl = fcntl(fd, F_GETFL)) != -1)
+		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	if (make_plain_bev(c) == -1)
+		defer(c, SMTP_CLIENT_ECONNECT, "out of memory");
+	else
+		defer(c, SMTP_CLIENT_OK, NULL);
+}
+
+/*
+ * Replace the plain bufferevent with a TLS one on the same fd and start
+ * the handshake (STEP_TLS must be set).  -1 with why on failure; then the
+ * plain bufferevent is still there.
+ */
+static int
+start_tls(struct smtp_client *c, SSL_CTX *ctx, const char *servername,
+    char *why, size_t whylen)
+{
+	struct bufferevent *tb;
+	SSL *ssl;
+
+	if (c->tls_up) {
+		bsnprintf(why, whylen, "TLS is already active");
+		return -1;
+	}
+	if ((ssl = SSL_new(ctx)) == NULL) {
+		bsnprintf(why, whylen, "cannot create a TLS session");
+		return -1;
+	}
+	if (servername != NULL && servername[0] != '\0' &&
+	    tls_client_expect_host(ssl, servername) == -1) {
+		SSL_free(ssl);
+		bsnprintf(why, whylen, "cannot use server name '%s'",
+		    servername);
+		return -1;
+	}
+	/* Bytes the plain bufferevent holds are dropped with it: callers
+	 * have checked there are none (STARTTLS) or it is fresh. */
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	tb = bufferevent_openssl_socket_new(c->base, c->fd, ssl,
+	    BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (tb == NULL) {
+		SSL_free(ssl);
+		bsnprintf(why, whylen, "cannot start TLS on the connection");
+		c->dead = 1;
+		bstrlcpy(c->dead_why, "TLS start failed", sizeof(c->dead_why));
+		return -1;
+	}
+	c->bev = tb;
+	c->bev_owns_fd = 1;
+	/* A peer that closes without close_notify after QUIT is common. */
+	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	/* Plaintext state is void once TLS starts (RFC 3207 4.2). */
+	c->have_ehlo = 0;
+	c->esmtp = 0;
+	smtp_reply_parser_free(&c->parser);
+	smtp_reply_parser_init(&c->parser);
+	setup_bev(c);
+	return 0;
+}
+
+void
+smtp_client_tls(struct smtp_client *c, SSL_CTX *ctx, const char *servername,
+    smtp_client_cb cb, void *arg)
+{
+	char why[200];
+
+	if (begin(c, STEP_TLS, "TLS handshake", c->to.tls, cb, arg, 1) == -1)
+		return;
+	c->starttls = 0;
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+		defer(c, SMTP_CLIENT_EPROTO, "server sent data before the "
+		    "TLS handshake");
+		return;
+	}
+	if (start_tls(c, ctx, servername, why, sizeof(why)) == -1)
+		defer(c, SMTP_CLIENT_ETLS, "%s", why);
+}
+
+/* ---- reading replies ------------------------------------------------- */
+
+static int
+step_wants_reply(enum step s)
+{
+	return s == STEP_GREETING || s == STEP_EHLO || s == STEP_HELO ||
+	    s == STEP_STARTTLS || s == STEP_COMMAND || s == STEP_QUIT;
+}
+
+static void
+send_line(struct smtp_client *c, const char *line)
+{
+	bufferevent_write(c->bev, line, strlen(line));
+	bufferevent_write(c->bev, "\r\n", 2);
+}
+
+static void
+got_reply(struct smtp_client *c, struct smtp_reply *r);
+
+static int
+process_input(struct smtp_client *c)
+{
+	struct evbuffer *in;
+	struct evbuffer_iovec v;
+	struct smtp_reply r;
+	enum smtp_reply_status st;
+	size_t used;
+
+	if (c->bev == NULL || !step_wants_reply(c->step))
+		return 0;
+	in = bufferevent_get_input(c->bev);
+	while (evbuffer_get_length(in) > 0) {
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+			break;
+		memset(&r, 0, sizeof(r));
+		st = smtp_reply_feed(&c->parser, v.iov_base, v.iov_len, &used,
+		    &r);
+		evbuffer_drain(in, used);
+		if (st == SMTP_REPLY_ERROR) {
+			finish(c, SMTP_CLIENT_EPROTO, 0, "bad reply to %s: %s",
+			    c->step == STEP_GREETING ? "connect" :
+			    c->step_name, smtp_reply_error(&c->parser));
+			return 1;
+		}
+		if (st == SMTP_REPLY_DONE) {
+			got_reply(c, &r);
+			return 1;
+		}
+	}
+	if (c->eof) {
+		if (c->step == STEP_QUIT) {
+			finish(c, SMTP_CLIENT_OK, 0, NULL);
+			return 1;
+		}
+		finish(c, SMTP_CLIENT_ECLOSED, 0, "server closed the "
+		    "connection %s %s", smtp_reply_pending(&c->parser) > 0 ||
+		    c->parser.cur.nlines > 0 ? "in the middle of the reply to" :
+		    "instead of answering", c->step == STEP_GREETING ?
+		    "the connect (no greeting)" : c->step_name);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+readcb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	process_input(arg);
+}
+
+/* After the 220 to STARTTLS: nothing may follow it before our ClientHello
+ * (RFC 3207 5 / the STARTTLS command injection problem). */
+static void
+starttls_handshake(struct smtp_client *c)
+{
+	char why[200], b;
+	SSL_CTX *ctx = c->st_ctx;
+	ssize_t n;
+
+	c->st_ctx = NULL;
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+		SSL_CTX_free(ctx);
+		finish(c, SMTP_CLIENT_EPROTO, 1, "server sent data after its "
+		    "220 reply to STARTTLS (discarded)");
+		return;
+	}
+	n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0 || n == 0) {
+		SSL_CTX_free(ctx);
+		if (n > 0)
+			finish(c, SMTP_CLIENT_EPROTO, 1, "server sent data "
+			    "after its 220 reply to STARTTLS (discarded)");
+		else
+			finish(c, SMTP_CLIENT_ECLOSED, 1, "server closed the "
+			    "connection after its 220 reply to STARTTLS");
+		return;
+	}
+	c->step = STEP_TLS;
+	c->starttls = 1;
+	arm(c, c->to.tls);
+	if (start_tls(c, ctx, c->st_name, why, sizeof(why)) == -1) {
+		SSL_CTX_free(ctx);
+		finish(c, SMTP_CLIENT_ETLS, 1, "%s", why);
+		return;
+	}
+	SSL_CTX_free(ctx);	/* the SSL holds its own reference */
+}
+
+static void
+got_reply(struct smtp_client *c, struct smtp_reply *r)
+{
+	int cls = r->code / 100;
+
+	smtp_reply_free(&c->last);
+	c->last = *r;
+	c->have_last = 1;
+	switch (c->step) {
+	case STEP_GREETING:
+		if (cls == 2)
+			finish(c, SMTP_CLIENT_OK, 1, NULL);
+		else
+			finish(c, SMTP_CLIENT_EREPLY, 1, "greeting is not 220");
+		return;
+	case STEP_EHLO:
+		if (cls == 2) {
+			smtp_ehlo_parse(&c->last, &c->ehlo);
+			c->have_ehlo = 1;
+			c->esmtp = 1;
+			finish(c, SMTP_CLIENT_OK, 1, NULL);
+		} else if (cls == 5) {
+			/* RFC 5321 3.2: fall back to HELO */
+			c->step = STEP_HELO;
+			c->step_name = "HELO";
+			bufferevent_write(c->bev, "HELO ", 5);
+			send_line(c, c->helo_name);
+		} else
+			finish(c, SMTP_CLIENT_EREPLY, 1, "EHLO refused");
+		return;
+	case STEP_HELO:
+		if (cls == 2) {
+			c->esmtp = 0;
+			finish(c, SMTP_CLIENT_OK, 1, NULL);
+		} else
+			finish(c, SMTP_CLIENT_EREPLY, 1, "EHLO and HELO "
+			    "refused");
+		return;
+	case STEP_STARTTLS:
+		if (r->code == 220) {
+			starttls_handshake(c);
+			return;
+		}
+		SSL_CTX_free(c->st_ctx);
+		c->st_ctx = NULL;
+		finish(c, SMTP_CLIENT_EREPLY, 1, "STARTTLS refused");
+		return;
+	case STEP_COMMAND:
+	case STEP_QUIT:
+		finish(c, SMTP_CLIENT_OK, 1, NULL);
+		return;
+	default:
+		return;
+	}
+}
+
+/* The OpenSSL error that explains a failed handshake: libevent keeps up
+ * to three, the SSL_get_error() code first; we want the first real one. */
+static unsigned long
+tls_failure_code(struct bufferevent *bev)
+{
+	unsigned long e, best = 0;
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (ERR_GET_LIB(e) != 0)
+			best = e;	/* popped last to first */
+	return best;
+}
+
+static void
+eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+	char reason[200];
+	unsigned long tlserr;
+	long vr;
+	SSL *ssl;
+	int e = errno;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->step != STEP_TLS)
+			return;
+		c->tls_up = 1;
+		finish(c, SMTP_CLIENT_OK, c->starttls, NULL);
+		return;
+	}
+	if (c->step == STEP_TLS) {
+		tlserr = (what & BEV_EVENT_ERROR) ? tls_failure_code(bev) : 0;
+		tls_error_reason(tlserr, reason, sizeof(reason));
+		ssl = bufferevent_openssl_get_ssl(bev);
+		vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+		if (vr != X509_V_OK && SSL_get_verify_mode(ssl) !=
+		    SSL_VERIFY_NONE)
+			bsnprintf(reason, sizeof(reason), "certificate verify "
+			    "failed: %s", X509_verify_cert_error_string(vr));
+		else if (tlserr == 0 && (what & BEV_EVENT_ERROR) && e != 0)
+			bsnprintf(reason, sizeof(reason), "%s", strerror(e));
+		finish(c, SMTP_CLIENT_ETLS, c->starttls, "%s", reason);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		c->eof = 1;
+		if (c->step != STEP_NONE)
+			process_input(c);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		if (c->tls_up && (tlserr = tls_failure_code(bev)) != 0) {
+			ERR_error_string_n(tlserr, reason, sizeof(reason));
+		} else
+			bstrlcpy(reason, strerror(e), sizeof(reason));
+		if (c->step == STEP_NONE) {
+			c->dead = 1;
+			bsnprintf(c->dead_why, sizeof(c->dead_why),
+			    "I/O error: %s", reason);
+			bufferevent_disable(bev, EV_READ | EV_WRITE);
+			return;
+		}
+		if (c->step == STEP_QUIT)
+			finish(c, SMTP_CLIENT_OK, 0, NULL);
+		else
+			finish(c, SMTP_CLIENT_EIO, 0, "%s", reason);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		return;		/* we use our own deadlines */
+}
+
+/* ---- SMTP steps ------------------------------------------------------ */
+
+/* Start a step that reads a reply; input already buffered is handled
+ * from the loop. */
+static void
+await_reply(struct smtp_client *c)
+{
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 || c->eof)
+		event_active(c->kick, EV_TIMEOUT, 1);
+}
+
+static int
+bad_line(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n == 0 || n > CMD_LINE_MAX || strpbrk(s, "\r\n") != NULL;
+}
+
+void
+smtp_client_greeting(struct smtp_client *c, smtp_client_cb cb, void *arg)
+{
+	if (begin(c, STEP_GREETING, "greeting", c->to.greeting, cb, arg, 1) ==
+	    -1)
+		return;
+	await_reply(c);
+}
+
+void
+smtp_client_ehlo(struct smtp_client *c, const char *name, smtp_client_cb cb,
+    void *arg)
+{
+	if (begin(c, STEP_EHLO, "EHLO", c->to.ehlo, cb, arg, 1) == -1)
+		return;
+	if (bad_line(name) || strchr(name, ' ') != NULL ||
+	    strlen(name) >= sizeof(c->helo_name)) {
+		defer(c, SMTP_CLIENT_EUSAGE, "bad EHLO name");
+		return;
+	}
+	bstrlcpy(c->helo_name, name, sizeof(c->helo_name));
+	c->have_ehlo = 0;
+	c->esmtp = 0;
+	bufferevent_write(c->bev, "EHLO ", 5);
+	send_line(c, name);
+	await_reply(c);
+}
+
+void
+smtp_client_starttls(struct smtp_client *c, SSL_CTX *ctx,
+    const char *servername, smtp_client_cb cb, void *arg)
+{
+	if (begin(c, STEP_STARTTLS, "STARTTLS", c->to.ehlo, cb, arg, 1) == -1)
+		return;
+	if (c->tls_up) {
+		defer(c, SMTP_CLIENT_EUSAGE, "TLS is already active");
+		return;
+	}
+	if (servername != NULL && strlen(servername) >= sizeof(c->st_name)) {
+		defer(c, SMTP_CLIENT_EUSAGE, "server name too long");
+		return;
+	}
+	bstrlcpy(c->st_name, servername != NULL ? servername : "",
+	    sizeof(c->st_name));
+	SSL_CTX_up_ref(ctx);
+	c->st_ctx = ctx;
+	send_line(c, "STARTTLS");
+	await_reply(c);
+}
+
+void
+smtp_client_command(struct smtp_client *c, const char *line, double timeout,
+    smtp_client_cb cb, void *arg)
+{
+	size_t n;
+
+	n = strcspn(line, " ");
+	if (n >= sizeof(c->verb))
+		n = sizeof(c->verb) - 1;
+	memcpy(c->verb, line, n);
+	c->verb[n] = '\0';
+	if (begin(c, STEP_COMMAND, c->verb, timeout > 0 ? timeout :
+	    c->to.command, cb, arg, 1) == -1)
+		return;
+	if (bad_line(line)) {
+		defer(c, SMTP_CLIENT_EUSAGE, "bad command line");
+		return;
+	}
+	send_line(c, line);
+	await_reply(c);
+}
+
+void
+smtp_client_quit(struct smtp_client *c, smtp_client_cb cb, void *arg)
+{
+	if (begin(c, STEP_QUIT, "QUIT", c->to.quit, cb, arg, 1) == -1)
+		return;
+	send_line(c, "QUIT");
+	await_reply(c);
+}
+
+/* ---- accessors ------------------------------------------------------- */
+
+const struct smtp_reply *
+smtp_client_last_reply(const struct smtp_client *c)
+{
+	return c->have_last ? &c->last : NULL;
+}
+
+const struct smtp_ehlo *
+smtp_client_ehlo_info(const struct smtp_client *c)
+{
+	return c->have_ehlo ? &c->ehlo : NULL;
+}
+
+int
+smtp_client_esmtp(const struct smtp_client *c)
+{
+	return c->esmtp;
+}
+
+SSL *
+smtp_client_ssl(const struct smtp_client *c)
+{
+	return c->tls_up && c->bev != NULL ?
+	    bufferevent_openssl_get_ssl(c->bev) : NULL;
+}
+
+int
+smtp_client_fd(const struct smtp_client *c)
+{
+	return c->fd;
+}

@@ -1,0 +1,188 @@
+/*
+ * smtp_client.h - THE SMTP client protocol engine: one connection to one
+ * server, driven asynchronously on a libevent event_base.  Used by
+ * `postern cert fetch` now, and by delivery, `postern send` and `postern
+ * probe` later.  It knows the protocol (RFC 5321, 3207 STARTTLS, 8314
+ * implicit TLS) and nothing of delivery policy: which TLS is required,
+ * what to do on a 4xx, whether to verify certificates - the caller
+ * decides, step by step.
+ *
+ * Model: a step machine the caller composes.  Each step function starts
+ * one step and returns at once; its callback runs exactly once, later,
+ * from the event loop (never from inside the call that started it), with
+ * a result.  One step at a time: starting a step while another runs is a
+ * programming error (fatalx).  Typical composition:
+ *
+ *	smtp_client_connect(c, sa, salen, cb1)    TCP
+ *	[smtp_client_tls(c, ctx, name, cb)]       implicit TLS (RFC 8314)
+ *	smtp_client_greeting(c, cb2)              read the 220
+ *	smtp_client_ehlo(c, name, cb3)            EHLO, HELO on 5xx to EHLO
+ *	smtp_client_starttls(c, ctx, name, cb4)   STARTTLS + handshake
+ *	smtp_client_ehlo(c, name, cb5)            again: RFC 3207 4.2
+ *	smtp_client_command(c, "MAIL FROM:<>", 0, cb6) ...
+ *	smtp_client_quit(c, cb7); smtp_client_free(c)
+ *
+ * Results (struct smtp_client_result):
+ *   err == SMTP_CLIENT_OK   the step did what it is for:
+ *        connect / tls      connected / handshake done (reply NULL)
+ *        greeting           a 2xx greeting
+ *        ehlo               a 2xx to EHLO, or to HELO after a 5xx to EHLO
+ *        starttls           220 to STARTTLS and the handshake done
+ *        command            ANY complete reply (the caller looks at code)
+ *        quit               a reply to QUIT or the server closing
+ *   err == SMTP_CLIENT_EREPLY  a well-formed reply that makes the step
+ *        fail (greeting not 2xx, EHLO/HELO not 2xx, STARTTLS not 220);
+ *        reply is set.
+ *   any other err          the connection is unusable; only
+ *        smtp_client_free() (and the accessors) make sense afterwards.
+ *
+ * Ownership and lifetimes:
+ *   - The client owns its socket, bufferevents, SSL and replies; the
+ *     caller owns the event_base (must outlive the client) and the
+ *     SSL_CTX (may be freed after the step that used it: the SSL holds a
+ *     reference).
+ *   - The result and the reply it points to are borrowed: valid during
+ *     the callback and until the next step completes or the client is
+ *     freed (smtp_client_last_reply() gives it again meanwhile).
+ *   - smtp_client_free() may be called at any time, also from inside a
+ *     callback; a pending callback then never runs.
+ *   - Strings given to step functions are copied.
+ *
+ * Threat notes (the server is untrusted):
+ *   - Bounded memory: reply lines are limited to SMTP_REPLY_LINE_MAX
+ *     octets and SMTP_REPLY_LINES_MAX lines (else EPROTO), and the input
+ *     buffer has a high-water mark, so a server that never ends a line or
+ *     a reply, or floods us between steps, cannot make us buffer without
+ *     limit.
+ *   - Every step has a deadline for the whole step (not per read), so a
+ *     trickling server cannot hold us forever.
+ *   - STARTTLS: anything the server sends after the 220 and before our
+ *     ClientHello (already read, or waiting on the socket) is a protocol
+ *     violation (CVE-2011-0411 class, "STARTTLS injection"): it is
+ *     discarded and the step fails with EPROTO; it is never read as if it
+ *     came through TLS.  All plaintext state (extensions) is forgotten
+ *     after TLS starts: call smtp_client_ehlo() again.
+ *   - Reply text is sanitised by smtp_reply (no control characters), so
+ *     it can be printed and logged.
+ *   - Command lines with CR, LF or NUL are refused (no command injection
+ *     through caller-supplied strings).
+ *
+ * Extending (not exposed yet, on purpose): AUTH PLAIN/LOGIN are
+ * smtp_client_command() exchanges (334 continuations); MAIL/RCPT/DATA
+ * need a body writer with dot-stuffing (smtp_proto has the server-side
+ * scanner) and a DATA-termination timeout; PIPELINING needs a queue of
+ * expected replies in place of the single `step`.
+ */
+#ifndef POSTERN_SMTP_CLIENT_H
+#define POSTERN_SMTP_CLIENT_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <openssl/ssl.h>
+
+#include "smtp_reply.h"
+
+struct event_base;
+struct smtp_client;
+
+enum smtp_client_err {
+	SMTP_CLIENT_OK = 0,
+	SMTP_CLIENT_EREPLY,	/* the server answered, but not as needed */
+	SMTP_CLIENT_ECONNREFUSED, /* TCP RST to our SYN */
+	SMTP_CLIENT_ECONNECT,	/* other connect failure (sys_errno) */
+	SMTP_CLIENT_ETIMEOUT,	/* the step's deadline passed */
+	SMTP_CLIENT_ETLS,	/* TLS handshake failed (detail) */
+	SMTP_CLIENT_EPROTO,	/* protocol violation by the server (detail) */
+	SMTP_CLIENT_ECLOSED,	/* the server closed the connection */
+	SMTP_CLIENT_EIO,	/* read/write error after connect (sys_errno) */
+	SMTP_CLIENT_EUSAGE	/* bad argument from the caller (detail) */
+};
+
+struct smtp_client_result {
+	enum smtp_client_err	 err;
+	const char		*step;	/* "connect", "TLS handshake",
+					 * "greeting", "EHLO", "HELO",
+					 * "STARTTLS", "QUIT", or the command
+					 * verb */
+	int			 sys_errno;	/* ECONNECT / EIO, else 0 */
+	unsigned long		 tls_error;	/* ETLS: OpenSSL error code
+						 * (0 = peer closed) */
+	const struct smtp_reply	*reply;	/* the reply, when there is one */
+	char			 detail[256];	/* why, in words, for errors */
+};
+
+typedef void (*smtp_client_cb)(struct smtp_client *,
+	    const struct smtp_client_result *, void *arg);
+
+/* Step deadlines in seconds (RFC 5321 4.5.3.2 for the SMTP ones). */
+struct smtp_client_timeouts {
+	double	connect;	/* default 30 */
+	double	tls;		/* TLS handshake, default 120 */
+	double	greeting;	/* default 300 */
+	double	ehlo;		/* EHLO/HELO/STARTTLS reply, default 300 */
+	double	command;	/* smtp_client_command default, 300 */
+	double	quit;		/* default 10 */
+};
+
+/* The defaults above. */
+void	smtp_client_timeouts_default(struct smtp_client_timeouts *);
+/* A client on `base`; NULL timeouts = defaults. */
+struct smtp_client *smtp_client_new(struct event_base *base,
+	    const struct smtp_client_timeouts *);
+/* Close the connection (no QUIT: use smtp_client_quit for a polite end)
+ * and free everything; a pending callback never runs.  NULL is fine. */
+void	smtp_client_free(struct smtp_client *);
+/* Change deadlines for the steps started from now on. */
+void	smtp_client_set_timeouts(struct smtp_client *,
+	    const struct smtp_client_timeouts *);
+
+/* TCP connect to `sa` (any family; resolution is the caller's job). */
+void	smtp_client_connect(struct smtp_client *, const struct sockaddr *sa,
+	    socklen_t salen, smtp_client_cb, void *arg);
+/*
+ * Use an already connected socket instead (tests, socketpairs, LMTP over
+ * a UNIX socket later); the client owns it from now on.  The callback
+ * runs as for a connect that succeeded.
+ */
+void	smtp_client_attach_fd(struct smtp_client *, int fd, smtp_client_cb,
+	    void *arg);
+/*
+ * TLS handshake now, on the connected socket (implicit TLS, RFC 8314).
+ * `servername` (may be NULL) is sent as SNI and, when the context
+ * verifies, is the name the certificate must match
+ * (tls_client_expect_host).  A verification failure is ETLS.
+ */
+void	smtp_client_tls(struct smtp_client *, SSL_CTX *, const char *servername,
+	    smtp_client_cb, void *arg);
+/* Read the greeting (220, or 554 for "go away" = EREPLY). */
+void	smtp_client_greeting(struct smtp_client *, smtp_client_cb, void *arg);
+/* EHLO `name`; on a 5xx, HELO `name` (then smtp_client_esmtp() is 0). */
+void	smtp_client_ehlo(struct smtp_client *, const char *name,
+	    smtp_client_cb, void *arg);
+/* STARTTLS, then the handshake as smtp_client_tls().  Whether the server
+ * advertised it is for the caller to check (smtp_client_ehlo_info). */
+void	smtp_client_starttls(struct smtp_client *, SSL_CTX *,
+	    const char *servername, smtp_client_cb, void *arg);
+/* Send one command line (without CRLF) and read its reply; `timeout` in
+ * seconds, <= 0 = the `command` default. */
+void	smtp_client_command(struct smtp_client *, const char *line,
+	    double timeout, smtp_client_cb, void *arg);
+/* QUIT and wait (briefly) for the reply or the close. */
+void	smtp_client_quit(struct smtp_client *, smtp_client_cb, void *arg);
+
+/* Accessors (borrowed, valid until the client is freed or, for the EHLO
+ * data, until the next EHLO/HELO or TLS start). */
+const struct smtp_reply *smtp_client_last_reply(const struct smtp_client *);
+/* Extensions of the last successful EHLO; NULL before, after HELO, and
+ * after TLS started until the next EHLO. */
+const struct smtp_ehlo *smtp_client_ehlo_info(const struct smtp_client *);
+int	smtp_client_esmtp(const struct smtp_client *);
+/* The SSL of an established TLS session, or NULL (peer chain, protocol,
+ * cipher, SSL_get_verify_result...). */
+SSL	*smtp_client_ssl(const struct smtp_client *);
+/* The socket, or -1 (for getsockname/getpeername). */
+int	smtp_client_fd(const struct smtp_client *);
+/* Name of an error kind ("connection refused", "timeout", ...). */
+const char *smtp_client_strerror(enum smtp_client_err);
+
+#endif

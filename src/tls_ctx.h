@@ -1,0 +1,47 @@
+/*
+ * tls_ctx.h - the one place where OpenSSL contexts are made, for the
+ * server side (listeners: certificates, SNI, settings of the `tls` block)
+ * and the client side (cert fetch, delivery, send, probe: settings of the
+ * `tls` block, trust store + system CAs).  Safe defaults whatever the
+ * configuration says: no SSLv3/TLS 1.0/1.1 unless min_protocol asks, no
+ * compression, no renegotiation, ECDHE only for TLS 1.2 (no DHE params are
+ * ever loaded), server cipher preference, session resumption on.
+ */
+#ifndef POSTERN_TLS_CTX_H
+#define POSTERN_TLS_CTX_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+#include "conf.h"
+
+/*
+ * Server context for a listener: its certificate(s) (store IDs or inline
+ * paths; the first is the default, the others are chosen by SNI) with
+ * the `tls` block's settings.  NULL with why when a certificate cannot be
+ * loaded or a setting is refused by OpenSSL.
+ */
+SSL_CTX	*tls_server_ctx_new(const struct conf *, const struct conf_listener *,
+	    char *why, size_t whylen);
+
+/*
+ * Client context with the `tls` block's settings.  With `verify`, peers
+ * are checked against the trust store (+ system CAs when configured);
+ * callers then set the expected host name per connection with
+ * tls_client_expect_host().  `data_dir` may be NULL (no trust store).
+ */
+SSL_CTX	*tls_client_ctx_new(const struct conf *, int verify, char *why,
+	    size_t whylen);
+/* For a client SSL: send SNI `host` and, if the context verifies, require
+ * the certificate to match it (SAN, then CN).  0 or -1. */
+int	tls_client_expect_host(SSL *, const char *host);
+
+/* Why a handshake failed, in words an admin can act on ("no shared
+ * cipher", "unsupported protocol", ...), from the OpenSSL error queue /
+ * an error code.  Writes into buf and returns it. */
+const char *tls_error_reason(unsigned long err, char *buf, size_t len);
+
+/* "TLSv1.3" and the cipher name of an established SSL. */
+const char *tls_protocol(const SSL *);
+const char *tls_cipher(const SSL *);
+
+#endif

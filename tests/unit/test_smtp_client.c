@@ -1,0 +1,813 @@
+/*
+ * test_smtp_client.c - the SMTP client step machine against a scripted
+ * fake server in the same process and event loop, over a socketpair:
+ * greeting, EHLO and its extensions, HELO fallback, STARTTLS refused,
+ * STARTTLS with plaintext injected after the 220, STARTTLS with a real
+ * handshake (in-memory certificate) and EHLO again, timeouts with small
+ * values, closed connections, garbage and overlong replies, refused
+ * connect, bad command lines, callbacks never run inside a step call.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "smtp_client.h"
+#include "util.h"
+
+/* ---- the fake server ----------------------------------------------- */
+
+enum action {
+	A_SEND,		/* send `reply` */
+	A_SILENT,	/* say nothing (timeouts) */
+	A_CLOSE,	/* close the connection */
+	A_STARTTLS,	/* send `reply` then start TLS (server side) */
+	A_RAW		/* send `reply` and then stop reading (injection) */
+};
+
+struct sstep {
+	const char	*expect;	/* prefix of the client's line; NULL =
+					 * the greeting (sent at once) */
+	enum action	 act;
+	const char	*reply;
+};
+
+struct fake {
+	struct event_base	*base;
+	struct bufferevent	*bev;
+	int			 fd;
+	const struct sstep	*script;
+	size_t			 n, i;
+	SSL_CTX			*sctx;
+	int			 mismatch;
+	char			 got[20][128];
+	size_t			 ngot;
+};
+
+static void fake_do(struct fake *f);
+
+static void
+fake_read(struct bufferevent *bev, void *arg)
+{
+	struct fake *f = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char *line;
+	size_t len;
+
+	/* "*": the next action fires on any bytes (a TLS ClientHello) */
+	if (f->i < f->n && f->script[f->i].expect != NULL &&
+	    strcmp(f->script[f->i].expect, "*") == 0) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		fake_do(f);
+		return;
+	}
+	while ((line = evbuffer_readln(bufferevent_get_input(bev), &len,
+	    EVBUFFER_EOL_CRLF_STRICT)) != NULL) {
+		if (f->ngot < 20)
+			bstrlcpy(f->got[f->ngot++], line, sizeof(f->got[0]));
+		if (f->i >= f->n || strncmp(line, f->script[f->i].expect,
+		    strlen(f->script[f->i].expect)) != 0)
+			f->mismatch = 1;
+		free(line);
+		if (f->i < f->n)
+			fake_do(f);
+		if (f->bev == NULL || bev != f->bev)
+			return;
+	}
+}
+
+static void
+fake_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	(void)arg;
+}
+
+static void
+fake_do(struct fake *f)
+{
+	const struct sstep *s = &f->script[f->i++];
+	SSL *ssl;
+
+	switch (s->act) {
+	case A_SEND:
+		bufferevent_write(f->bev, s->reply, strlen(s->reply));
+		break;
+	case A_SILENT:
+		break;
+	case A_CLOSE:
+		if (s->reply != NULL)
+			assert_int_equal(write_full(f->fd, s->reply,
+			    strlen(s->reply)), 0);
+		bufferevent_free(f->bev);
+		f->bev = NULL;
+		close(f->fd);
+		f->fd = -1;
+		break;
+	case A_RAW:
+		assert_int_equal(write_full(f->fd, s->reply, strlen(s->reply)),
+		    0);
+		bufferevent_disable(f->bev, EV_READ);
+		break;
+	case A_STARTTLS:
+		assert_int_equal(write_full(f->fd, s->reply, strlen(s->reply)),
+		    0);
+		bufferevent_free(f->bev);
+		ssl = SSL_new(f->sctx);
+		assert_non_null(ssl);
+		f->bev = bufferevent_openssl_socket_new(f->base, f->fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		assert_non_null(f->bev);
+		f->fd = -1;	/* owned by the bufferevent now */
+		bufferevent_setcb(f->bev, fake_read, NULL, fake_event, f);
+		bufferevent_enable(f->bev, EV_READ | EV_WRITE);
+		break;
+	}
+}
+
+static void
+fake_start(struct fake *f, struct event_base *base, int fd,
+    const struct sstep *script, size_t n, SSL_CTX *sctx)
+{
+	memset(f, 0, sizeof(*f));
+	f->base = base;
+	f->fd = fd;
+	f->script = script;
+	f->n = n;
+	f->sctx = sctx;
+	f->bev = bufferevent_socket_new(base, fd, 0);
+	assert_non_null(f->bev);
+	bufferevent_setcb(f->bev, fake_read, NULL, fake_event, f);
+	bufferevent_enable(f->bev, EV_READ | EV_WRITE);
+	if (n > 0 && script[0].expect == NULL)
+		fake_do(f);
+}
+
+static void
+fake_stop(struct fake *f)
+{
+	if (f->bev != NULL)
+		bufferevent_free(f->bev);
+	if (f->fd != -1)
+		close(f->fd);
+}
+
+/* ---- the client driver ---------------------------------------------- */
+
+/* A test runs a list of client steps; each result is recorded, and the
+ * chain stops at the first result that is not OK (or at the end). */
+enum cstep { C_GREETING, C_EHLO, C_STARTTLS, C_CMD, C_QUIT, C_END };
+
+struct drv {
+	struct event_base	*base;
+	struct smtp_client	*c;
+	const enum cstep	*steps;
+	const char		*cmd;
+	SSL_CTX			*cctx;
+	size_t			 i;
+	int			 in_call;	/* inside a step function */
+	int			 cb_inside;	/* a callback ran inside */
+	struct smtp_client_result last;
+	int			 last_code;
+	int			 have_last;
+	int			 done;
+	int			 freed;
+	char			 peer_cn[64];
+	int			 ehlo_after_tls_has_starttls;
+	int			 n_ok;
+};
+
+static void drv_next(struct drv *);
+
+static void
+drv_cb(struct smtp_client *c, const struct smtp_client_result *r, void *arg)
+{
+	struct drv *d = arg;
+	SSL *ssl;
+	X509 *x;
+
+	if (d->in_call)
+		d->cb_inside = 1;
+	d->last = *r;
+	d->have_last = 1;
+	d->last_code = r->reply != NULL ? r->reply->code : 0;
+	if (r->reply != NULL)
+		assert_ptr_equal(r->reply, smtp_client_last_reply(c));
+	if ((ssl = smtp_client_ssl(c)) != NULL &&
+	    (x = SSL_get1_peer_certificate(ssl)) != NULL) {
+		X509_NAME_get_text_by_NID(X509_get_subject_name(x),
+		    NID_commonName, d->peer_cn, sizeof(d->peer_cn));
+		X509_free(x);
+	}
+	if (r->err != SMTP_CLIENT_OK || d->steps[d->i] == C_END) {
+		d->done = 1;
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->n_ok++;
+	drv_next(d);
+}
+
+static void
+drv_next(struct drv *d)
+{
+	enum cstep s = d->steps[d->i++];
+
+	d->in_call = 1;
+	switch (s) {
+	case C_GREETING:
+		smtp_client_greeting(d->c, drv_cb, d);
+		break;
+	case C_EHLO:
+		smtp_client_ehlo(d->c, "client.test", drv_cb, d);
+		break;
+	case C_STARTTLS:
+		smtp_client_starttls(d->c, d->cctx, "fake.test", drv_cb, d);
+		break;
+	case C_CMD:
+		smtp_client_command(d->c, d->cmd, 0, drv_cb, d);
+		break;
+	case C_QUIT:
+		smtp_client_quit(d->c, drv_cb, d);
+		break;
+	case C_END:
+		d->done = 1;
+		event_base_loopbreak(d->base);
+		break;
+	}
+	d->in_call = 0;
+}
+
+static void
+attach_cb(struct smtp_client *c, const struct smtp_client_result *r,
+    void *arg)
+{
+	struct drv *d = arg;
+
+	(void)c;
+	if (d->in_call)
+		d->cb_inside = 1;
+	assert_int_equal(r->err, SMTP_CLIENT_OK);
+	assert_null(r->reply);
+	drv_next(d);
+}
+
+/* Run `steps` against `script`; the result of the last step is in d. */
+static void
+run(struct drv *d, const struct sstep *script, size_t n,
+    const enum cstep *steps, double timeout, SSL_CTX *sctx, SSL_CTX *cctx,
+    struct fake *f)
+{
+	struct smtp_client_timeouts to;
+	struct timeval guard = { 10, 0 };
+	int sv[2];
+
+	memset(d, 0, sizeof(*d));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	d->base = event_base_new();
+	assert_non_null(d->base);
+	smtp_client_timeouts_default(&to);
+	if (timeout > 0)
+		to.greeting = to.ehlo = to.command = to.tls = timeout;
+	d->c = smtp_client_new(d->base, &to);
+	d->steps = steps;
+	d->cctx = cctx;
+	d->cmd = "NOOP";
+	fake_start(f, d->base, sv[1], script, n, sctx);
+	d->in_call = 1;
+	smtp_client_attach_fd(d->c, sv[0], attach_cb, d);
+	d->in_call = 0;
+	event_base_loopexit(d->base, &guard);
+	event_base_dispatch(d->base);
+	assert_true(d->done);
+	assert_false(d->cb_inside);
+}
+
+static void
+finish_run(struct drv *d, struct fake *f)
+{
+	smtp_client_free(d->c);
+	fake_stop(f);
+	event_base_free(d->base);
+}
+
+#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
+
+static const char EHLO_REPLY[] = "250-fake.test hello\r\n250-PIPELINING\r\n"
+    "250-SIZE 1000\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n";
+
+static void
+test_greeting_ehlo_quit(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220-fake.test ESMTP\r\n220 hi\r\n" },
+		{ "EHLO client.test", A_SEND, EHLO_REPLY },
+		{ "QUIT", A_SEND, "221 2.0.0 bye\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_QUIT,
+		C_END };
+	const struct smtp_ehlo *e;
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 221);
+	assert_int_equal(d.n_ok, 2);
+	assert_false(f.mismatch);
+	assert_true(smtp_client_esmtp(d.c));
+	e = smtp_client_ehlo_info(d.c);
+	assert_non_null(e);
+	assert_int_equal(e->ext, SMTP_EXT_PIPELINING | SMTP_EXT_SIZE |
+	    SMTP_EXT_STARTTLS | SMTP_EXT_AUTH);
+	assert_int_equal(e->size, 1000);
+	assert_null(smtp_client_ssl(d.c));
+	finish_run(&d, &f);
+}
+
+static void
+test_helo_fallback(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 old.test SMTP\r\n" },
+		{ "EHLO client.test", A_SEND, "502 unrecognized\r\n" },
+		{ "HELO client.test", A_SEND, "250 old.test\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_END };
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_string_equal(d.last.step, "HELO");
+	assert_int_equal(d.last_code, 250);
+	assert_false(smtp_client_esmtp(d.c));
+	assert_null(smtp_client_ehlo_info(d.c));
+	assert_false(f.mismatch);
+	finish_run(&d, &f);
+}
+
+static void
+test_ehlo_4xx_no_fallback(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, "421 4.3.2 shutting down\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_END };
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_int_equal(d.last_code, 421);
+	assert_int_equal(f.ngot, 1);
+	finish_run(&d, &f);
+}
+
+static void
+test_greeting_554(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "554 5.7.1 Access denied\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_END };
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "greeting");
+	assert_int_equal(d.last_code, 554);
+	assert_string_equal(d.last.reply->enhanced, "5.7.1");
+	finish_run(&d, &f);
+}
+
+static void
+test_starttls_refused_then_usable(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "STARTTLS", A_SEND, "454 4.7.0 TLS not available\r\n" },
+		{ "NOOP", A_SEND, "250 2.0.0 Ok\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_STARTTLS,
+		C_END };
+	static const enum cstep steps2[] = { C_CMD, C_END };
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	struct drv d;
+	struct fake f;
+	struct timeval guard = { 10, 0 };
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, NULL, cctx, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "STARTTLS");
+	assert_int_equal(d.last_code, 454);
+	assert_null(smtp_client_ssl(d.c));
+	/* still usable: a NOOP */
+	d.steps = steps2;
+	d.i = 0;
+	d.done = 0;
+	drv_next(&d);
+	event_base_loopexit(d.base, &guard);
+	event_base_dispatch(d.base);
+	assert_true(d.done);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 250);
+	assert_string_equal(d.last.step, "NOOP");
+	assert_false(f.mismatch);
+	finish_run(&d, &f);
+	SSL_CTX_free(cctx);
+}
+
+static void
+test_starttls_injection(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "STARTTLS", A_RAW, "220 2.0.0 go ahead\r\n250 injected\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_STARTTLS,
+		C_END };
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, NULL, cctx, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EPROTO);
+	assert_non_null(strstr(d.last.detail, "after its 220"));
+	assert_null(smtp_client_ssl(d.c));
+	finish_run(&d, &f);
+	SSL_CTX_free(cctx);
+}
+
+/* An in-memory self-signed certificate for the fake server. */
+static SSL_CTX *
+server_ctx(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509 *x = X509_new();
+	X509_NAME *n;
+
+	assert_non_null(ctx);
+	assert_non_null(pk);
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, pk);
+	n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"fake.test", -1, -1, 0);
+	X509_set_issuer_name(x, n);
+	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+	assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey(ctx, pk), 1);
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	return ctx;
+}
+
+static void
+test_starttls_handshake_and_ehlo_again(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "STARTTLS", A_STARTTLS, "220 2.0.0 Ready to start TLS\r\n" },
+		{ "EHLO client.test", A_SEND,
+		    "250-fake.test\r\n250 AUTH PLAIN\r\n" },
+		{ "QUIT", A_SEND, "221 bye\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_STARTTLS,
+		C_EHLO, C_QUIT, C_END };
+	SSL_CTX *sctx = server_ctx();
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	const struct smtp_ehlo *e;
+	struct drv d;
+	struct fake f;
+	SSL *ssl;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, sctx, cctx, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("step %s: %s: %s", d.last.step,
+		    smtp_client_strerror(d.last.err), d.last.detail);
+	assert_int_equal(d.last_code, 221);
+	assert_false(f.mismatch);
+	assert_int_equal(f.ngot, 4);
+	assert_string_equal(d.peer_cn, "fake.test");
+	ssl = smtp_client_ssl(d.c);
+	assert_non_null(ssl);
+	assert_non_null(SSL_get_peer_cert_chain(ssl));
+	e = smtp_client_ehlo_info(d.c);
+	assert_non_null(e);
+	assert_int_equal(e->ext, SMTP_EXT_AUTH);	/* the new list */
+	finish_run(&d, &f);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+}
+
+static void
+test_tls_handshake_garbage(void **state)
+{
+	/* The server answers STARTTLS with 220, then speaks plaintext after
+	 * our ClientHello: the handshake fails with ETLS. */
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "STARTTLS", A_SEND, "220 go\r\n" },
+		{ "*", A_CLOSE, "500 what is this\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_STARTTLS,
+		C_END };
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 2, NULL, cctx, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ETLS);
+	assert_string_equal(d.last.step, "STARTTLS");
+	assert_true(d.last.detail[0] != '\0');
+	finish_run(&d, &f);
+	SSL_CTX_free(cctx);
+}
+
+static void
+test_greeting_timeout(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SILENT, NULL },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_END };
+	struct drv d;
+	struct fake f;
+	double t0 = mono_now();
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0.2, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ETIMEOUT);
+	assert_true(mono_now() - t0 < 3);
+	assert_non_null(strstr(d.last.detail, "greeting"));
+	finish_run(&d, &f);
+}
+
+static void
+test_command_timeout_trickle(void **state)
+{
+	/* a reply that never ends: partial line, then silence */
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "NOOP", A_SEND, "250-part\r\n250" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_CMD, C_CMD, C_END };
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0.2, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ETIMEOUT);
+	assert_string_equal(d.last.step, "NOOP");
+	assert_int_equal(d.n_ok, 1);
+	finish_run(&d, &f);
+}
+
+static void
+test_closed_mid_reply(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_CLOSE, "250-fake.test\r\n250-PIPE" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_END };
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ECLOSED);
+	assert_non_null(strstr(d.last.detail, "middle"));
+	finish_run(&d, &f);
+}
+
+static void
+test_closed_before_greeting(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_CLOSE, NULL },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_END };
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ECLOSED);
+	finish_run(&d, &f);
+}
+
+static void
+test_garbage_and_overlong(void **state)
+{
+	static const struct sstep garbage[] = {
+		{ NULL, A_SEND, "HTTP/1.1 400 Bad Request\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_END };
+	struct sstep longl[1];
+	char *big = xmalloc(20001);
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, garbage, NELEM(garbage), steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EPROTO);
+	assert_non_null(strstr(d.last.detail, "reply code"));
+	finish_run(&d, &f);
+
+	memcpy(big, "220 ", 4);
+	memset(big + 4, 'a', 19996);
+	big[20000] = '\0';
+	longl[0].expect = NULL;
+	longl[0].act = A_SEND;
+	longl[0].reply = big;
+	run(&d, longl, 1, steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EPROTO);
+	assert_non_null(strstr(d.last.detail, "too long"));
+	finish_run(&d, &f);
+	free(big);
+}
+
+static void
+usage_cb(struct smtp_client *c, const struct smtp_client_result *r,
+    void *arg)
+{
+	struct drv *d = arg;
+
+	(void)c;
+	if (d->in_call)
+		d->cb_inside = 1;
+	d->last = *r;
+	d->done = 1;
+}
+
+static void
+test_usage_errors(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct smtp_client *c = smtp_client_new(base, NULL);
+	struct drv d;
+	int sv[2];
+
+	(void)state;
+	memset(&d, 0, sizeof(d));
+	/* not connected */
+	d.in_call = 1;
+	smtp_client_command(c, "NOOP", 0, usage_cb, &d);
+	d.in_call = 0;
+	assert_false(d.done);
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_true(d.done);
+	assert_false(d.cb_inside);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EUSAGE);
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	d.done = 0;
+	smtp_client_attach_fd(c, sv[0], usage_cb, &d);
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_true(d.done);
+	/* CR LF in a command: refused, nothing sent */
+	d.done = 0;
+	d.in_call = 1;
+	smtp_client_command(c, "NOOP\r\nQUIT", 0, usage_cb, &d);
+	d.in_call = 0;
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_true(d.done);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EUSAGE);
+	d.done = 0;
+	smtp_client_ehlo(c, "bad name", usage_cb, &d);
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_true(d.done);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EUSAGE);
+	assert_false(d.cb_inside);
+	smtp_client_free(c);
+	close(sv[1]);
+	event_base_free(base);
+}
+
+static void
+test_connect_refused(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct smtp_client *c = smtp_client_new(base, NULL);
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	struct timeval guard = { 10, 0 };
+	struct drv d;
+	int s;
+
+	(void)state;
+	/* a port nobody listens on: bind, read the port, close */
+	s = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(s, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&sin, &len), 0);
+	close(s);
+
+	memset(&d, 0, sizeof(d));
+	d.in_call = 1;
+	smtp_client_connect(c, (struct sockaddr *)&sin, sizeof(sin), usage_cb,
+	    &d);
+	d.in_call = 0;
+	event_base_loopexit(base, &guard);
+	while (!d.done && event_base_loop(base, EVLOOP_ONCE) == 0)
+		;
+	assert_true(d.done);
+	assert_false(d.cb_inside);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ECONNREFUSED);
+	assert_string_equal(d.last.step, "connect");
+	smtp_client_free(c);
+	event_base_free(base);
+}
+
+/* Freeing the client from inside its callback is allowed. */
+static void
+free_cb(struct smtp_client *c, const struct smtp_client_result *r,
+    void *arg)
+{
+	int *n = arg;
+
+	(void)r;
+	smtp_client_free(c);
+	(*n)++;
+}
+
+static void
+test_free_in_callback(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct smtp_client *c = smtp_client_new(base, NULL);
+	int sv[2], n = 0;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	smtp_client_attach_fd(c, sv[0], free_cb, &n);
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(n, 1);
+	close(sv[1]);
+	event_base_free(base);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_greeting_ehlo_quit),
+		cmocka_unit_test(test_helo_fallback),
+		cmocka_unit_test(test_ehlo_4xx_no_fallback),
+		cmocka_unit_test(test_greeting_554),
+		cmocka_unit_test(test_starttls_refused_then_usable),
+		cmocka_unit_test(test_starttls_injection),
+		cmocka_unit_test(test_starttls_handshake_and_ehlo_again),
+		cmocka_unit_test(test_tls_handshake_garbage),
+		cmocka_unit_test(test_greeting_timeout),
+		cmocka_unit_test(test_command_timeout_trickle),
+		cmocka_unit_test(test_closed_mid_reply),
+		cmocka_unit_test(test_closed_before_greeting),
+		cmocka_unit_test(test_garbage_and_overlong),
+		cmocka_unit_test(test_usage_errors),
+		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_free_in_callback),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
