@@ -6,13 +6,18 @@
  * "FILE:LINE: message" on stderr; show prints the effective configuration
  * (defaults filled in, secrets masked) in libconfig syntax.  Without -c the
  * file is the one serve would use: CONF_DEFAULT_PATH if it exists, else the
- * embedded default.  Public: cmd_config().
+ * embedded default.  check also loads every listener's certificates with
+ * the `tls` settings, as serve would.  Public: cmd_config().
  */
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/err.h>
+
+#include "certstore.h"
 #include "cmd.h"
 #include "conf.h"
+#include "tls_ctx.h"
 
 static void	usage(FILE *);
 static int	parse_args(int, char **, const char **, const char **);
@@ -72,6 +77,55 @@ print_errors(const struct conf_errors *errs)
 		fprintf(stderr, "%s\n", errs->msgs[i]);
 }
 
+/*
+ * The certificates of every listener that speaks TLS load and match their
+ * keys, and the `tls` settings are accepted by OpenSSL (what serve would
+ * refuse to start with).  The "default" certificate may be missing: serve
+ * makes the demo certificate then.  Returns the number of problems.
+ */
+static int
+check_tls(const struct conf *conf)
+{
+	const struct conf_listener *l;
+	SSL_CTX *ctx;
+	char why[1024];
+	size_t i;
+	int bad = 0, noted = 0;
+
+	/* The `tls` block alone (it also serves the client side). */
+	if ((ctx = tls_client_ctx_new(conf, 0, why, sizeof(why))) == NULL) {
+		fprintf(stderr, "%s: %s\n", conf->path, why);
+		ERR_clear_error();
+		return 1;
+	}
+	SSL_CTX_free(ctx);
+	for (i = 0; i < conf->nlisteners; i++) {
+		l = &conf->listeners[i];
+		if (!conf_listener_needs_tls(conf, l))
+			continue;
+		if (l->certificate.id != NULL &&
+		    strcmp(l->certificate.id, "default") == 0 &&
+		    !certstore_exists(conf->data_dir, "default") &&
+		    l->nsni_certs == 0) {
+			if (!noted++)
+				printf("note: no certificate \"default\" yet; "
+				    "`postern serve` will make a self-signed "
+				    "demo certificate for %s\n", conf->hostname);
+			continue;
+		}
+		if ((ctx = tls_server_ctx_new(conf, l, why, sizeof(why))) ==
+		    NULL) {
+			fprintf(stderr, "%s:%d: listener %s: %s\n", conf->path,
+			    l->line, l->name, why);
+			ERR_clear_error();
+			bad++;
+			continue;
+		}
+		SSL_CTX_free(ctx);
+	}
+	return bad;
+}
+
 /* `postern config check|show [-c FILE]`; returns the exit status. */
 int
 cmd_config(int argc, char **argv)
@@ -92,8 +146,14 @@ cmd_config(int argc, char **argv)
 		print_errors(&errs);
 		rc = 1;
 	} else if (strcmp(sub, "check") == 0) {
-		printf("%s: configuration OK\n", conf->path);
-		rc = 0;
+		if (check_tls(conf) > 0) {
+			fprintf(stderr, "%s: configuration has TLS problems; "
+			    "`postern serve` would not start\n", conf->path);
+			rc = 1;
+		} else {
+			printf("%s: configuration OK\n", conf->path);
+			rc = 0;
+		}
 	} else {
 		conf_show(conf, stdout);
 		rc = 0;

@@ -27,7 +27,11 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "connlimit.h"
 #include "deliver_local.h"
@@ -38,6 +42,7 @@
 #include "netaddr.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "tls_ctx.h"
 #include "util.h"
 
 #define SMTP_READ_MAX		(256 * 1024)
@@ -61,6 +66,11 @@ struct conn {
 	const struct conf_policy *policy;
 	const struct conf_sender_group *sg;
 	const struct cidr	*match;
+	SSL_CTX			*tls_ctx;	/* listener's, NULL = no TLS */
+	enum listener_tls	 tls_mode;	/* effective (policy applied) */
+	int			 starttls;	/* 220 queued: switch when sent */
+	int			 handshaking;	/* TLS handshake in progress */
+	SSL			*ssl;		/* owned by the bufferevent */
 	struct conn		*prev, *next;
 };
 
@@ -70,6 +80,7 @@ static struct spool		*lspool;
 static int			 lnotify = -1;
 static struct evconnlistener	**lev;
 static size_t			 nlev;
+static SSL_CTX			**ltls;	/* per listener, may be NULL */
 static struct conn		*conns;
 static size_t			 nconns;
 static int			 stopping;	/* 1 drain, 2 also say 421 */
@@ -79,6 +90,7 @@ static struct event		*grace_ev;
 static void conn_free(struct conn *);
 static void conn_after_io(struct conn *);
 static void conn_event_cb(struct bufferevent *, short, void *);
+static void tls_begin(struct conn *);
 
 int
 listener_bind(const struct conf_listener *l, int reuseport, char *why,
@@ -143,7 +155,7 @@ conn_flush(struct conn *c)
 	if (c->bev == NULL || evbuffer_get_length(c->out) == 0)
 		return;
 	bout = bufferevent_get_output(c->bev);
-	if (evbuffer_get_length(bout) == 0)
+	if (c->ssl == NULL && evbuffer_get_length(bout) == 0)
 		(void)evbuffer_write(c->out, bufferevent_getfd(c->bev));
 	if (evbuffer_get_length(c->out) > 0)
 		bufferevent_write_buffer(c->bev, c->out);
@@ -225,12 +237,38 @@ op_rcpt_local_check(void *ctx, const struct smtp_path *p)
 	return deliver_local_check(lconf_all, p);
 }
 
+static void
+op_starttls(void *ctx)
+{
+	struct conn *c = ctx;
+
+	/* Switch once the 220 is on its way (conn_after_io); read nothing
+	 * more in plaintext meanwhile. */
+	c->starttls = 1;
+	if (c->bev)
+		bufferevent_disable(c->bev, EV_READ);
+}
+
 static const struct smtp_server_ops conn_ops = {
 	op_reply, op_msg_begin, op_msg_write, op_msg_commit, op_msg_abort,
-	op_new_mid, op_rcpt_local_check
+	op_new_mid, op_rcpt_local_check, op_starttls
 };
 
 /* --------------------------------------------------------- connection */
+
+/* Close the client socket (a TLS session says close_notify first). */
+static void
+conn_release_socket(struct conn *c)
+{
+	if (c->bev == NULL)
+		return;
+	if (c->ssl != NULL && !c->handshaking)
+		(void)SSL_shutdown(c->ssl);	/* best effort, non-blocking */
+	ERR_clear_error();
+	bufferevent_free(c->bev);	/* closes the fd, frees the SSL */
+	c->bev = NULL;
+	c->ssl = NULL;
+}
 
 static void
 conn_free(struct conn *c)
@@ -244,8 +282,7 @@ conn_free(struct conn *c)
 		spool_msg_abort(c->msg);
 	if (c->timer)
 		event_free(c->timer);
-	if (c->bev)
-		bufferevent_free(c->bev);
+	conn_release_socket(c);
 	evbuffer_free(c->out);
 	connlimit_release((struct sockaddr *)&c->peer);
 	if (c->prev)
@@ -267,8 +304,7 @@ conn_drop(struct conn *c)
 	if (smtp_session_committing(c->sess)) {
 		/* Keep the conn for the commit callback; release the socket. */
 		c->dead = 1;
-		bufferevent_free(c->bev);
-		c->bev = NULL;
+		conn_release_socket(c);
 		event_del(c->timer);
 		return;
 	}
@@ -281,11 +317,20 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	if (smtp_session_closing(c->sess)) {
-		conn_drop(c);
+	size_t out = evbuffer_get_length(bufferevent_get_output(bev));
+
+	/* The TLS bufferevent may call this once after the handshake, with
+	 * output still waiting: act only on a drained buffer. */
+	if (c->starttls) {
+		conn_after_io(c);	/* the 220 is out: switch to TLS */
 		return;
 	}
-	if (c->throttled) {
+	if (smtp_session_closing(c->sess)) {
+		if (out == 0)
+			conn_drop(c);
+		return;
+	}
+	if (c->throttled && out <= SMTP_OUT_MAX / 2) {
 		/* The client read its replies: take its commands again. */
 		c->throttled = 0;
 		bufferevent_enable(c->bev, EV_READ);
@@ -302,6 +347,12 @@ conn_after_io(struct conn *c)
 	struct timeval tv;
 
 	conn_flush(c);
+	if (c->starttls && !smtp_session_closing(c->sess)) {
+		/* The 220 must be sent in plaintext before the switch. */
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			tls_begin(c);
+		return;
+	}
 	if (smtp_session_closing(c->sess)) {
 		/* Flush the last reply, but never wait on a client that does
 		 * not read: SMTP_FLUSH_TIMEOUT, then drop. */
@@ -356,8 +407,111 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->ssl != NULL)
+		while (bufferevent_get_openssl_error(bev) != 0)
+			;	/* a TLS session's end: nothing to say */
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
 		conn_drop(c);
+}
+
+/* ----------------------------------------------------------------- TLS */
+
+static void
+log_tls_failed(struct conn *c, const char *reason)
+{
+	char icid[32];
+
+	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
+	mlog(LOG_LVL_INFO, "tls_failed", "ICID {icid} TLS failed: {reason}",
+	    "icid", icid, "reason", reason, NULL);
+}
+
+/* Handshake finished or failed. */
+static void
+tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	unsigned long err, e;
+	char icid[32], reason[256];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		c->handshaking = 0;
+		snprintf(icid, sizeof(icid), "%llu",
+		    (unsigned long long)c->icid);
+		mlog(LOG_LVL_INFO, "tls", "ICID {icid} TLS success protocol "
+		    "{protocol} cipher {cipher}", "icid", icid, "protocol",
+		    tls_protocol(c->ssl), "cipher", tls_cipher(c->ssl), NULL);
+		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb,
+		    conn_event_cb, c);
+		smtp_session_tls_started(c->sess, tls_protocol(c->ssl),
+		    tls_cipher(c->ssl), mono_now());
+		if (c->tls_mode == LISTENER_TLS_IMPLICIT) {
+			smtp_session_start(c->sess, mono_now());
+			if (stopping == 2)
+				smtp_session_shutdown(c->sess);
+		}
+		/* The client may already have sent its EHLO (encrypted). */
+		smtp_session_input(c->sess, bufferevent_get_input(c->bev),
+		    mono_now());
+		conn_after_io(c);
+		return;
+	}
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	/* The first error names the cause; drain the rest. */
+	err = 0;
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (err == 0)
+			err = e;
+	if (err == 0 && (what & BEV_EVENT_ERROR) && errno != 0)
+		bsnprintf(reason, sizeof(reason), "%s", strerror(errno));
+	else
+		tls_error_reason(err, reason, sizeof(reason));
+	log_tls_failed(c, reason);
+	smtp_session_lost(c->sess);
+	conn_free(c);
+}
+
+/*
+ * Start the server handshake on the client socket: after the 220 to
+ * STARTTLS, or at once on an implicit-TLS listener.  The plaintext
+ * bufferevent goes, and with it anything it had read: bytes the client
+ * sent before the handshake are never taken as commands.
+ */
+static void
+tls_begin(struct conn *c)
+{
+	struct timeval tv;
+	int fd;
+
+	c->starttls = 0;
+	fd = dup(bufferevent_getfd(c->bev));
+	c->ssl = fd == -1 ? NULL : SSL_new(c->tls_ctx);
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	if (c->ssl == NULL) {
+		if (fd != -1)
+			close(fd);
+		log_tls_failed(c, "out of resources (file descriptors or "
+		    "memory)");
+		smtp_session_lost(c->sess);
+		conn_free(c);
+		return;
+	}
+	c->bev = bufferevent_openssl_socket_new(lbase, fd, c->ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		fatalx("out of memory for a TLS connection");
+	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_READ_MAX);
+	bufferevent_setcb(c->bev, NULL, NULL, tls_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->handshaking = 1;
+	/* The handshake has the command deadline. */
+	c->armed = -2;
+	tv.tv_sec = c->policy->limits.command_timeout;
+	tv.tv_usec = 0;
+	event_add(c->timer, &tv);
 }
 
 static void
@@ -365,6 +519,12 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->handshaking) {
+		log_tls_failed(c, "handshake timeout");
+		smtp_session_timeout(c->sess);	/* closed, no reply */
+		conn_drop(c);
+		return;
+	}
 	if (smtp_session_closing(c->sess)) {
 		conn_drop(c);	/* the client did not take our last reply */
 		return;
@@ -412,7 +572,12 @@ conn_rdns_cb(void *arg, const char *host, int verified)
 	p.icid = c->icid;
 	p.client_ip = ip;
 	p.client_rdns = verified ? host : "unknown";
+	p.tls = c->tls_mode;
 	c->sess = smtp_session_new(&p, &conn_ops, c);
+	if (c->tls_mode == LISTENER_TLS_IMPLICIT) {
+		tls_begin(c);	/* the banner comes after the handshake */
+		return;
+	}
 	bufferevent_setwatermark(c->bev, EV_READ, 0, SMTP_READ_MAX);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	smtp_session_start(c->sess, mono_now());
@@ -429,6 +594,19 @@ refuse(int fd, const char *line)
 
 	(void)n;
 	close(fd);
+}
+
+/* The listener's TLS mode, tightened by the sender group's policy. */
+static enum listener_tls
+effective_tls(const struct conf_listener *l, const struct conf_policy *pol)
+{
+	if (l->tls == LISTENER_TLS_IMPLICIT)
+		return LISTENER_TLS_IMPLICIT;
+	if (pol->tls == POLICY_TLS_REQUIRED)
+		return LISTENER_TLS_REQUIRED;
+	if (pol->tls == POLICY_TLS_PREFERRED && l->tls == LISTENER_TLS_OFF)
+		return LISTENER_TLS_PREFERRED;
+	return l->tls;
 }
 
 static void
@@ -473,6 +651,8 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 	c->policy = pol;
 	c->sg = sg;
 	c->match = match;
+	c->tls_ctx = ltls[l - lconf_all->listeners];
+	c->tls_mode = effective_tls(l, pol);
 	c->icid = ids_next(ID_ICID);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	c->bev = bufferevent_socket_new(lbase, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -502,10 +682,11 @@ accept_error_cb(struct evconnlistener *el, void *arg)
 
 int
 listener_attach(struct event_base *base, const struct conf *conf,
-    struct spool *spool, const int *fds, int notify_fd)
+    struct spool *spool, const int *fds, int notify_fd, SSL_CTX **tls)
 {
 	size_t i;
 
+	ltls = tls;
 	lbase = base;
 	lconf_all = conf;
 	lspool = spool;

@@ -10,6 +10,7 @@
 #define POSTERN_LISTENER_H
 
 #include <stddef.h>
+#include <openssl/ssl.h>
 #include "conf.h"
 
 struct event_base;
@@ -22,9 +23,11 @@ int	listener_bind(const struct conf_listener *, int reuseport, char *why,
 
 /* Serve connections on the given fds (one per conf listener, -1 = not
  * bound) in this process's event loop.  notify_fd: datagram socket on
- * which the MID of every committed message is sent to the queue manager. */
+ * which the MID of every committed message is sent to the queue manager.
+ * tls: one server context per conf listener (NULL = no TLS there; a
+ * listener or policy that needs TLS always has one, see serve.c). */
 int	listener_attach(struct event_base *, const struct conf *,
-	    struct spool *, const int *fds, int notify_fd);
+	    struct spool *, const int *fds, int notify_fd, SSL_CTX **tls);
 /* Stop accepting; established sessions continue. */
 void	listener_detach(void);
 /* Stop: no new connections; with `goodbye`, every session ends with 421

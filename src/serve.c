@@ -26,6 +26,12 @@
 
 #include <event2/event.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "certstore.h"
 #include "cmd.h"
 #include "conf.h"
 #include "connlimit.h"
@@ -35,6 +41,7 @@
 #include "log.h"
 #include "qmgr.h"
 #include "spool.h"
+#include "tls_ctx.h"
 #include "util.h"
 
 #define MAX_WORKERS	64
@@ -52,6 +59,7 @@ static const char	*sconf_path;	/* NULL = embedded default */
 static int		 generation;
 static struct spool	*sspool;
 static int		*sfds;		/* [worker][listener] */
+static SSL_CTX		**stls;		/* [listener]: server TLS, or NULL */
 static int		 snotify[2] = { -1, -1 };
 static int		 snworkers;
 static struct child	 children[MAX_WORKERS + 1];
@@ -124,7 +132,7 @@ worker_main(int idx)
 		log_warnx("worker %d: %s; client host names will be unknown",
 		    idx, why);
 	if (listener_attach(base, sconf, sspool,
-	    &sfds[(size_t)idx * sconf->nlisteners], snotify[1]) == -1)
+	    &sfds[(size_t)idx * sconf->nlisteners], snotify[1], stls) == -1)
 		fatalx("worker %d: cannot attach listeners", idx);
 	wbase = base;
 	log_attach_loop(base);
@@ -243,16 +251,12 @@ bind_all(void)
 	sfds = xcalloc((size_t)snworkers * sconf->nlisteners, sizeof(*sfds));
 	for (l = 0; l < sconf->nlisteners; l++) {
 		const struct conf_listener *cl = &sconf->listeners[l];
-		int skip = cl->tls == LISTENER_TLS_REQUIRED ||
-		    cl->tls == LISTENER_TLS_IMPLICIT || cl->auth != LISTENER_AUTH_OFF;
+		int skip = cl->auth != LISTENER_AUTH_OFF;
 		if (skip)
 			log_crit("listener %s (%s port %d) not started: it needs "
-			    "TLS or AUTH, which this version does not provide "
-			    "yet; it will not be served in plaintext instead",
-			    cl->name, cl->address, cl->port);
-		else if (cl->tls == LISTENER_TLS_PREFERRED)
-			log_warnx("listener %s: STARTTLS is not available in "
-			    "this version; serving without it", cl->name);
+			    "AUTH, which this version does not provide yet; it "
+			    "will not be served without it", cl->name,
+			    cl->address, cl->port);
 		for (w = 0; w < snworkers; w++) {
 			int *fd = &sfds[(size_t)w * sconf->nlisteners + l];
 			*fd = -1;
@@ -275,6 +279,135 @@ bind_all(void)
 		return -1;
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------ TLS */
+
+/* SPEC: a listener that needs TLS and has no certificate gets a
+ * self-signed demo certificate for the host name, made once and kept. */
+static int
+ensure_demo_cert(const struct conf *c, const struct conf_listener *l,
+    char *why, size_t whylen)
+{
+	if (l->certificate.id == NULL ||
+	    strcmp(l->certificate.id, "default") != 0 ||
+	    certstore_exists(c->data_dir, "default"))
+		return 0;
+	if (certstore_selfsign(c->data_dir, "default", c->hostname, NULL, 0,
+	    365, "rsa2048", why, whylen) == -1)
+		return -1;
+	log_warnx("listener %s: no certificate \"default\" in %s/certs, so a "
+	    "self-signed demo certificate for %s was generated (valid 365 "
+	    "days); peers cannot verify it.  Install a CA-signed one: "
+	    "`postern cert csr --cn %s --name default`, then `postern cert "
+	    "import --name default --cert SIGNED.pem`", l->name, c->data_dir,
+	    c->hostname, c->hostname);
+	return 0;
+}
+
+/* Say so when peers cannot verify the listener's certificate or it is
+ * about to expire. */
+static void
+tls_warn_cert(const struct conf_listener *l, SSL_CTX *ctx)
+{
+	X509 *leaf = SSL_CTX_get0_certificate(ctx);
+	int days = 0, secs = 0;
+	const char *name = l->certificate.id ? l->certificate.id :
+	    l->certificate.cert;
+
+	if (leaf == NULL)
+		return;
+	if (X509_NAME_cmp(X509_get_subject_name(leaf),
+	    X509_get_issuer_name(leaf)) == 0 &&
+	    X509_verify(leaf, X509_get0_pubkey(leaf)) == 1)
+		log_warnx("certificate %s (listener %s) is self-signed: peers "
+		    "cannot verify it (see `postern cert csr` and `postern "
+		    "cert import`)", name, l->name);
+	if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(leaf)) &&
+	    days < 30)
+		log_warnx("certificate %s (listener %s) %s (`postern cert "
+		    "check %s`)", name, l->name, days < 0 || (days == 0 &&
+		    secs <= 0) ? "has expired" : "expires within 30 days",
+		    name);
+	ERR_clear_error();
+}
+
+/* Does an earlier TLS listener use the same default certificate?  (Say
+ * things about a certificate once, not once per listener.) */
+static int
+same_cert_before(const struct conf *c, size_t i)
+{
+	const struct conf_certref *a = &c->listeners[i].certificate, *b;
+	size_t j;
+
+	for (j = 0; j < i; j++) {
+		if (!conf_listener_needs_tls(c, &c->listeners[j]))
+			continue;
+		b = &c->listeners[j].certificate;
+		if (a->id != NULL && b->id != NULL && strcmp(a->id, b->id) == 0)
+			return 1;
+		if (a->cert != NULL && b->cert != NULL &&
+		    strcmp(a->cert, b->cert) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+tls_free_all(SSL_CTX **v, size_t n)
+{
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		SSL_CTX_free(v[i]);
+	free(v);
+}
+
+/*
+ * Server contexts for every listener that needs TLS.  At start a broken
+ * certificate stops us (exit 1, said on stderr and in the log); on reload
+ * (old != NULL) the listener keeps its previous context and the log says
+ * why.
+ */
+static SSL_CTX **
+tls_build(const struct conf *c, const struct conf *oldc, SSL_CTX **old)
+{
+	SSL_CTX **v = xcalloc(c->nlisteners, sizeof(*v));
+	char why[1024];
+	size_t i, j;
+
+	for (i = 0; i < c->nlisteners; i++) {
+		const struct conf_listener *l = &c->listeners[i];
+
+		if (!conf_listener_needs_tls(c, l))
+			continue;
+		if (ensure_demo_cert(c, l, why, sizeof(why)) == 0 &&
+		    (v[i] = tls_server_ctx_new(c, l, why, sizeof(why))) != NULL) {
+			if (!same_cert_before(c, i))
+				tls_warn_cert(l, v[i]);
+			continue;
+		}
+		ERR_clear_error();
+		for (j = 0; old != NULL && j < oldc->nlisteners; j++)
+			if (strcmp(oldc->listeners[j].name, l->name) == 0 &&
+			    old[j] != NULL) {
+				SSL_CTX_up_ref(old[j]);
+				v[i] = old[j];
+				break;
+			}
+		if (v[i] != NULL) {
+			log_crit("reload: listener %s: %s; it keeps its previous "
+			    "certificate and TLS settings", l->name, why);
+			continue;
+		}
+		log_crit("listener %s: %s", l->name, why);
+		fprintf(stderr, "postern: listener %s: %s\n", l->name, why);
+		tls_free_all(v, c->nlisteners);
+		return NULL;
+	}
+	return v;
 }
 
 static void
@@ -360,7 +493,7 @@ reload_blocker(const struct conf *a, const struct conf *b)
 		x = &a->listeners[i];
 		y = &b->listeners[i];
 		if (strcmp(x->name, y->name) || strcmp(x->address, y->address) ||
-		    x->port != y->port || x->tls != y->tls || x->auth != y->auth)
+		    x->port != y->port || x->auth != y->auth)
 			return "listeners";
 	}
 	return NULL;
@@ -389,6 +522,7 @@ reload(void)
 {
 	struct conf_errors errs = { NULL, 0 };
 	struct conf *nc, *old;
+	SSL_CTX **ntls, **old_tls;
 	const char *what;
 	size_t k;
 	int i, old_gen;
@@ -412,8 +546,16 @@ reload(void)
 		reopen_children();
 		return;
 	}
+	if ((ntls = tls_build(nc, sconf, stls)) == NULL) {
+		log_crit("reload refused: the running configuration stays");
+		conf_free(nc);
+		reopen_children();
+		return;
+	}
 	old = sconf;
+	old_tls = stls;
 	sconf = nc;
+	stls = ntls;
 	old_gen = generation++;
 	/* Old queue manager first, so the new one's first scan sees all;
 	 * old workers drain: their sessions finish with the old settings. */
@@ -424,6 +566,7 @@ reload(void)
 	start_child(-1);
 	for (i = 0; i < snworkers; i++)
 		start_child(i);
+	tls_free_all(old_tls, old->nlisteners);
 	conf_free(old);
 	log_info("configuration reloaded from %s", sconf->path);
 }
@@ -597,6 +740,10 @@ cmd_serve(int argc, char **argv)
 	}
 	if (connlimit_init(snworkers) == -1)
 		fatal("connlimit_init");
+	/* Certificates are read as the unprivileged user, at start as at
+	 * every reload, so a key it cannot read fails now, not later. */
+	if ((stls = tls_build(sconf, NULL, NULL)) == NULL)
+		return 1;
 	if (!foreground && detach(strcmp(sconf->log_file, "-") == 0 ? logpath :
 	    strcmp(sconf->log_file, "syslog") == 0 ? NULL : sconf->log_file) ==
 	    -1)

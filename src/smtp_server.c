@@ -37,6 +37,7 @@ enum smtp_state {
 	SMTP_STATE_DATA,	/* DATA content until <CRLF>.<CRLF> */
 	SMTP_STATE_BDAT,	/* BDAT chunk octets */
 	SMTP_STATE_COMMIT,	/* message handed to the spool, no input */
+	SMTP_STATE_TLS,		/* 220 to STARTTLS sent: handshake, no input */
 	SMTP_STATE_REJECTED,	/* access denied: only QUIT is useful */
 	SMTP_STATE_CLOSED	/* last reply sent */
 };
@@ -51,6 +52,12 @@ struct smtp_session {
 	char				 client_rdns[256];
 	enum smtp_state			 state;
 	int				 errors;
+
+	/* TLS (RFC 3207, RFC 8314) */
+	enum listener_tls		 tls_mode;
+	int				 tls_active;
+	char				 tls_info[128];	/* for Received: */
+	uint64_t			 discarded;	/* plaintext after STARTTLS */
 
 	/* greeting */
 	int				 helo_done;
@@ -180,6 +187,7 @@ smtp_session_new(const struct smtp_session_params *p,
 	s->ops = ops;
 	s->ctx = ctx;
 	s->icid = p->icid;
+	s->tls_mode = p->tls;
 	bstrlcpy(s->client_ip, p->client_ip, sizeof(s->client_ip));
 	bstrlcpy(s->client_rdns, p->client_rdns ? p->client_rdns : "unknown",
 	    sizeof(s->client_rdns));
@@ -226,6 +234,11 @@ smtp_session_shutdown(struct smtp_session *s)
 {
 	if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSED)
 		return;
+	if (s->state == SMTP_STATE_TLS) {
+		/* Mid-handshake: no reply can be sent in plaintext. */
+		s->state = SMTP_STATE_CLOSED;
+		return;
+	}
 	tx_reset(s, 1);
 	reply(s, "421 4.3.2 %s Service shutting down, try again later",
 	    s->conf->hostname);
@@ -274,6 +287,10 @@ smtp_session_timeout(struct smtp_session *s)
 {
 	if (s->state == SMTP_STATE_CLOSED || s->state == SMTP_STATE_COMMIT)
 		return;
+	if (s->state == SMTP_STATE_TLS) {
+		s->state = SMTP_STATE_CLOSED;
+		return;
+	}
 	tx_reset(s, 1);
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->conf->hostname);
 	s->state = SMTP_STATE_CLOSED;
@@ -289,6 +306,46 @@ int
 smtp_session_committing(const struct smtp_session *s)
 {
 	return s->state == SMTP_STATE_COMMIT;
+}
+
+int
+smtp_session_handshaking(const struct smtp_session *s)
+{
+	return s->state == SMTP_STATE_TLS;
+}
+
+void
+smtp_session_tls_started(struct smtp_session *s, const char *protocol,
+    const char *cipher, double now)
+{
+	/* RFC 3207 4.2: forget everything the client said before TLS. */
+	tx_reset(s, 1);
+	s->helo_done = s->esmtp = 0;
+	s->helo[0] = '\0';
+	s->tls_active = 1;
+	snprintf(s->tls_info, sizeof(s->tls_info), "%s with cipher %s",
+	    protocol, cipher);
+	s->cmd_deadline = now + s->policy->limits.command_timeout;
+	if (s->state == SMTP_STATE_TLS)
+		s->state = SMTP_STATE_CMD;
+}
+
+/* STARTTLS is offered (advertised and accepted) on this session now. */
+static int
+tls_offered(const struct smtp_session *s)
+{
+	return !s->tls_active && (s->tls_mode == LISTENER_TLS_PREFERRED ||
+	    s->tls_mode == LISTENER_TLS_REQUIRED);
+}
+
+/* TLS is required and not yet active: the command gets 530. */
+static int
+need_tls(struct smtp_session *s)
+{
+	if (s->tls_active || s->tls_mode != LISTENER_TLS_REQUIRED)
+		return 0;
+	error_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+	return 1;
 }
 
 /* ------------------------------------------------------------ commands */
@@ -328,8 +385,9 @@ cmd_ehlo(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	if (greet(s, c, 1) == -1)
 		return;
 	reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %zu\r\n250-8BITMIME\r\n"
-	    "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n"
-	    "250 CHUNKING", s->conf->hostname, s->policy->max_message_size);
+	    "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n%s"
+	    "250 CHUNKING", s->conf->hostname, s->policy->max_message_size,
+	    tls_offered(s) ? "250-STARTTLS\r\n" : "");
 }
 
 static void
@@ -340,6 +398,8 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	const char *why = NULL;
 	char mid[32], icid[32], from[SMTP_ADDR_MAX + 3];
 
+	if (need_tls(s))
+		return;
 	if (!s->helo_done) {
 		error_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return;
@@ -422,6 +482,8 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	char mid[32], icid[32], rid[32];
 	int local;
 
+	if (need_tls(s))
+		return;
 	if (!s->in_tx) {
 		error_reply(s, "503 5.5.1 Error: need MAIL command");
 		return;
@@ -481,12 +543,20 @@ msg_open(struct smtp_session *s)
 	s->msg_open = 1;
 	gmtime_r(&t, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	proto = s->env.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+	/* RFC 3848 / 6531 transmission types. */
+	if (s->tls_active)
+		proto = s->env.smtputf8 ? "UTF8SMTPS" : s->esmtp ? "ESMTPS" :
+		    "SMTPS";
+	else
+		proto = s->env.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" :
+		    "SMTP";
 	strbuf_puts(&rcv, "Received: from ");
 	strbuf_printable(&rcv, s->helo, strlen(s->helo));
-	strbuf_printf(&rcv, " (%s [%s])\r\n\tby %s (Postern) with %s id %llu",
-	    s->client_rdns, s->client_ip, s->conf->hostname, proto,
-	    (unsigned long long)s->env.mid);
+	strbuf_printf(&rcv, " (%s [%s])\r\n", s->client_rdns, s->client_ip);
+	if (s->tls_active)
+		strbuf_printf(&rcv, "\t(using %s)\r\n", s->tls_info);
+	strbuf_printf(&rcv, "\tby %s (Postern) with %s id %llu",
+	    s->conf->hostname, proto, (unsigned long long)s->env.mid);
 	if (s->env.nrcpts == 1)
 		strbuf_printf(&rcv, "\r\n\tfor <%s>", s->env.rcpts[0].addr);
 	strbuf_printf(&rcv, "; %s\r\n", date);
@@ -514,6 +584,8 @@ cmd_data(struct smtp_session *s, const struct smtp_cmd *c, double now)
 		error_reply(s, "501 5.5.4 Syntax: DATA");
 		return;
 	}
+	if (need_tls(s))
+		return;
 	if (!s->in_tx) {
 		error_reply(s, "503 5.5.1 Error: need MAIL command");
 		return;
@@ -553,6 +625,8 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	s->bdat_left = size;
 	s->bdat_last = last;
 	s->bdat_refuse = !s->in_tx || s->env.nrcpts == 0;
+	if (!s->tls_active && s->tls_mode == LISTENER_TLS_REQUIRED)
+		s->bdat_refuse = 3;	/* swallow the chunk, then 530 */
 	if (!s->bdat_refuse && !s->used_bdat) {
 		if (msg_open(s) == -1) {
 			reply(s, "451 4.3.0 Error: queue file write error");
@@ -594,6 +668,8 @@ cmd_quit(struct smtp_session *s, const struct smtp_cmd *c, double now)
 static void
 cmd_vrfy(struct smtp_session *s, const struct smtp_cmd *c, double now)
 {
+	if (need_tls(s))
+		return;
 	/* RFC 5321 3.5.3: 252 rather than disclosing users. */
 	reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and "
 	    "attempt delivery");
@@ -615,14 +691,35 @@ cmd_help(struct smtp_session *s, const struct smtp_cmd *c, double now)
 static void
 cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c, double now)
 {
-	/* Not advertised: this listener has no TLS. */
-	error_reply(s, "502 5.5.1 Error: STARTTLS not available on this "
-	    "listener");
+	if (c->args_len > 0) {
+		error_reply(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls_active) {
+		error_reply(s, "554 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!tls_offered(s)) {
+		/* Not advertised: this listener has no TLS. */
+		error_reply(s, "502 5.5.1 Error: STARTTLS not available on "
+		    "this listener");
+		return;
+	}
+	tx_reset(s, 1);
+	reply(s, "220 2.0.0 Ready to start TLS");
+	/* Whatever follows in the input was sent in plaintext before the
+	 * handshake: smtp_session_input() discards it (RFC 3207 5, the
+	 * STARTTLS command injection attack). */
+	s->state = SMTP_STATE_TLS;
+	s->discarded = 0;
+	s->ops->starttls(s->ctx);
 }
 
 static void
 cmd_auth(struct smtp_session *s, const struct smtp_cmd *c, double now)
 {
+	if (need_tls(s))
+		return;
 	error_reply(s, "503 5.5.1 Error: authentication not enabled");
 }
 
@@ -768,7 +865,9 @@ input_bdat(struct smtp_session *s, struct evbuffer *in, double now)
 	s->state = SMTP_STATE_CMD;
 	s->cmd_deadline = now + s->policy->limits.command_timeout;
 	if (s->bdat_refuse) {
-		if (s->bdat_refuse == 1)
+		if (s->bdat_refuse == 3)
+			need_tls(s);
+		else if (s->bdat_refuse == 1)
 			error_reply(s, s->in_tx ?
 			    "503 5.5.1 Error: need RCPT command" :
 			    "503 5.5.1 Error: need MAIL command");
@@ -866,6 +965,25 @@ input_line(struct smtp_session *s, struct evbuffer *in, double now)
 	return 1;
 }
 
+/* Octets pipelined after STARTTLS, before the handshake: never commands. */
+static void
+discard_plaintext(struct smtp_session *s, struct evbuffer *in)
+{
+	char icid[32], n[32];
+	size_t len = evbuffer_get_length(in);
+
+	evbuffer_drain(in, len);
+	if (s->discarded == 0) {
+		idstr(s->icid, icid, sizeof(icid));
+		idstr(len, n, sizeof(n));
+		mlog(LOG_LVL_WARNING, "starttls_discard", "ICID {icid} STARTTLS: "
+		    "discarded {octets} octets sent in plaintext after STARTTLS "
+		    "(never executed; a client bug or a command injection "
+		    "attempt)", "icid", icid, "octets", n, NULL);
+	}
+	s->discarded += len;
+}
+
 void
 smtp_session_input(struct smtp_session *s, struct evbuffer *in, double now)
 {
@@ -886,6 +1004,9 @@ smtp_session_input(struct smtp_session *s, struct evbuffer *in, double now)
 			input_bdat(s, in, now);
 			break;
 		case SMTP_STATE_COMMIT:
+			return;
+		case SMTP_STATE_TLS:
+			discard_plaintext(s, in);
 			return;
 		case SMTP_STATE_CLOSED:
 			/* Nothing after QUIT or 421 is read (RFC 5321 4.1.1.10). */

@@ -37,6 +37,10 @@ struct smtp_server_ops {
 	/* Recipient in a local domain: NULL = accept, else a full reply
 	 * line without CRLF (e.g. 550 5.1.1 ... User unknown). */
 	const char *(*rcpt_local_check)(void *ctx, const struct smtp_path *);
+	/* STARTTLS accepted: the 220 is queued; once it is sent, start the
+	 * server handshake and report with smtp_session_tls_started() (or
+	 * drop the session on failure).  Input is discarded meanwhile. */
+	void	(*starttls)(void *ctx);
 };
 
 struct smtp_session_params {
@@ -45,6 +49,10 @@ struct smtp_session_params {
 	uint64_t		   icid;
 	const char		  *client_ip;	/* copied */
 	const char		  *client_rdns;	/* copied; "unknown" if none */
+	/* Effective TLS mode: the listener's, tightened by the policy.
+	 * LISTENER_TLS_IMPLICIT: call smtp_session_tls_started() before
+	 * smtp_session_start(). */
+	enum listener_tls	   tls;
 };
 
 struct smtp_session *smtp_session_new(const struct smtp_session_params *,
@@ -70,6 +78,12 @@ int	smtp_session_committing(const struct smtp_session *);
 /* The server is stopping: 421 and close, unless a commit is in flight
  * (call again after smtp_session_committed()). */
 void	smtp_session_shutdown(struct smtp_session *);
+/* The TLS handshake succeeded (after STARTTLS, or implicit TLS before
+ * the banner): RFC 3207 4.2 reset, later replies go through TLS. */
+void	smtp_session_tls_started(struct smtp_session *, const char *protocol,
+	    const char *cipher, double now);
+/* Waiting for the TLS handshake (input is not commands). */
+int	smtp_session_handshaking(const struct smtp_session *);
 /* Client vanished: log and abort what is open (no reply). */
 void	smtp_session_lost(struct smtp_session *);
 

@@ -135,7 +135,12 @@ struct fake {
 	int			 fail_begin, fail_write;
 	enum commit_mode	 commit;
 	double			 now;
+	int			 nstarttls;	/* ops->starttls calls */
+	size_t			 replies_at_tls;	/* replies.len then */
 };
+
+/* TLS mode of the sessions fake_start() makes (default off). */
+static enum listener_tls fake_tls = LISTENER_TLS_OFF;
 
 static void
 fake_reply(void *ctx, const char *data, size_t len)
@@ -224,9 +229,18 @@ fake_rcpt_local_check(void *ctx, const struct smtp_path *p)
 	return NULL;
 }
 
+static void
+fake_starttls(void *ctx)
+{
+	struct fake *f = ctx;
+
+	f->nstarttls++;
+	f->replies_at_tls = f->replies.len;
+}
+
 static const struct smtp_server_ops fake_ops = {
 	fake_reply, fake_msg_begin, fake_msg_write, fake_msg_commit,
-	fake_msg_abort, fake_new_mid, fake_rcpt_local_check
+	fake_msg_abort, fake_new_mid, fake_rcpt_local_check, fake_starttls
 };
 
 static const struct conf_policy *
@@ -263,6 +277,7 @@ fake_start(struct fake *f, const char *policy, enum commit_mode commit,
 	p.icid = 12;
 	p.client_ip = "127.0.0.1";
 	p.client_rdns = "localhost";
+	p.tls = fake_tls;
 	f->s = smtp_session_new(&p, &fake_ops, f);
 	assert_non_null(f->s);
 	smtp_session_start(f->s, now);
@@ -1112,6 +1127,100 @@ test_lost(void **state)
 	check_done();
 }
 
+/* ---- STARTTLS (RFC 3207) ------------------------------------------- */
+
+#define EHLO_TLS_R	"250-" HOST "\r\n250-PIPELINING\r\n250-SIZE " SIZE_DEF \
+			"\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n" \
+			"250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-STARTTLS\r\n" \
+			"250 CHUNKING\r\n"
+#define R_READY		"220 2.0.0 Ready to start TLS\r\n"
+#define R_NEEDTLS	"530 5.7.0 Must issue a STARTTLS command first\r\n"
+
+/* STARTTLS offered only before TLS; plaintext pipelined after it is
+ * dropped, whatever way the bytes arrive; the session is reset. */
+static void
+test_starttls(void **state)
+{
+	static const size_t steps[] = { 0, 1, 7 };
+	const char *inject = EHLO "STARTTLS\r\nNOOP\r\n" MAILFROM;
+	struct fake f;
+	size_t k, i, n, len;
+
+	fake_tls = LISTENER_TLS_PREFERRED;
+	for (k = 0; k < NELEM(steps); k++) {
+		fake_start(&f, "relayed", COMMIT_OK, T0);
+		len = strlen(inject);
+		n = steps[k] ? steps[k] : len;
+		for (i = 0; i < len; i += n)
+			feed(&f, inject + i, len - i < n ? len - i : n, T0);
+		/* Exactly one reply to STARTTLS, nothing for NOOP/MAIL. */
+		check_str("replies", "inject", str(&f.replies),
+		    BANNER EHLO_TLS_R R_READY);
+		check_int("starttls calls", "inject", f.nstarttls, 1);
+		assert_true(smtp_session_handshaking(f.s));
+		smtp_session_tls_started(f.s, "TLSv1.3",
+		    "TLS_AES_256_GCM_SHA384", T0 + 1);
+		assert_false(smtp_session_handshaking(f.s));
+		/* RFC 3207 4.2: EHLO again; no STARTTLS offered now; MAIL
+		 * before EHLO is refused (the earlier EHLO is forgotten). */
+		f.replies.len = 0;
+		feed_str(&f, MAILFROM EHLO "STARTTLS\r\n" MAILFROM RCPTTO
+		    "DATA\r\nSubject: t\r\n\r\nx\r\n.\r\n", T0 + 1);
+		check_str("after tls", "inject", str(&f.replies),
+		    R_NEEDHELO EHLO_R(SIZE_DEF)
+		    "554 5.5.1 Error: TLS already active\r\n" R_MAIL R_RCPT
+		    R_DATA R_QUEUED("40"));
+		check_int("mids", "inject", f.nmids, 1);
+		/* The trace field says how the message came in. */
+		assert_non_null(strstr(str(&f.stored), "(using TLSv1.3 with "
+		    "cipher TLS_AES_256_GCM_SHA384)"));
+		assert_non_null(strstr(str(&f.stored), "with ESMTPS id 40"));
+		fake_end(&f);
+	}
+	/* Required: mail commands before TLS get 530; a BDAT chunk is
+	 * swallowed (never read as commands) and then refused. */
+	fake_tls = LISTENER_TLS_REQUIRED;
+	fake_start(&f, "relayed", COMMIT_OK, T0);
+	feed_str(&f, EHLO MAILFROM RCPTTO "DATA\r\nVRFY bob\r\n"
+	    "BDAT 6 LAST\r\nQUIT\r\nNOOP\r\nAUTH PLAIN\r\n", T0);
+	check_str("required", "530", str(&f.replies), BANNER EHLO_TLS_R
+	    R_NEEDTLS R_NEEDTLS R_NEEDTLS R_NEEDTLS R_NEEDTLS R_OK R_NEEDTLS);
+	check_int("mids", "530", f.nmids, 0);
+	fake_end(&f);
+	/* Off: not advertised, STARTTLS refused, nothing switches. */
+	fake_tls = LISTENER_TLS_OFF;
+	fake_start(&f, "relayed", COMMIT_OK, T0);
+	feed_str(&f, EHLO "STARTTLS\r\nNOOP\r\n", T0);
+	check_str("off", "no tls", str(&f.replies), BANNER EHLO_R(SIZE_DEF)
+	    "502 5.5.1 Error: STARTTLS not available on this listener\r\n"
+	    R_OK);
+	check_int("starttls calls", "off", f.nstarttls, 0);
+	fake_end(&f);
+	/* Implicit TLS: tls_started before the banner; no STARTTLS. */
+	fake_tls = LISTENER_TLS_IMPLICIT;
+	memset(&f, 0, sizeof(f));
+	fake_start(&f, "relayed", COMMIT_OK, T0);
+	smtp_session_tls_started(f.s, "TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256",
+	    T0);
+	feed_str(&f, EHLO "STARTTLS\r\n", T0);
+	check_str("implicit", "no starttls", str(&f.replies), BANNER
+	    EHLO_R(SIZE_DEF) "554 5.5.1 Error: TLS already active\r\n");
+	fake_end(&f);
+	/* A handshake that never finishes: deadline, closed, no reply. */
+	fake_tls = LISTENER_TLS_PREFERRED;
+	fake_start(&f, "relayed", COMMIT_OK, T0);
+	feed_str(&f, "STARTTLS\r\n", T0);
+	n = f.replies.len;
+	assert_true(smtp_session_deadline(f.s) > T0);
+	smtp_session_timeout(f.s);
+	assert_true(smtp_session_closing(f.s));
+	check_int("replies after timeout", "handshake", (long long)
+	    (f.replies.len - n), 0);
+	fake_end(&f);
+	fake_tls = LISTENER_TLS_OFF;
+	check_done();
+}
+
 /* ---- setup ------------------------------------------------------------ */
 
 static int
@@ -1153,6 +1262,7 @@ main(void)
 		cmocka_unit_test(test_timeouts),
 		cmocka_unit_test(test_commit_pending),
 		cmocka_unit_test(test_lost),
+		cmocka_unit_test(test_starttls),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
