@@ -77,6 +77,38 @@ print_errors(const struct conf_errors *errs)
 		fprintf(stderr, "%s\n", errs->msgs[i]);
 }
 
+/* The SNI certificates of a listener whose default is still to be made. */
+static int
+check_sni_certs(const struct conf *conf, const struct conf_listener *l)
+{
+	const struct conf_certref *cr;
+	X509 *leaf;
+	EVP_PKEY *key;
+	STACK_OF(X509) *chain;
+	char why[1024];
+	size_t i;
+	int bad = 0, r;
+
+	for (i = 0; i < l->nsni_certs; i++) {
+		cr = &l->sni_certs[i];
+		r = cr->id != NULL ? certstore_load(conf->data_dir, cr->id,
+		    &leaf, &key, &chain, why, sizeof(why)) :
+		    certstore_load_files(cr->cert, cr->key, cr->chain, &leaf,
+		    &key, &chain, why, sizeof(why));
+		if (r == -1) {
+			fprintf(stderr, "%s:%d: listener %s: %s\n", conf->path,
+			    l->line, l->name, why);
+			ERR_clear_error();
+			bad++;
+			continue;
+		}
+		X509_free(leaf);
+		EVP_PKEY_free(key);
+		sk_X509_pop_free(chain, X509_free);
+	}
+	return bad;
+}
+
 /*
  * The certificates of every listener that speaks TLS load and match their
  * keys, and the `tls` settings are accepted by OpenSSL (what serve would
@@ -105,12 +137,12 @@ check_tls(const struct conf *conf)
 			continue;
 		if (l->certificate.id != NULL &&
 		    strcmp(l->certificate.id, "default") == 0 &&
-		    !certstore_exists(conf->data_dir, "default") &&
-		    l->nsni_certs == 0) {
+		    !certstore_exists(conf->data_dir, "default")) {
 			if (!noted++)
 				printf("note: no certificate \"default\" yet; "
 				    "`postern serve` will make a self-signed "
 				    "demo certificate for %s\n", conf->hostname);
+			bad += check_sni_certs(conf, l);
 			continue;
 		}
 		if ((ctx = tls_server_ctx_new(conf, l, why, sizeof(why))) ==

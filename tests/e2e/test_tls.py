@@ -521,3 +521,12 @@ def test_large_message_and_pipelining_over_tls(tls_server):
     files = s.wait_maildir("example.com", "bob")
     data = open(files[0], "rb").read()
     assert data.count(b"x" * 998) == 1050
+
+
+def test_config_check_sni_certificate_missing_from_store(server_factory):
+    conf, inbound, sub, smtps = tls_config(certificate='( "default", "other" )')
+    s = server_factory(config=conf, port=inbound)
+    p = s.cli("config", "check")
+    assert p.returncode == 1
+    assert re.search(r"listener inbound: no certificate 'other'", p.stderr), \
+        p.stderr
