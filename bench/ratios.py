@@ -11,7 +11,8 @@ def rows(pattern):
     for fn in glob.glob(pattern):
         for line in open(fn):
             d = dict(t.split("=", 1) for t in line.split() if "=" in t)
-            if "msgs_per_s" in d or "kib_per_conn" in d:
+            if "msgs_per_s" in d or "kib_per_conn" in d or \
+                    "sessions_per_s" in d:
                 out.append(d)
     return out
 
@@ -32,6 +33,22 @@ def main():
         ca, cb = med(pf, "server_ms_per_item"), med(pn, "server_ms_per_item")
         print(f"{size:>6} {conc:>8} {a:>14.0f} {b:>14.0f} {b / a:>6.2f}"
               f" {ca:>15.3f} {cb:>15.3f}")
+    tpf = rows(os.path.join(r, "tls-pf-*.txt"))
+    tpn = rows(os.path.join(r, "tls-pn-*.txt"))
+    if tpf or tpn:
+        print(f"\n{'starttls':>8} {'clients':>8} {'postfix sess/s':>15}"
+              f" {'postern sess/s':>15} {'ratio':>6} {'postfix ms/sess':>16}"
+              f" {'postern ms/sess':>16}")
+    for tls, w in sorted({(int(d["tls"]), int(d["workers"]))
+                          for d in tpf + tpn}):
+        def tmed(rs, k):
+            v = [float(d[k]) for d in rs if int(d["tls"]) == tls
+                 and int(d["workers"]) == w and k in d]
+            return statistics.median(v) if v else float("nan")
+        a, b = tmed(tpf, "sessions_per_s"), tmed(tpn, "sessions_per_s")
+        ca, cb = tmed(tpf, "server_ms_per_item"), tmed(tpn, "server_ms_per_item")
+        print(f"{'yes' if tls else 'no':>8} {w:>8} {a:>15.0f} {b:>15.0f}"
+              f" {b / a:>6.2f} {ca:>16.3f} {cb:>16.3f}")
     for d in rows(os.path.join(r, "idle-10k.txt")):
         print(f"postern: {d['conns']} idle connections at once: server tree "
               f"PSS {d['pss_after_mib']} MiB, RSS {d['rss_after_mib']} MiB "

@@ -24,6 +24,7 @@ mkdir -p "$D"
 chmod 755 "$D"
 [ -f "$D/mode" ] || echo hold > "$D/mode"
 [ -f "$D/limit" ] || echo 100 > "$D/limit"
+[ -f "$D/tls" ] || echo off > "$D/tls"
 
 write_conf() {
     mode=$(cat "$D/mode"); limit=$(cat "$D/limit")
@@ -32,6 +33,19 @@ write_conf() {
     hold|defer) paused=true ;;
     relay) route="{ domain = \"*\"; hosts = [ \"[127.0.0.1]:$SINK_PORT\" ]; }" ;;
     esac
+    tls=""
+    if [ "$(cat "$D/tls")" = on ]; then
+        # RSA-2048 self-signed, as server-postfix.sh makes Postfix's; the
+        # key is read after the privilege drop, so it belongs to nobody.
+        if [ ! -s "$D/bench.key" ]; then
+            openssl req -x509 -newkey rsa:2048 -nodes -days 365 \
+                -subj "/CN=mta-bench.localdomain" -keyout "$D/bench.key" \
+                -out "$D/bench.pem" 2>/dev/null
+            chmod 600 "$D/bench.key"
+            chown nobody "$D/bench.key" 2>/dev/null || true
+        fi
+        tls="tls = \"preferred\"; certificate = { cert = \"$D/bench.pem\"; key = \"$D/bench.key\"; };"
+    fi
     conns=$((limit + 200))
     [ $conns -lt 10000 ] && conns=10000
     cat > "$CONF" <<CONF
@@ -39,7 +53,7 @@ hostname = "mta-bench.localdomain";
 data_dir = "$D/data";
 user = "nobody";
 log = { file = "$D/postern.log"; format = "text"; };
-listeners = ( { name = "bench"; address = "127.0.0.1"; port = $PORT; } );
+listeners = ( { name = "bench"; address = "127.0.0.1"; port = $PORT; $tls } );
 sender_groups = ( { name = "RELAYLIST"; networks = [ "127.0.0.0/8" ]; policy = "relayed"; } );
 policies = { relayed = { action = "relay"; max_message_size = 20971520; max_recipients = 100; }; };
 local_domains = [ ];
@@ -79,9 +93,9 @@ setup)   stop; start ;;
 mode)    case "${2:-}" in hold|defer|relay) echo "$2" > "$D/mode" ;; *) echo "mode hold|defer|relay" >&2; exit 2 ;; esac
          stop; start ;;
 tls)     case "${2:-}" in
-         off) ;;
-         on) echo "postern: STARTTLS is not available in this version" >&2; exit 1 ;;
-         *) echo "tls on|off" >&2; exit 2 ;; esac ;;
+         on|off) echo "$2" > "$D/tls" ;;
+         *) echo "tls on|off" >&2; exit 2 ;; esac
+         stop; start ;;
 proclimit) echo "${2:?N}" > "$D/limit"; stop; start ;;
 restart) stop; start ;;
 clean)   "$BIN" queue -c "$CONF" delete --all >/dev/null ;;
