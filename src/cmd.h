@@ -6,11 +6,19 @@
 #ifndef POSTERN_CMD_H
 #define POSTERN_CMD_H
 
+#include <stdio.h>
+
 int	cmd_config(int argc, char **argv);	/* config check|show [-c FILE] */
 int	cmd_serve(int argc, char **argv);	/* serve [-c FILE] [--foreground] */
 int	cmd_queue(int argc, char **argv);	/* queue list|show|delete|... */
 int	cmd_cert(int argc, char **argv);	/* cert selfsign|csr|import|... */
 int	cmd_cert_fetch(int argc, char **argv);	/* cert fetch HOST[:PORT] (argv[0] = "fetch") */
 int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
+
+/* `postern CMD [-c FILE] [--help] SUBCOMMAND ...` (cmd_args.c): sets *path
+ * (when -c is given) and *next (index of SUBCOMMAND) and returns -1 to go
+ * on, or the exit status after --help / `help` (0) or a usage error (2). */
+int	cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
+	    const char **path, int *next);
 
 #endif

@@ -122,31 +122,6 @@ bad_option(const struct sub *s, int c, char **argv)
 	return usage_error(s, "unknown option '%s'", arg);
 }
 
-static struct conf *
-open_conf(const char *path)
-{
-	struct conf_errors errs = { NULL, 0 };
-	struct conf *c;
-	size_t k;
-
-	if (path == NULL)
-		path = conf_default_path();
-	c = conf_load(path, &errs);
-	if (c == NULL || errs.n > 0) {
-		for (k = 0; k < errs.n; k++)
-			fprintf(stderr, "%s\n", errs.msgs[k]);
-		if (errs.n == 0)
-			fprintf(stderr, "postern: cannot load the configuration "
-			    "%s (check it with `postern config check`)\n",
-			    path ? path : "(embedded default)");
-		conf_errors_free(&errs);
-		conf_free(c);
-		return NULL;
-	}
-	conf_errors_free(&errs);
-	return c;
-}
-
 static int
 parse_days(const char *s, int *days)
 {
@@ -863,7 +838,7 @@ c_selfsign(const struct sub *s, const char *cpath, int argc, char **argv)
 	if (keytype && !certstore_valid_keytype(keytype))
 		return usage_error(s, "--key '%s': use rsa2048, rsa3072 or "
 		    "ec256", keytype);
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
 	if (!force && entry_any(conf->data_dir, id, NULL)) {
 		fail("cannot create certificate '%s': it exists already in "
@@ -974,7 +949,7 @@ c_csr(const struct sub *s, const char *cpath, int argc, char **argv)
 	if (keytype && !certstore_valid_keytype(keytype))
 		return usage_error(s, "--key '%s': use rsa2048, rsa3072 or "
 		    "ec256", keytype);
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
 	if (!force && entry_any(conf->data_dir, id, &which)) {
 		fail("cannot create request '%s': %s '%s' exists already (choose "
@@ -1239,7 +1214,7 @@ c_import(const struct sub *s, const char *cpath, int argc, char **argv)
 		goto out;
 	}
 
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		goto out;
 	if (!force && entry_file(conf->data_dir, id, ".pem")) {
 		fail("cannot import certificate '%s': it exists already (add "
@@ -1390,7 +1365,7 @@ c_export(const struct sub *s, const char *cpath, int argc, char **argv)
 		    "to replace it)", outf);
 	if ((pw = get_password(s, pwenv, pwfile, 1, &r)) == NULL)
 		return r;
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		goto out;
 	if (certstore_load(conf->data_dir, id, &leaf, &key, &chain, why,
 	    sizeof(why)) == -1) {
@@ -1558,7 +1533,7 @@ c_list(const struct sub *s, const char *cpath, int argc, char **argv)
 		return r;
 	if (optind < argc)
 		return usage_error(s, "unexpected argument '%s'", argv[optind]);
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
 	if (certstore_list_ids(conf->data_dir, &ids, &n, why,
 	    sizeof(why)) == -1) {
@@ -1653,7 +1628,7 @@ c_show(const struct sub *s, const char *cpath, int argc, char **argv)
 	id = argv[optind];
 	if (!certstore_valid_id(id))
 		return usage_error(s, "'%s' is not a valid ID", id);
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
 	if (!entry_file(conf->data_dir, id, ".pem")) {
 		X509_REQ *req;
@@ -1787,7 +1762,7 @@ c_check(const struct sub *s, const char *cpath, int argc, char **argv)
 			bstrlcpy(keywhere, keyf ? keyf : certf,
 			    sizeof(keywhere));
 	}
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		goto out;
 	if (id != NULL) {
 		if (!entry_file(conf->data_dir, id, ".pem")) {
@@ -1907,30 +1882,10 @@ cmd_cert(int argc, char **argv)
 {
 	const char *path = NULL;
 	const struct sub *s;
-	int i = 1;
+	int i, rc;
 
-	while (i < argc && argv[i][0] == '-') {
-		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
-			path = argv[i + 1];
-			i += 2;
-		} else if (strcmp(argv[i], "--help") == 0 ||
-		    strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "postern: cert: unknown option '%s' (see "
-			    "`postern cert --help`)\n", argv[i]);
-			return 2;
-		}
-	}
-	if (i >= argc) {
-		usage(stderr);
-		return 2;
-	}
-	if (strcmp(argv[i], "help") == 0) {
-		usage(stdout);
-		return 0;
-	}
+	if ((rc = cmd_leading_options(argc, argv, usage, &path, &i)) != -1)
+		return rc;
 	if (strcmp(argv[i], "fetch") == 0) {
 		char **nargv;
 		int nargc = 0, k, r;

@@ -498,7 +498,6 @@ run(struct fetch *f)
 int
 cmd_cert_fetch(int argc, char **argv)
 {
-	struct conf_errors errs = { NULL, 0 };
 	struct conf *conf;
 	struct fetch f;
 	const char *cpath = NULL, *target = NULL, *sni = NULL, *v;
@@ -588,22 +587,12 @@ cmd_cert_fetch(int argc, char **argv)
 	} else if (!is_ip_literal(f.host))
 		f.servername = f.host;
 
-	conf = conf_load(cpath != NULL ? cpath : conf_default_path(), &errs);
-	if (conf == NULL || errs.n > 0) {
-		for (i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		if (errs.n == 0)
-			fprintf(stderr, "postern: cannot load the "
-			    "configuration\n");
-		conf_free(conf);
-		conf_errors_free(&errs);
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
-	}
 	f.ctx = tls_client_ctx_new(conf, 0, why, sizeof(why));
 	if (f.ctx == NULL) {
 		fprintf(stderr, "postern: TLS client setup: %s\n", why);
 		conf_free(conf);
-		conf_errors_free(&errs);
 		return 1;
 	}
 	f.helo = conf->hostname != NULL && conf->hostname[0] != '\0' ?
@@ -617,7 +606,6 @@ cmd_cert_fetch(int argc, char **argv)
 
 	SSL_CTX_free(f.ctx);
 	conf_free(conf);
-	conf_errors_free(&errs);
 	if (fflush(stdout) == EOF && rc == 0) {
 		perror("postern: stdout");
 		rc = 1;

@@ -447,29 +447,13 @@ dispatch(const struct qctx *q, int argc, char **argv)
 int
 cmd_queue(int argc, char **argv)
 {
-	struct conf_errors errs = { NULL, 0 };
 	const char *path = NULL;
 	struct qctx q;
 	char why[512];
-	int i = 1, r;
+	int i, r;
 
-	while (i < argc && argv[i][0] == '-') {
-		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
-			path = argv[i + 1];
-			i += 2;
-		} else if (strcmp(argv[i], "--help") == 0 ||
-		    strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		} else {
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (i >= argc) {
-		usage(stderr);
-		return 2;
-	}
+	if ((r = cmd_leading_options(argc, argv, usage, &path, &i)) != -1)
+		return r;
 	/* "-c FILE" may also come after the subcommand. */
 	for (int k = i; k + 1 < argc; k++)
 		if (strcmp(argv[k], "-c") == 0) {
@@ -483,16 +467,8 @@ cmd_queue(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (path == NULL)
-		path = conf_default_path();
-	q.conf = conf_load(path, &errs);
-	if (q.conf == NULL || errs.n > 0) {
-		for (size_t k = 0; k < errs.n; k++)
-			fprintf(stderr, "%s\n", errs.msgs[k]);
-		conf_errors_free(&errs);
-		conf_free(q.conf);
+	if ((q.conf = conf_load_for_command(path)) == NULL)
 		return 1;
-	}
 	if (privdrop_become_user(q.conf->user) == -1) {
 		conf_free(q.conf);
 		return 1;

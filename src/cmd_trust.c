@@ -78,31 +78,6 @@ usage_error(const char *sub, const char *fmt, ...)
 	return 2;
 }
 
-static struct conf *
-open_conf(const char *path)
-{
-	struct conf_errors errs = { NULL, 0 };
-	struct conf *c;
-	size_t k;
-
-	if (path == NULL)
-		path = conf_default_path();
-	c = conf_load(path, &errs);
-	if (c == NULL || errs.n > 0) {
-		for (k = 0; k < errs.n; k++)
-			fprintf(stderr, "%s\n", errs.msgs[k]);
-		if (errs.n == 0)
-			fprintf(stderr, "postern: cannot load the configuration "
-			    "%s (check it with `postern config check`)\n",
-			    path ? path : "(embedded default)");
-		conf_errors_free(&errs);
-		conf_free(c);
-		return NULL;
-	}
-	conf_errors_free(&errs);
-	return c;
-}
-
 enum { O_NAME = 256, O_FORCE };
 
 /* Options: -c FILE, --help, and for add --name/--force.  Returns -1 to go
@@ -191,7 +166,7 @@ t_add(const char *cpath, int argc, char **argv)
 		    "'.')", name);
 	if (certstore_read_certs(file, &certs, why, sizeof(why)) == -1)
 		return fail("cannot add %s to the trust store: %s", file, why);
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		goto out;
 	if (truststore_path(conf->data_dir, name, path, sizeof(path)) == -1 ||
 	    bsnprintf(dir, sizeof(dir), "%s/%s", conf->data_dir,
@@ -268,7 +243,7 @@ t_list(const char *cpath, int argc, char **argv)
 	if (optind < argc)
 		return usage_error("list", "unexpected argument '%s'",
 		    argv[optind]);
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
 	if (truststore_list(conf->data_dir, &names, &n, why,
 	    sizeof(why)) == -1) {
@@ -343,7 +318,7 @@ t_remove(const char *cpath, int argc, char **argv)
 	name = argv[optind];
 	if (!truststore_valid_name(name))
 		return usage_error("remove", "'%s' is not a valid name", name);
-	if ((conf = open_conf(cpath)) == NULL)
+	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
 	if (truststore_path(conf->data_dir, name, path, sizeof(path)) == -1 ||
 	    bsnprintf(dir, sizeof(dir), "%s/%s", conf->data_dir,
@@ -379,36 +354,16 @@ int
 cmd_trust(int argc, char **argv)
 {
 	const char *path = NULL;
-	int i = 1;
+	int i, rc;
 
-	while (i < argc && argv[i][0] == '-') {
-		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
-			path = argv[i + 1];
-			i += 2;
-		} else if (strcmp(argv[i], "--help") == 0 ||
-		    strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "postern: trust: unknown option '%s' "
-			    "(see `postern trust --help`)\n", argv[i]);
-			return 2;
-		}
-	}
-	if (i >= argc) {
-		usage(stderr);
-		return 2;
-	}
+	if ((rc = cmd_leading_options(argc, argv, usage, &path, &i)) != -1)
+		return rc;
 	if (strcmp(argv[i], "add") == 0)
 		return t_add(path, argc - i, argv + i);
 	if (strcmp(argv[i], "list") == 0)
 		return t_list(path, argc - i, argv + i);
 	if (strcmp(argv[i], "remove") == 0)
 		return t_remove(path, argc - i, argv + i);
-	if (strcmp(argv[i], "help") == 0) {
-		usage(stdout);
-		return 0;
-	}
 	fprintf(stderr, "postern: trust: unknown command '%s' (see `postern "
 	    "trust --help`)\n", argv[i]);
 	return 2;

@@ -2145,6 +2145,31 @@ conf_errors_free(struct conf_errors *errs)
 
 /* ---- small public helpers ---------------------------------------------- */
 
+struct conf *
+conf_load_for_command(const char *path)
+{
+	struct conf_errors errs = { NULL, 0 };
+	struct conf *c;
+	size_t k;
+
+	if (path == NULL)
+		path = conf_default_path();
+	c = conf_load(path, &errs);
+	if (c == NULL || errs.n > 0) {
+		for (k = 0; k < errs.n; k++)
+			fprintf(stderr, "%s\n", errs.msgs[k]);
+		if (errs.n == 0)
+			fprintf(stderr, "postern: cannot load the configuration "
+			    "%s (check it with `postern config check`)\n",
+			    path ? path : CONF_EMBEDDED_NAME);
+		conf_errors_free(&errs);
+		conf_free(c);
+		return NULL;
+	}
+	conf_errors_free(&errs);
+	return c;
+}
+
 int
 conf_listener_needs_tls(const struct conf *c, const struct conf_listener *l)
 {

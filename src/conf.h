@@ -173,6 +173,11 @@ struct conf *conf_load_string(const char *text, const char *name,
 void	conf_free(struct conf *);
 void	conf_errors_free(struct conf_errors *);
 
+/* For a command's -c option (NULL = the file serve would use): load,
+ * and on any problem print every "FILE:LINE: message" on stderr and
+ * return NULL. */
+struct conf *conf_load_for_command(const char *path);
+
 /* The path serve would use with no -c: CONF_DEFAULT_PATH if it exists, else NULL. */
 const char *conf_default_path(void);
 
