@@ -284,7 +284,8 @@ bind_all(void)
 /* ------------------------------------------------------------------ TLS */
 
 /* SPEC: a listener that needs TLS and has no certificate gets a
- * self-signed demo certificate for the host name, made once and kept. */
+ * self-signed demo certificate for the host name, made once and kept.
+ * 1 made now (and said so), 0 nothing to do, -1 failed (why). */
 static int
 ensure_demo_cert(const struct conf *c, const struct conf_listener *l,
     char *why, size_t whylen)
@@ -302,7 +303,7 @@ ensure_demo_cert(const struct conf *c, const struct conf_listener *l,
 	    "`postern cert csr --cn %s --name default`, then `postern cert "
 	    "import --name default --cert SIGNED.pem`", l->name, c->data_dir,
 	    c->hostname, c->hostname);
-	return 0;
+	return 1;
 }
 
 /* Say so when peers cannot verify the listener's certificate or it is
@@ -377,15 +378,16 @@ tls_build(const struct conf *c, const struct conf *oldc, SSL_CTX **old)
 	SSL_CTX **v = xcalloc(c->nlisteners, sizeof(*v));
 	char why[1024];
 	size_t i, j;
+	int made;
 
 	for (i = 0; i < c->nlisteners; i++) {
 		const struct conf_listener *l = &c->listeners[i];
 
 		if (!conf_listener_needs_tls(c, l))
 			continue;
-		if (ensure_demo_cert(c, l, why, sizeof(why)) == 0 &&
+		if ((made = ensure_demo_cert(c, l, why, sizeof(why))) != -1 &&
 		    (v[i] = tls_server_ctx_new(c, l, why, sizeof(why))) != NULL) {
-			if (!same_cert_before(c, i))
+			if (!made && !same_cert_before(c, i))
 				tls_warn_cert(l, v[i]);
 			continue;
 		}
