@@ -26,6 +26,7 @@
 #include <openssl/x509v3.h>
 
 #include "certstore.h"
+#include "conf.h"
 #include "util.h"
 
 #define MAX_CERT_FILE	(4 * 1024 * 1024)
@@ -461,6 +462,18 @@ certstore_load(const char *data_dir, const char *id, X509 **leaf,
 	}
 	return certstore_load_files(pem, keyf, NULL, leaf, key, chain, why,
 	    whylen);
+}
+
+int
+certstore_load_ref(const char *data_dir, const struct conf_certref *cr,
+    X509 **leaf, EVP_PKEY **key, STACK_OF(X509) **chain, char *why,
+    size_t whylen)
+{
+	if (cr->id != NULL)
+		return certstore_load(data_dir, cr->id, leaf, key, chain, why,
+		    whylen);
+	return certstore_load_files(cr->cert, cr->key, cr->chain, leaf, key,
+	    chain, why, whylen);
 }
 
 int
@@ -903,8 +916,8 @@ issued_by(X509 *x, X509 *issuer)
 	return r;
 }
 
-static int
-self_signed(X509 *x)
+int
+certstore_is_self_signed(X509 *x)
 {
 	int r;
 
@@ -945,11 +958,11 @@ certstore_order_chain(X509 *leaf, STACK_OF(X509) *in,
 		for (i = 0; i < n && pos == -1; i++)
 			if (!used[i] && issued_by(cur, sk_X509_value(uniq, i)))
 				pos = i;
-		if (pos == -1 || self_signed(cur))
+		if (pos == -1 || certstore_is_self_signed(cur))
 			break;
 		used[pos] = 1;
 		c = sk_X509_value(uniq, pos);
-		if (self_signed(c)) {
+		if (certstore_is_self_signed(c)) {
 			fix->roots++;
 			break;
 		}
@@ -963,7 +976,7 @@ certstore_order_chain(X509 *leaf, STACK_OF(X509) *in,
 	for (i = 0; i < n; i++) {
 		if (used[i])
 			continue;
-		if (self_signed(sk_X509_value(uniq, i)))
+		if (certstore_is_self_signed(sk_X509_value(uniq, i)))
 			fix->roots++;
 		else
 			fix->unrelated++;
@@ -1038,16 +1051,6 @@ certstore_list_ids(const char *data_dir, char ***idsp, size_t *np,
 	return 0;
 }
 
-void
-certstore_free_ids(char **ids, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(ids[i]);
-	free(ids);
-}
-
 /* 1 and *key when <id>.key exists and matches cert; 0 otherwise. */
 static int
 try_key(const char *data_dir, const char *id, X509 *cert, EVP_PKEY **key)
@@ -1095,11 +1098,11 @@ certstore_find_key(const char *data_dir, X509 *cert, const char *prefer_id,
 				continue;
 			if (try_key(data_dir, ids[i], cert, key)) {
 				bstrlcpy(found_id, ids[i], found_len);
-				certstore_free_ids(ids, n);
+				strv_free(ids, n);
 				return 1;
 			}
 		}
-	certstore_free_ids(ids, n);
+	strv_free(ids, n);
 	return 0;
 }
 

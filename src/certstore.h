@@ -22,6 +22,10 @@
 
 #define CERTSTORE_SUBDIR	"certs"
 
+/* 1 when x is self-signed (issuer = subject, its own key verifies it);
+ * leaves the OpenSSL error queue as it was. */
+int	certstore_is_self_signed(X509 *x);
+
 /* 1 when `id` is a valid entry name. */
 int	certstore_valid_id(const char *id);
 /* <data_dir>/certs/<id><ext> (ext ".pem", ".key", ".csr"); -1 if too long. */
@@ -55,6 +59,11 @@ int	certstore_load_files(const char *certfile, const char *keyfile,
 /* The same for a store entry. */
 int	certstore_load(const char *data_dir, const char *id, X509 **leaf,
 	    EVP_PKEY **key, STACK_OF(X509) **chain, char *why, size_t whylen);
+/* The same for a configured `certificate`: a store ID or inline files. */
+struct conf_certref;
+int	certstore_load_ref(const char *data_dir, const struct conf_certref *,
+	    X509 **leaf, EVP_PKEY **key, STACK_OF(X509) **chain, char *why,
+	    size_t whylen);
 
 /* ---- helpers shared by `postern cert`, `postern trust` and the tests ---- */
 
@@ -119,11 +128,10 @@ STACK_OF(X509) *certstore_order_chain(X509 *leaf, STACK_OF(X509) *in,
 	    struct certstore_chainfix *fix);
 
 /* Names of every entry (anything with a .pem, .key or .csr), sorted;
- * *ids is an array of malloc'd strings.  A missing directory is empty.
- * 0 or -1 with why. */
+ * *ids is an array of malloc'd strings (strv_free).  A missing directory
+ * is empty.  0 or -1 with why. */
 int	certstore_list_ids(const char *data_dir, char ***ids, size_t *n,
 	    char *why, size_t whylen);
-void	certstore_free_ids(char **ids, size_t n);
 
 /*
  * A stored private key for `cert`: <prefer_id>.key first (when given), then

@@ -21,4 +21,8 @@ int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 int	cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
 	    const char **path, int *next);
 
+/* SPEC: one line "postern: <what failed>: <why> (<what to do>)" on
+ * stderr; returns 1, the exit status of a failed operation. */
+int	cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

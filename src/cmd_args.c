@@ -1,7 +1,9 @@
 /*
  * cmd_args.c - option handling shared by the commands with subcommands
- * (queue, cert, trust): `postern CMD [-c FILE] [--help] SUBCOMMAND ...`.
+ * (queue, cert, trust): `postern CMD [-c FILE] [--help] SUBCOMMAND ...`,
+ * and the one-line failure message every command prints.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,7 +25,8 @@ cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
 			return 0;
 		} else {
 			fprintf(stderr, "postern: %s: unknown option '%s' (see "
-			    "`postern %s --help`)\n", argv[0], argv[i], argv[0]);
+			    "`postern %s --help`)\n", argv[0], argv[i],
+			    argv[0]);
 			return 2;
 		}
 	}
@@ -37,4 +40,17 @@ cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
 	}
 	*next = i;
 	return -1;
+}
+
+int
+cmd_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("postern: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
 }

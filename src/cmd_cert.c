@@ -77,22 +77,6 @@ sub_usage(const struct sub *s, FILE *f)
 	fprintf(f, "usage: postern cert %s\n%s", s->synopsis, s->help);
 }
 
-/* One line: "postern: <what failed>: <why> (<what to do>)", exit 1. */
-static int
-fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int
-fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("postern: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
 static int
 usage_error(const struct sub *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -229,21 +213,10 @@ serial_hex(const X509 *x, char *buf, size_t len)
 	BN_free(bn);
 }
 
-static int
-is_self_signed(X509 *x)
-{
-	int r;
-
-	ERR_set_mark();
-	r = X509_self_signed(x, 1) == 1;
-	ERR_pop_to_mark();
-	return r;
-}
-
 static void
 issuer_cn(X509 *x, char *buf, size_t len)
 {
-	if (is_self_signed(x))
+	if (certstore_is_self_signed(x))
 		bstrlcpy(buf, "self-signed", len);
 	else
 		certstore_cn(X509_get_issuer_name(x), buf, len);
@@ -284,18 +257,18 @@ get_password(const struct sub *s, const char *env, const char *file,
 	if (env != NULL) {
 		const char *v = getenv(env);
 		if (v == NULL) {
-			fail("cannot read the password: environment variable "
-			    "%s is not set (export it before running postern)",
-			    env);
+			cmd_fail("cannot read the password: environment "
+			    "variable %s is not set (export it before running "
+			    "postern)", env);
 			return NULL;
 		}
 		pw = xstrdup(v);
 	} else if (file != NULL) {
 		if ((buf = read_file(file, &len, 4096)) == NULL) {
-			fail("cannot read the password file %s: %s (give a "
+			cmd_fail("cannot read the password file %s: %s (give a "
 			    "readable file holding the password on its first "
-			    "line)", file, errno == EFBIG ? "file too large" :
-			    strerror(errno));
+			    "line)", file, errno == EFBIG ?
+			    "file too large" : strerror(errno));
 			return NULL;
 		}
 		buf[strcspn(buf, "\r\n")] = '\0';
@@ -307,8 +280,8 @@ get_password(const struct sub *s, const char *env, const char *file,
 		if (EVP_read_pw_string(tmp, sizeof(tmp), "PKCS#12 password: ",
 		    confirm) != 0) {
 			explicit_bzero(tmp, sizeof(tmp));
-			fail("cannot read the password: no password entered "
-			    "(or the two entries differ)");
+			cmd_fail("cannot read the password: no password "
+			    "entered (or the two entries differ)");
 			return NULL;
 		}
 		pw = xstrdup(tmp);
@@ -320,7 +293,7 @@ get_password(const struct sub *s, const char *env, const char *file,
 	}
 	if (pw[0] == '\0') {
 		free(pw);
-		fail("cannot use the password: it is empty (a PKCS#12 file "
+		cmd_fail("cannot use the password: it is empty (a PKCS#12 file "
 		    "needs a non-empty password)");
 		return NULL;
 	}
@@ -523,7 +496,7 @@ check_chain(struct checkout *o, const struct conf *conf,
 		line_ok(o, "chain in order, no duplicates (%d intermediate%s)",
 		    n, n == 1 ? "" : "s");
 
-	if (is_self_signed(r->leaf)) {
+	if (certstore_is_self_signed(r->leaf)) {
 		line_warn(o, "self-signed — peers cannot verify it unless "
 		    "they trust it");
 		goto out;
@@ -559,7 +532,7 @@ check_chain(struct checkout *o, const struct conf *conf,
 		for (i = 0; i < sk_X509_num(r->chain) && root == NULL; i++) {
 			X509 *c = sk_X509_value(r->chain, i);
 			ERR_set_mark();
-			if (is_self_signed(c) &&
+			if (certstore_is_self_signed(c) &&
 			    X509_check_issued(c, last) == X509_V_OK)
 				root = c;
 			ERR_pop_to_mark();
@@ -718,7 +691,7 @@ print_summary(const char *id, X509 *leaf, EVP_PKEY *key,
 	printf("  id:         %s\n  subject:    %s\n", id, buf);
 	sans_text(cert_sans(leaf), ", ", &sb);
 	printf("  SANs:       %s\n", sb.s);
-	if (is_self_signed(leaf))
+	if (certstore_is_self_signed(leaf))
 		printf("  issuer:     (self-signed)\n");
 	else {
 		certstore_name(X509_get_issuer_name(leaf), buf, sizeof(buf));
@@ -841,7 +814,7 @@ c_selfsign(const struct sub *s, const char *cpath, int argc, char **argv)
 	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
 	if (!force && entry_any(conf->data_dir, id, NULL)) {
-		fail("cannot create certificate '%s': it exists already in "
+		cmd_fail("cannot create certificate '%s': it exists already in "
 		    "%s/%s (add --force to replace it, or choose another "
 		    "--name)", id, conf->data_dir, CERTSTORE_SUBDIR);
 		goto out;
@@ -851,13 +824,13 @@ c_selfsign(const struct sub *s, const char *cpath, int argc, char **argv)
 	if (certstore_selfsign(conf->data_dir, id, cn, sans, nsans, days,
 	    keytype, why, sizeof(why)) == -1) {
 		privdrop_restore();
-		fail("cannot create certificate '%s': %s", id, why);
+		cmd_fail("cannot create certificate '%s': %s", id, why);
 		goto out;
 	}
 	if (certstore_load(conf->data_dir, id, &leaf, &key, &chain, why,
 	    sizeof(why)) == -1) {
 		privdrop_restore();
-		fail("cannot read back certificate '%s': %s", id, why);
+		cmd_fail("cannot read back certificate '%s': %s", id, why);
 		goto out;
 	}
 	privdrop_restore();
@@ -952,11 +925,11 @@ c_csr(const struct sub *s, const char *cpath, int argc, char **argv)
 	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
 	if (!force && entry_any(conf->data_dir, id, &which)) {
-		fail("cannot create request '%s': %s '%s' exists already (choose "
-		    "another --name such as %s-new: `postern cert import` "
-		    "finds the key by itself; or add --force to replace it)",
-		    id, strcmp(which, ".csr") == 0 ? "a request" :
-		    "a certificate", id, id);
+		cmd_fail("cannot create request '%s': %s '%s' exists already "
+		    "(choose another --name such as %s-new: `postern cert "
+		    "import` finds the key by itself; or add --force to "
+		    "replace it)", id, strcmp(which, ".csr") == 0 ?
+		    "a request" : "a certificate", id, id);
 		goto out;
 	}
 	if (privdrop_act_as(conf->user) == -1)
@@ -964,7 +937,7 @@ c_csr(const struct sub *s, const char *cpath, int argc, char **argv)
 	if (certstore_make_csr(conf->data_dir, id, &subj, sans, nsans,
 	    keytype, &req, why, sizeof(why)) == -1) {
 		privdrop_restore();
-		fail("cannot create request '%s': %s", id, why);
+		cmd_fail("cannot create request '%s': %s", id, why);
 		goto out;
 	}
 	privdrop_restore();
@@ -976,8 +949,8 @@ c_csr(const struct sub *s, const char *cpath, int argc, char **argv)
 	sans_text(req_sans(req), ", ", &sb);
 	if (out != NULL) {
 		if (write_file_atomic(out, pem, (size_t)pemlen, 0644) == -1) {
-			fail("cannot write the request to %s: %s (it is also "
-			    "in %s/%s/%s.csr)", out, strerror(errno),
+			cmd_fail("cannot write the request to %s: %s (it is "
+			    "also in %s/%s/%s.csr)", out, strerror(errno),
 			    conf->data_dir, CERTSTORE_SUBDIR, id);
 			goto out;
 		}
@@ -1021,22 +994,22 @@ read_pkcs12(const char *file, const char *pass, EVP_PKEY **key, X509 **cert,
 	*ca = NULL;
 	if ((bio = BIO_new_file(file, "rb")) == NULL) {
 		ERR_clear_error();
-		return fail("cannot read %s: %s (give a readable PKCS#12 file)",
-		    file, strerror(errno)), -1;
+		return cmd_fail("cannot read %s: %s (give a readable PKCS#12 "
+		    "file)", file, strerror(errno)), -1;
 	}
 	ERR_set_mark();
 	p12 = d2i_PKCS12_bio(bio, NULL);
 	BIO_free(bio);
 	if (p12 == NULL) {
 		ERR_pop_to_mark();
-		return fail("cannot import %s: it is not a PKCS#12 file (give "
-		    "a .p12/.pfx file, or use --cert/--key for PEM files)",
-		    file), -1;
+		return cmd_fail("cannot import %s: it is not a PKCS#12 file "
+		    "(give a .p12/.pfx file, or use --cert/--key for PEM "
+		    "files)", file), -1;
 	}
 	ERR_pop_to_mark();
 	if (PKCS12_mac_present(p12) && !PKCS12_verify_mac(p12, pass, -1)) {
 		ERR_clear_error();
-		fail("cannot import %s: wrong password (or a damaged file) "
+		cmd_fail("cannot import %s: wrong password (or a damaged file) "
 		    "(give the password the file was exported with)", file);
 		goto out;
 	}
@@ -1048,19 +1021,19 @@ read_pkcs12(const char *file, const char *pass, EVP_PKEY **key, X509 **cert,
 			ok = PKCS12_parse(p12, pass, key, cert, ca);
 	}
 	if (!ok) {
-		fail("cannot import %s: %s (re-export it with current "
+		cmd_fail("cannot import %s: %s (re-export it with current "
 		    "algorithms, or convert it to PEM with `openssl pkcs12`)",
 		    file, certstore_ssl_error(e, sizeof(e)));
 		goto out;
 	}
 	if (*key == NULL) {
-		fail("cannot import %s: it holds no private key (export it "
+		cmd_fail("cannot import %s: it holds no private key (export it "
 		    "together with the key)", file);
 		goto out;
 	}
 	if (*cert == NULL) {
-		fail("cannot import %s: it holds no certificate for its key "
-		    "(export the certificate together with the key)", file);
+		cmd_fail("cannot import %s: it holds no certificate for its "
+		    "key (export the certificate together with the key)", file);
 		goto out;
 	}
 	rc = 0;
@@ -1155,11 +1128,11 @@ c_import(const struct sub *s, const char *cpath, int argc, char **argv)
 		more = NULL;
 	} else {
 		if (certstore_read_certs(certf, &certs, why, sizeof(why)) == -1)
-			return fail("cannot import: %s", why);
+			return cmd_fail("cannot import: %s", why);
 		if (chainf != NULL) {
 			if (certstore_read_certs(chainf, &more, why,
 			    sizeof(why)) == -1) {
-				fail("cannot import: %s", why);
+				cmd_fail("cannot import: %s", why);
 				goto out;
 			}
 			while (sk_X509_num(more) > 0)
@@ -1170,13 +1143,13 @@ c_import(const struct sub *s, const char *cpath, int argc, char **argv)
 		r = certstore_read_key(keyf ? keyf : certf, &key, why,
 		    sizeof(why));
 		if (r == -1) {
-			fail("cannot import: %s", why);
+			cmd_fail("cannot import: %s", why);
 			goto out;
 		}
 		if (r == 0 && keyf != NULL) {
-			fail("cannot import: %s holds no private key (name the "
-			    "key file of the certificate, or leave --key out "
-			    "for a request made here)", keyf);
+			cmd_fail("cannot import: %s holds no private key (name "
+			    "the key file of the certificate, or leave --key "
+			    "out for a request made here)", keyf);
 			goto out;
 		}
 		if (key != NULL)
@@ -1192,10 +1165,10 @@ c_import(const struct sub *s, const char *cpath, int argc, char **argv)
 			if (certstore_key_matches(sk_X509_value(certs, i), key))
 				leafpos = i;
 		if (leafpos == -1) {
-			fail("cannot import: the key in %s does not match %s "
-			    "(give the key the certificate request was made "
-			    "with, or leave --key out for a request made here)",
-			    keyf ? keyf : certf, ncerts == 1 ?
+			cmd_fail("cannot import: the key in %s does not match "
+			    "%s (give the key the certificate request was made "
+			    "with, or leave --key out for a request made "
+			    "here)", keyf ? keyf : certf, ncerts == 1 ?
 			    "the certificate" : "any of the certificates");
 			goto out;
 		}
@@ -1208,7 +1181,7 @@ c_import(const struct sub *s, const char *cpath, int argc, char **argv)
 	}
 	leaf = sk_X509_delete(certs, leafpos);
 	if (key != NULL && !certstore_key_matches(leaf, key)) {
-		fail("cannot import: the key in %s does not match its "
+		cmd_fail("cannot import: the key in %s does not match its "
 		    "certificate (export the certificate together with its own "
 		    "key)", p12f ? p12f : certf);
 		goto out;
@@ -1217,8 +1190,9 @@ c_import(const struct sub *s, const char *cpath, int argc, char **argv)
 	if ((conf = conf_load_for_command(cpath)) == NULL)
 		goto out;
 	if (!force && entry_file(conf->data_dir, id, ".pem")) {
-		fail("cannot import certificate '%s': it exists already (add "
-		    "--force to replace it, or choose another --name)", id);
+		cmd_fail("cannot import certificate '%s': it exists already "
+		    "(add --force to replace it, or choose another --name)",
+		    id);
 		goto out;
 	}
 	if (privdrop_act_as(conf->user) == -1)
@@ -1228,17 +1202,17 @@ c_import(const struct sub *s, const char *cpath, int argc, char **argv)
 		    sizeof(found), why, sizeof(why));
 		if (r == -1) {
 			privdrop_restore();
-			fail("cannot import certificate '%s': %s", id, why);
+			cmd_fail("cannot import certificate '%s': %s", id, why);
 			goto out;
 		}
 		if (r == 0) {
 			privdrop_restore();
 			certstore_cn(X509_get_subject_name(leaf), cn, sizeof(cn));
-			fail("cannot import certificate '%s': no private key "
-			    "matches it (CN %s): none in %s and none in the "
-			    "store (give it with --key FILE; a certificate "
-			    "requested elsewhere needs that machine's key)", id,
-			    cn, certf ? certf : p12f);
+			cmd_fail("cannot import certificate '%s': no private "
+			    "key matches it (CN %s): none in %s and none in "
+			    "the store (give it with --key FILE; a certificate "
+			    "requested elsewhere needs that machine's key)",
+			    id, cn, certf ? certf : p12f);
 			goto out;
 		}
 		from_pending = !entry_file(conf->data_dir, found, ".pem");
@@ -1251,7 +1225,7 @@ c_import(const struct sub *s, const char *cpath, int argc, char **argv)
 	if (certstore_save(conf->data_dir, id, leaf, key, ordered, why,
 	    sizeof(why)) == -1) {
 		privdrop_restore();
-		fail("cannot import certificate '%s': %s", id, why);
+		cmd_fail("cannot import certificate '%s': %s", id, why);
 		goto out;
 	}
 	{
@@ -1361,21 +1335,21 @@ c_export(const struct sub *s, const char *cpath, int argc, char **argv)
 	if (outf == NULL)
 		return usage_error(s, "--pkcs12 FILE is required");
 	if (!force && stat(outf, &st) == 0)
-		return fail("cannot export to %s: the file exists (add --force "
-		    "to replace it)", outf);
+		return cmd_fail("cannot export to %s: the file exists (add "
+		    "--force to replace it)", outf);
 	if ((pw = get_password(s, pwenv, pwfile, 1, &r)) == NULL)
 		return r;
 	if ((conf = conf_load_for_command(cpath)) == NULL)
 		goto out;
 	if (certstore_load(conf->data_dir, id, &leaf, &key, &chain, why,
 	    sizeof(why)) == -1) {
-		fail("cannot export '%s': %s", id, why);
+		cmd_fail("cannot export '%s': %s", id, why);
 		goto out;
 	}
 	/* OpenSSL 3 defaults: AES-256-CBC with PBKDF2, HMAC-SHA256 MAC */
 	p12 = PKCS12_create(pw, id, key, leaf, chain, 0, 0, 0, 0, 0);
 	if (p12 == NULL) {
-		fail("cannot export '%s': %s", id, certstore_ssl_error(e,
+		cmd_fail("cannot export '%s': %s", id, certstore_ssl_error(e,
 		    sizeof(e)));
 		goto out;
 	}
@@ -1383,7 +1357,7 @@ c_export(const struct sub *s, const char *cpath, int argc, char **argv)
 		fatalx("out of memory");
 	len = BIO_get_mem_data(bio, &data);
 	if (write_file_atomic(outf, data, (size_t)len, 0600) == -1) {
-		fail("cannot export '%s': cannot write %s: %s (choose a "
+		cmd_fail("cannot export '%s': cannot write %s: %s (choose a "
 		    "writable place)", id, outf, strerror(errno));
 		goto out;
 	}
@@ -1537,7 +1511,7 @@ c_list(const struct sub *s, const char *cpath, int argc, char **argv)
 		return 1;
 	if (certstore_list_ids(conf->data_dir, &ids, &n, why,
 	    sizeof(why)) == -1) {
-		fail("cannot list certificates: %s", why);
+		cmd_fail("cannot list certificates: %s", why);
 		conf_free(conf);
 		return 1;
 	}
@@ -1578,7 +1552,7 @@ c_list(const struct sub *s, const char *cpath, int argc, char **argv)
 		for (k = 0; k < 8; k++)
 			free(rows[i].f[k]);
 	free(rows);
-	certstore_free_ids(ids, n);
+	strv_free(ids, n);
 	conf_free(conf);
 	return 0;
 }
@@ -1592,8 +1566,8 @@ show_cert(X509 *x, const char *indent)
 	certstore_name(X509_get_subject_name(x), buf, sizeof(buf));
 	printf("%ssubject:     %s\n", indent, buf);
 	certstore_name(X509_get_issuer_name(x), buf, sizeof(buf));
-	printf("%sissuer:      %s%s\n", indent, buf, is_self_signed(x) ?
-	    " (self-signed)" : "");
+	printf("%sissuer:      %s%s\n", indent, buf,
+	    certstore_is_self_signed(x) ? " (self-signed)" : "");
 	serial_hex(x, buf, sizeof(buf));
 	printf("%sserial:      %s\n", indent, buf);
 	certstore_date(X509_get0_notBefore(x), 1, buf, sizeof(buf));
@@ -1636,9 +1610,9 @@ c_show(const struct sub *s, const char *cpath, int argc, char **argv)
 		certstore_path(conf->data_dir, id, ".csr", path, sizeof(path));
 		if (!entry_file(conf->data_dir, id, ".csr") ||
 		    (req = read_csr(path)) == NULL) {
-			fail("cannot show '%s': no such certificate in %s/%s "
-			    "(see `postern cert list`)", id, conf->data_dir,
-			    CERTSTORE_SUBDIR);
+			cmd_fail("cannot show '%s': no such certificate in "
+			    "%s/%s (see `postern cert list`)", id,
+			    conf->data_dir, CERTSTORE_SUBDIR);
 			goto out;
 		}
 		certstore_name(X509_REQ_get_subject_name(req), buf,
@@ -1657,7 +1631,7 @@ c_show(const struct sub *s, const char *cpath, int argc, char **argv)
 	}
 	certstore_path(conf->data_dir, id, ".pem", path, sizeof(path));
 	if (certstore_read_certs(path, &certs, why, sizeof(why)) == -1) {
-		fail("cannot show '%s': %s", id, why);
+		cmd_fail("cannot show '%s': %s", id, why);
 		goto out;
 	}
 	x = sk_X509_value(certs, 0);
@@ -1739,10 +1713,10 @@ c_check(const struct sub *s, const char *cpath, int argc, char **argv)
 
 	if (certf != NULL) {
 		if (certstore_read_certs(certf, &certs, why, sizeof(why)) == -1)
-			return fail("cannot check: %s", why);
+			return cmd_fail("cannot check: %s", why);
 		if (chainf && certstore_read_certs(chainf, &more, why,
 		    sizeof(why)) == -1) {
-			fail("cannot check: %s", why);
+			cmd_fail("cannot check: %s", why);
 			goto out;
 		}
 		while (more && sk_X509_num(more) > 0)
@@ -1750,12 +1724,12 @@ c_check(const struct sub *s, const char *cpath, int argc, char **argv)
 		r = certstore_read_key(keyf ? keyf : certf, &key, why,
 		    sizeof(why));
 		if (r == -1) {
-			fail("cannot check: %s", why);
+			cmd_fail("cannot check: %s", why);
 			goto out;
 		}
 		if (r == 0 && keyf) {
-			fail("cannot check: %s holds no private key (name the "
-			    "key file of the certificate)", keyf);
+			cmd_fail("cannot check: %s holds no private key (name "
+			    "the key file of the certificate)", keyf);
 			goto out;
 		}
 		if (r == 1)
@@ -1767,26 +1741,27 @@ c_check(const struct sub *s, const char *cpath, int argc, char **argv)
 	if (id != NULL) {
 		if (!entry_file(conf->data_dir, id, ".pem")) {
 			if (entry_file(conf->data_dir, id, ".csr"))
-				fail("cannot check '%s': it is a pending request "
-				    "(import the CA-signed certificate with "
-				    "`postern cert import --name %s --cert "
-				    "FILE`)", id, id);
+				cmd_fail("cannot check '%s': it is a pending "
+				    "request (import the CA-signed certificate "
+				    "with `postern cert import --name %s "
+				    "--cert FILE`)", id, id);
 			else
-				fail("cannot check '%s': no such certificate in "
-				    "%s/%s (see `postern cert list`)", id,
-				    conf->data_dir, CERTSTORE_SUBDIR);
+				cmd_fail("cannot check '%s': no such "
+				    "certificate in %s/%s (see `postern cert "
+				    "list`)", id, conf->data_dir,
+				    CERTSTORE_SUBDIR);
 			goto out;
 		}
 		certstore_path(conf->data_dir, id, ".pem", path, sizeof(path));
 		if (certstore_read_certs(path, &certs, why, sizeof(why)) ==
 		    -1) {
-			fail("cannot check '%s': %s", id, why);
+			cmd_fail("cannot check '%s': %s", id, why);
 			goto out;
 		}
 		certstore_path(conf->data_dir, id, ".key", path, sizeof(path));
 		r = certstore_read_key(path, &key, why, sizeof(why));
 		if (r == -1) {
-			fail("cannot check '%s': %s", id, why);
+			cmd_fail("cannot check '%s': %s", id, why);
 			goto out;
 		}
 		bstrlcpy(keywhere, path, sizeof(keywhere));

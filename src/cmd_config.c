@@ -81,21 +81,16 @@ print_errors(const struct conf_errors *errs)
 static int
 check_sni_certs(const struct conf *conf, const struct conf_listener *l)
 {
-	const struct conf_certref *cr;
 	X509 *leaf;
 	EVP_PKEY *key;
 	STACK_OF(X509) *chain;
 	char why[1024];
 	size_t i;
-	int bad = 0, r;
+	int bad = 0;
 
 	for (i = 0; i < l->nsni_certs; i++) {
-		cr = &l->sni_certs[i];
-		r = cr->id != NULL ? certstore_load(conf->data_dir, cr->id,
-		    &leaf, &key, &chain, why, sizeof(why)) :
-		    certstore_load_files(cr->cert, cr->key, cr->chain, &leaf,
-		    &key, &chain, why, sizeof(why));
-		if (r == -1) {
+		if (certstore_load_ref(conf->data_dir, &l->sni_certs[i], &leaf,
+		    &key, &chain, why, sizeof(why)) == -1) {
 			fprintf(stderr, "%s:%d: listener %s: %s\n", conf->path,
 			    l->line, l->name, why);
 			ERR_clear_error();
@@ -135,9 +130,7 @@ check_tls(const struct conf *conf)
 		l = &conf->listeners[i];
 		if (!conf_listener_needs_tls(conf, l))
 			continue;
-		if (l->certificate.id != NULL &&
-		    strcmp(l->certificate.id, "default") == 0 &&
-		    !certstore_exists(conf->data_dir, "default")) {
+		if (tls_demo_cert_missing(conf, l)) {
 			if (!noted++)
 				printf("note: no certificate \"default\" yet; "
 				    "`postern serve` will make a self-signed "

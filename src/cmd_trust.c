@@ -48,21 +48,6 @@ usage(FILE *f)
 }
 
 static int
-fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int
-fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("postern: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
-static int
 usage_error(const char *sub, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int
@@ -165,20 +150,21 @@ t_add(const char *cpath, int argc, char **argv)
 		    "(letters, digits, '.', '_' and '-', not starting with "
 		    "'.')", name);
 	if (certstore_read_certs(file, &certs, why, sizeof(why)) == -1)
-		return fail("cannot add %s to the trust store: %s", file, why);
+		return cmd_fail("cannot add %s to the trust store: %s", file,
+		    why);
 	if ((conf = conf_load_for_command(cpath)) == NULL)
 		goto out;
 	if (truststore_path(conf->data_dir, name, path, sizeof(path)) == -1 ||
 	    bsnprintf(dir, sizeof(dir), "%s/%s", conf->data_dir,
 	    TRUSTSTORE_SUBDIR) == -1) {
-		fail("cannot add %s to the trust store: data_dir path too long "
-		    "(shorten data_dir)", file);
+		cmd_fail("cannot add %s to the trust store: data_dir path too "
+		    "long (shorten data_dir)", file);
 		goto out;
 	}
 	if (!force && stat(path, &st) == 0) {
-		fail("cannot add %s to the trust store: '%s' exists already "
-		    "(add --force to replace it, or choose another --name)",
-		    file, name);
+		cmd_fail("cannot add %s to the trust store: '%s' exists "
+		    "already (add --force to replace it, or choose another "
+		    "--name)", file, name);
 		goto out;
 	}
 	if ((bio = BIO_new(BIO_s_mem())) == NULL)
@@ -193,13 +179,13 @@ t_add(const char *cpath, int argc, char **argv)
 	if (certstore_mkdir(conf->data_dir, 0700, why, sizeof(why)) == -1 ||
 	    certstore_mkdir(dir, 0755, why, sizeof(why)) == -1) {
 		privdrop_restore();
-		fail("cannot add %s to the trust store: %s", file, why);
+		cmd_fail("cannot add %s to the trust store: %s", file, why);
 		goto out;
 	}
 	if (write_file_atomic(path, data, (size_t)len, 0644) == -1) {
 		privdrop_restore();
-		fail("cannot add %s to the trust store: cannot write %s: %s "
-		    "(check the permissions of %s)", file, path,
+		cmd_fail("cannot add %s to the trust store: cannot write %s: "
+		    "%s (check the permissions of %s)", file, path,
 		    strerror(errno), dir);
 		goto out;
 	}
@@ -248,7 +234,7 @@ t_list(const char *cpath, int argc, char **argv)
 	if (truststore_list(conf->data_dir, &names, &n, why,
 	    sizeof(why)) == -1) {
 		conf_free(conf);
-		return fail("cannot list the trust store: %s", why);
+		return cmd_fail("cannot list the trust store: %s", why);
 	}
 	if (n == 0)
 		printf("the trust store %s/%s is empty (add a CA with `postern "
@@ -295,7 +281,7 @@ t_list(const char *cpath, int argc, char **argv)
 	free(subj);
 	free(dates);
 	free(counts);
-	truststore_free_names(names, n);
+	strv_free(names, n);
 	conf_free(conf);
 	return 0;
 }
@@ -323,7 +309,7 @@ t_remove(const char *cpath, int argc, char **argv)
 	if (truststore_path(conf->data_dir, name, path, sizeof(path)) == -1 ||
 	    bsnprintf(dir, sizeof(dir), "%s/%s", conf->data_dir,
 	    TRUSTSTORE_SUBDIR) == -1) {
-		fail("cannot remove '%s': data_dir path too long", name);
+		cmd_fail("cannot remove '%s': data_dir path too long", name);
 		goto out;
 	}
 	if (privdrop_act_as(conf->user) == -1)
@@ -333,10 +319,10 @@ t_remove(const char *cpath, int argc, char **argv)
 
 		privdrop_restore();
 		if (e == ENOENT)
-			fail("cannot remove '%s' from the trust store: no such "
-			    "entry (see `postern trust list`)", name);
+			cmd_fail("cannot remove '%s' from the trust store: no "
+			    "such entry (see `postern trust list`)", name);
 		else
-			fail("cannot remove '%s' from the trust store: %s "
+			cmd_fail("cannot remove '%s' from the trust store: %s "
 			    "(check the permissions of %s)", name, strerror(e),
 			    dir);
 		goto out;

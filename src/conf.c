@@ -200,7 +200,6 @@ static void	 parse_dkim_entry(struct loadctx *, const config_setting_t *,
 static void	 parse_dkim(struct loadctx *, const config_setting_t *);
 static void	 parse_smime(struct loadctx *, const config_setting_t *);
 static void	 parse_resolver(struct loadctx *, const config_setting_t *);
-static void	 free_strv(char **, size_t);
 static void	 certref_free(struct conf_certref *);
 static void	 route_free(struct conf_route *);
 static void	 put_str(FILE *, const char *);
@@ -732,7 +731,7 @@ get_strlist(struct loadctx *ctx, const config_setting_t *g, const char *key,
 	if ((s = get_typed(g, key, K_STRLIST)) == NULL)
 		return;
 	n = (unsigned int)config_setting_length(s);
-	free_strv(*out, *np);
+	strv_free(*out, *np);
 	*out = xcalloc(n + 1, sizeof(**out));
 	*np = 0;
 	for (i = 0; i < n; i++) {
@@ -2041,18 +2040,6 @@ parse_resolver(struct loadctx *ctx, const config_setting_t *g)
 /* ---- freeing ----------------------------------------------------------- */
 
 static void
-free_strv(char **v, size_t n)
-{
-	size_t i;
-
-	if (v == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static void
 certref_free(struct conf_certref *cr)
 {
 	free(cr->id);
@@ -2066,10 +2053,10 @@ route_free(struct conf_route *r)
 {
 	free(r->domain);
 	free(r->maildir);
-	free_strv(r->hosts, r->nhosts);
+	strv_free(r->hosts, r->nhosts);
 	free(r->auth_user);
 	free(r->auth_password_file);
-	free_strv(r->users, r->nusers);
+	strv_free(r->users, r->nusers);
 }
 
 /* Free a conf and everything it owns; NULL is fine. */
@@ -2110,10 +2097,10 @@ conf_free(struct conf *c)
 		free(c->dkim[i].key);
 	}
 	free(c->dkim);
-	free_strv(c->local_domains, c->nlocal_domains);
-	free_strv(c->alert_recipients, c->nalert_recipients);
-	free_strv(c->resolver_local_data, c->nresolver_local_data);
-	free_strv(c->smime_sign, c->nsmime_sign);
+	strv_free(c->local_domains, c->nlocal_domains);
+	strv_free(c->alert_recipients, c->nalert_recipients);
+	strv_free(c->resolver_local_data, c->nresolver_local_data);
+	strv_free(c->smime_sign, c->nsmime_sign);
 	free(c->alert_from);
 	free(c->smime_keys);
 	free(c->smime_encrypt);
@@ -2170,6 +2157,18 @@ conf_load_for_command(const char *path)
 	return c;
 }
 
+enum listener_tls
+conf_effective_tls(const struct conf_listener *l, const struct conf_policy *p)
+{
+	if (l->tls == LISTENER_TLS_IMPLICIT)
+		return LISTENER_TLS_IMPLICIT;
+	if (p->tls == POLICY_TLS_REQUIRED)
+		return LISTENER_TLS_REQUIRED;
+	if (p->tls == POLICY_TLS_PREFERRED && l->tls == LISTENER_TLS_OFF)
+		return LISTENER_TLS_PREFERRED;
+	return l->tls;
+}
+
 int
 conf_listener_needs_tls(const struct conf *c, const struct conf_listener *l)
 {
@@ -2178,8 +2177,7 @@ conf_listener_needs_tls(const struct conf *c, const struct conf_listener *l)
 	if (l->tls != LISTENER_TLS_OFF)
 		return 1;
 	for (i = 0; i < c->npolicies; i++)
-		if (c->policies[i].tls == POLICY_TLS_PREFERRED ||
-		    c->policies[i].tls == POLICY_TLS_REQUIRED)
+		if (conf_effective_tls(l, &c->policies[i]) != LISTENER_TLS_OFF)
 			return 1;
 	return 0;
 }

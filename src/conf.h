@@ -194,8 +194,11 @@ int	conf_is_local_domain(const struct conf *, const char *domain);
 /* First route whose domain equals `domain` (case-insensitive), else "*", else NULL. */
 const struct conf_route *conf_route_for(const struct conf *, const char *domain);
 
-/* Does this listener ever speak TLS: its own tls, or a policy that
- * tightens it (policy tls preferred/required)? */
+/* The listener's TLS mode for a sender group: a policy's tls only
+ * tightens it (preferred on an off listener, required on off/preferred). */
+enum listener_tls conf_effective_tls(const struct conf_listener *,
+	    const struct conf_policy *);
+/* Does this listener speak TLS for any sender group? */
 int	conf_listener_needs_tls(const struct conf *, const struct conf_listener *);
 
 /* Enum names for show/logs. */

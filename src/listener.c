@@ -66,7 +66,6 @@ struct conn {
 	const struct conf_policy *policy;
 	const struct conf_sender_group *sg;
 	const struct cidr	*match;
-	SSL_CTX			*tls_ctx;	/* listener's, NULL = no TLS */
 	enum listener_tls	 tls_mode;	/* effective (policy applied) */
 	int			 starttls;	/* 220 queued: switch when sent */
 	int			 handshaking;	/* TLS handshake in progress */
@@ -486,7 +485,8 @@ tls_begin(struct conn *c)
 
 	c->starttls = 0;
 	fd = dup(bufferevent_getfd(c->bev));
-	c->ssl = fd == -1 ? NULL : SSL_new(c->tls_ctx);
+	c->ssl = fd == -1 ? NULL :
+	    SSL_new(ltls[c->lconf - lconf_all->listeners]);
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	if (c->ssl == NULL) {
@@ -596,19 +596,6 @@ refuse(int fd, const char *line)
 	close(fd);
 }
 
-/* The listener's TLS mode, tightened by the sender group's policy. */
-static enum listener_tls
-effective_tls(const struct conf_listener *l, const struct conf_policy *pol)
-{
-	if (l->tls == LISTENER_TLS_IMPLICIT)
-		return LISTENER_TLS_IMPLICIT;
-	if (pol->tls == POLICY_TLS_REQUIRED)
-		return LISTENER_TLS_REQUIRED;
-	if (pol->tls == POLICY_TLS_PREFERRED && l->tls == LISTENER_TLS_OFF)
-		return LISTENER_TLS_PREFERRED;
-	return l->tls;
-}
-
 static void
 accept_cb(struct evconnlistener *el, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -651,8 +638,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 	c->policy = pol;
 	c->sg = sg;
 	c->match = match;
-	c->tls_ctx = ltls[l - lconf_all->listeners];
-	c->tls_mode = effective_tls(l, pol);
+	c->tls_mode = conf_effective_tls(l, pol);
 	c->icid = ids_next(ID_ICID);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	c->bev = bufferevent_socket_new(lbase, fd, BEV_OPT_CLOSE_ON_FREE);

@@ -29,7 +29,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include "certstore.h"
 #include "cmd.h"
@@ -290,12 +289,10 @@ static int
 ensure_demo_cert(const struct conf *c, const struct conf_listener *l,
     char *why, size_t whylen)
 {
-	if (l->certificate.id == NULL ||
-	    strcmp(l->certificate.id, "default") != 0 ||
-	    certstore_exists(c->data_dir, "default"))
+	if (!tls_demo_cert_missing(c, l))
 		return 0;
-	if (certstore_selfsign(c->data_dir, "default", c->hostname, NULL, 0,
-	    365, "rsa2048", why, whylen) == -1)
+	if (certstore_selfsign(c->data_dir, TLS_DEMO_CERT_ID, c->hostname,
+	    NULL, 0, 365, "rsa2048", why, whylen) == -1)
 		return -1;
 	log_warnx("listener %s: no certificate \"default\" in %s/certs, so a "
 	    "self-signed demo certificate for %s was generated (valid 365 "
@@ -318,9 +315,7 @@ tls_warn_cert(const struct conf_listener *l, SSL_CTX *ctx)
 
 	if (leaf == NULL)
 		return;
-	if (X509_NAME_cmp(X509_get_subject_name(leaf),
-	    X509_get_issuer_name(leaf)) == 0 &&
-	    X509_verify(leaf, X509_get0_pubkey(leaf)) == 1)
+	if (certstore_is_self_signed(leaf))
 		log_warnx("certificate %s (listener %s) is self-signed: peers "
 		    "cannot verify it (see `postern cert csr` and `postern "
 		    "cert import`)", name, l->name);

@@ -121,6 +121,26 @@ apply_settings(SSL_CTX *ctx, const struct conf *conf, char *why,
 	return 0;
 }
 
+/* A context of either side with the `tls` block applied; idle
+ * connections give their buffers back. */
+static SSL_CTX *
+ctx_new(const SSL_METHOD *method, const struct conf *conf, char *why,
+    size_t whylen)
+{
+	SSL_CTX *ctx;
+
+	if ((ctx = SSL_CTX_new(method)) == NULL) {
+		bsnprintf(why, whylen, "out of memory for a TLS context");
+		return NULL;
+	}
+	if (apply_settings(ctx, conf, why, whylen) == -1) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	return ctx;
+}
+
 /* One certificate (store ID or files) into ctx; *leafp keeps a reference. */
 static int
 load_certref(SSL_CTX *ctx, const struct conf *conf,
@@ -130,20 +150,12 @@ load_certref(SSL_CTX *ctx, const struct conf *conf,
 	EVP_PKEY *key = NULL;
 	STACK_OF(X509) *chain = NULL;
 	char err[256], what[600];
-	int r;
 
-	if (cr->id != NULL)
-		r = certstore_load(conf->data_dir, cr->id, &leaf, &key, &chain,
-		    why, whylen);
-	else
-		r = certstore_load_files(cr->cert, cr->key, cr->chain, &leaf,
-		    &key, &chain, why, whylen);
-	if (r == -1)
+	if (certstore_load_ref(conf->data_dir, cr, &leaf, &key, &chain, why,
+	    whylen) == -1)
 		return -1;
-	if (cr->id != NULL)
-		bsnprintf(what, sizeof(what), "certificate %s", cr->id);
-	else
-		bsnprintf(what, sizeof(what), "certificate %s", cr->cert);
+	bsnprintf(what, sizeof(what), "certificate %s",
+	    cr->id != NULL ? cr->id : cr->cert);
 	if (!SSL_CTX_use_certificate(ctx, leaf) ||
 	    !SSL_CTX_use_PrivateKey(ctx, key) ||
 	    !SSL_CTX_check_private_key(ctx) ||
@@ -168,15 +180,11 @@ server_ctx_base(const struct conf *conf, char *why, size_t whylen)
 	static const unsigned char sid[] = "postern";
 	SSL_CTX *ctx;
 
-	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
-		bsnprintf(why, whylen, "out of memory for a TLS context");
+	if ((ctx = ctx_new(TLS_server_method(), conf, why, whylen)) == NULL)
 		return NULL;
-	}
-	if (apply_settings(ctx, conf, why, whylen) == -1) {
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* The same for every context, SNI ones included: a session resumes
+	 * whichever context the client's server name picks. */
 	SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	/* One ticket per full handshake is enough for SMTP clients. */
@@ -184,7 +192,6 @@ server_ctx_base(const struct conf *conf, char *why, size_t whylen)
 	/* Only when an admin lists DHE suites: parameters as strong as the
 	 * certificate's key, never below 2048 bits. */
 	SSL_CTX_set_dh_auto(ctx, 1);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	return ctx;
 }
 
@@ -261,10 +268,6 @@ tls_server_ctx_new(const struct conf *conf, const struct conf_listener *l,
 			return NULL;
 		}
 		t->n++;
-		/* Resumed sessions must find the same ticket keys whichever
-		 * context the SNI picked. */
-		SSL_CTX_set_session_id_context(t->e[i].ctx,
-		    (const unsigned char *)"postern", 7);
 	}
 	SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
 	return ctx;
@@ -277,15 +280,8 @@ tls_client_ctx_new(const struct conf *conf, int verify, char *why,
 	SSL_CTX *ctx;
 	int n;
 
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		bsnprintf(why, whylen, "out of memory for a TLS context");
+	if ((ctx = ctx_new(TLS_client_method(), conf, why, whylen)) == NULL)
 		return NULL;
-	}
-	if (apply_settings(ctx, conf, why, whylen) == -1) {
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (!verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 		return ctx;
@@ -326,6 +322,14 @@ tls_client_expect_host(SSL *ssl, const char *host)
 	if (ip)
 		return X509_VERIFY_PARAM_set1_ip_asc(vp, host) ? 0 : -1;
 	return X509_VERIFY_PARAM_set1_host(vp, host, 0) ? 0 : -1;
+}
+
+int
+tls_demo_cert_missing(const struct conf *conf, const struct conf_listener *l)
+{
+	return l->certificate.id != NULL &&
+	    strcmp(l->certificate.id, TLS_DEMO_CERT_ID) == 0 &&
+	    !certstore_exists(conf->data_dir, TLS_DEMO_CERT_ID);
 }
 
 const char *

@@ -35,6 +35,12 @@ SSL_CTX	*tls_client_ctx_new(const struct conf *, int verify, char *why,
  * the certificate to match it (SAN, then CN).  0 or -1. */
 int	tls_client_expect_host(SSL *, const char *host);
 
+/* The store entry a listener gets a self-signed demo certificate in when
+ * it names it and it does not exist (SPEC "Embedded default"). */
+#define TLS_DEMO_CERT_ID	"default"
+int	tls_demo_cert_missing(const struct conf *,
+	    const struct conf_listener *);
+
 /* Why a handshake failed, in words an admin can act on ("no shared
  * cipher", "unsupported protocol", ...), from the OpenSSL error queue /
  * an error code.  Writes into buf and returns it. */

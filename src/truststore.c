@@ -85,16 +85,6 @@ truststore_list(const char *data_dir, char ***namesp, size_t *np, char *why,
 	return 0;
 }
 
-void
-truststore_free_names(char **names, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-}
-
 int
 truststore_load(X509_STORE *store, const char *data_dir, int system_cas,
     char *why, size_t whylen)
@@ -119,7 +109,7 @@ truststore_load(X509_STORE *store, const char *data_dir, int system_cas,
 		    sizeof(path)) == -1)
 			continue;
 		if (certstore_read_certs(path, &certs, why, whylen) == -1) {
-			truststore_free_names(names, n);
+			strv_free(names, n);
 			return -1;
 		}
 		for (k = 0; k < sk_X509_num(certs); k++) {
@@ -129,13 +119,13 @@ truststore_load(X509_STORE *store, const char *data_dir, int system_cas,
 				    "of %s: %s", path,
 				    certstore_ssl_error(e, sizeof(e)));
 				sk_X509_pop_free(certs, X509_free);
-				truststore_free_names(names, n);
+				strv_free(names, n);
 				return -1;
 			}
 			added++;
 		}
 		sk_X509_pop_free(certs, X509_free);
 	}
-	truststore_free_names(names, n);
+	strv_free(names, n);
 	return added;
 }

@@ -28,9 +28,8 @@ int	truststore_valid_name(const char *name);
 int	truststore_path(const char *data_dir, const char *name, char *buf,
 	    size_t len);
 /* Sorted names of every entry (malloc'd strings; a missing directory is
- * empty).  0 or -1 with why.  Free with truststore_free_names(). */
+ * empty).  0 or -1 with why.  Free with strv_free(). */
 int	truststore_list(const char *data_dir, char ***names, size_t *n,
 	    char *why, size_t whylen);
-void	truststore_free_names(char **names, size_t n);
 
 #endif

@@ -445,7 +445,7 @@ test_truststore_load(void **state)
 	    sizeof(why)), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(names[0], "corp");
-	truststore_free_names(names, n);
+	strv_free(names, n);
 	/* a broken file is an error that names it */
 	assert_int_equal(truststore_path(tmpdir, "bad", path, sizeof(path)),
 	    0);
