@@ -17,6 +17,13 @@ def rows(pattern):
     return out
 
 
+def median(rs, key, **where):
+    """Median of `key` over the rows whose fields equal `where` (ints)."""
+    v = [float(d[key]) for d in rs if key in d
+         and all(int(d[k]) == x for k, x in where.items())]
+    return statistics.median(v) if v else float("nan")
+
+
 def main():
     r = sys.argv[1]
     pf = rows(os.path.join(r, "source-pf-*.txt"))
@@ -25,12 +32,10 @@ def main():
     print(f"{'size':>6} {'sessions':>8} {'postfix msg/s':>14} {'postern msg/s':>14}"
           f" {'ratio':>6} {'postfix ms/msg':>15} {'postern ms/msg':>15}")
     for size, conc in keys:
-        def med(rs, k):
-            v = [float(d[k]) for d in rs if int(d["size"]) == size
-                 and int(d["conc"]) == conc and k in d]
-            return statistics.median(v) if v else float("nan")
-        a, b = med(pf, "msgs_per_s"), med(pn, "msgs_per_s")
-        ca, cb = med(pf, "server_ms_per_item"), med(pn, "server_ms_per_item")
+        a, b = (median(x, "msgs_per_s", size=size, conc=conc)
+                for x in (pf, pn))
+        ca, cb = (median(x, "server_ms_per_item", size=size, conc=conc)
+                  for x in (pf, pn))
         print(f"{size:>6} {conc:>8} {a:>14.0f} {b:>14.0f} {b / a:>6.2f}"
               f" {ca:>15.3f} {cb:>15.3f}")
     tpf = rows(os.path.join(r, "tls-pf-*.txt"))
@@ -41,12 +46,10 @@ def main():
               f" {'postern ms/sess':>16}")
     for tls, w in sorted({(int(d["tls"]), int(d["workers"]))
                           for d in tpf + tpn}):
-        def tmed(rs, k):
-            v = [float(d[k]) for d in rs if int(d["tls"]) == tls
-                 and int(d["workers"]) == w and k in d]
-            return statistics.median(v) if v else float("nan")
-        a, b = tmed(tpf, "sessions_per_s"), tmed(tpn, "sessions_per_s")
-        ca, cb = tmed(tpf, "server_ms_per_item"), tmed(tpn, "server_ms_per_item")
+        a, b = (median(x, "sessions_per_s", tls=tls, workers=w)
+                for x in (tpf, tpn))
+        ca, cb = (median(x, "server_ms_per_item", tls=tls, workers=w)
+                  for x in (tpf, tpn))
         print(f"{'yes' if tls else 'no':>8} {w:>8} {a:>15.0f} {b:>15.0f}"
               f" {b / a:>6.2f} {ca:>16.3f} {cb:>16.3f}")
     for d in rows(os.path.join(r, "idle-10k.txt")):

@@ -332,6 +332,22 @@ class RawSMTP:
         return False
 
 
+def ossl(*args, cwd=None, env=None, input=None):
+    """Run the openssl CLI, which must succeed; returns its stdout."""
+    p = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True,
+                       text=True, env=env, input=input, timeout=60)
+    assert p.returncode == 0, f"openssl {' '.join(args)}:\n{p.stderr}"
+    return p.stdout
+
+
+def one_error_line(p, code=1):
+    """SPEC: a failed command says why in one line on stderr."""
+    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("postern: "), p.stderr
+    return lines[0]
+
+
 def queue_count(server):
     p = server.cli("queue", "list", "--count")
     assert p.returncode == 0, p.stderr

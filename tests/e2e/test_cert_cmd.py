@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, run
+from conftest import BIN, one_error_line, ossl, run
 
 PW = "pkcs12-Secret-7f3a"
 
@@ -23,13 +23,6 @@ keyUsage=critical,keyCertSign,cRLSign
 """
 PEM_RE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n",
                     re.S)
-
-
-def ossl(*args, cwd=None, env=None, input=None):
-    p = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True,
-                       text=True, env=env, input=input, timeout=60)
-    assert p.returncode == 0, f"openssl {' '.join(args)}:\n{p.stderr}"
-    return p.stdout
 
 
 def subject_cn(pem_text):
@@ -105,13 +98,6 @@ class Env:
 @pytest.fixture
 def env(tmp_path):
     return Env(tmp_path)
-
-
-def one_error_line(p, code=1):
-    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
-    lines = p.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("postern: "), p.stderr
-    return lines[0]
 
 
 def mode(path):

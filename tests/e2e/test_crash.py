@@ -12,8 +12,6 @@ import smtplib
 import threading
 import time
 
-import pytest
-
 from conftest import queue_count, wait_for
 
 CLIENTS = 10

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import BASE_CONFIG, BIN, RawSMTP, _esc, free_port, wait_for, wait_port
+from conftest import BASE_CONFIG, BIN, RawSMTP, _esc, wait_for, wait_port
 
 HOST = "mx.test.example"
 TLS13_DEFAULT = "TLS_AES_256_GCM_SHA384"

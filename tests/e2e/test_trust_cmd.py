@@ -1,20 +1,11 @@
 """`postern trust add FILE --name NAME` / `trust list` / `trust remove NAME`
 (SPEC "One binary"): the trust store in <data_dir>/trust, and its effect
 on `postern cert check`."""
-import os
 import re
-import subprocess
 
 import pytest
 
-from conftest import run
-
-
-def ossl(*args, cwd=None):
-    p = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True,
-                       text=True, timeout=60)
-    assert p.returncode == 0, f"openssl {' '.join(args)}:\n{p.stderr}"
-    return p.stdout
+from conftest import one_error_line, ossl, run
 
 
 def make_ca(d, name, cn, days=365):
@@ -45,13 +36,6 @@ class Env:
 @pytest.fixture
 def env(tmp_path):
     return Env(tmp_path)
-
-
-def one_error_line(p, code=1):
-    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
-    lines = p.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("postern: "), p.stderr
-    return lines[0]
 
 
 def enddate(path):
