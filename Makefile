@@ -15,7 +15,8 @@ BUILD    ?= build
 DEB_PKGS  = build-essential pkg-config meson ninja-build clang \
             libssl-dev libevent-dev libunbound-dev libconfig-dev libcmocka-dev \
             python3 python3-pytest python3-aiosmtpd swaks postfix openssl \
-            python3-dkim procps iproute2 libclang-rt-14-dev
+            python3-dkim python3-cryptography procps iproute2 \
+            libclang-rt-14-dev
 FUZZ_SECONDS ?= 600
 
 .PHONY: all deps build run test unit e2e asan fuzz-short fuzz soak bench clean

@@ -400,9 +400,8 @@ def test_import_key_handling(env, ca):
 
 
 def _expired_leaf(ca, d):
-    """A leaf signed by Int2 that expired yesterday (python cryptography)."""
-    crypto = pytest.importorskip("cryptography")
-    del crypto
+    """A leaf signed by Int2 that expired yesterday (python3-cryptography,
+    installed by `make deps`)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
