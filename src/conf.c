@@ -21,7 +21,8 @@
  * Keys beyond SPEC (extensions, shown by `config show` too):
  *   workers = N;   top level, 0 (default) = one worker per CPU, at most 1024
  *   limits = { max_line_length; max_connections; max_connections_per_client;
- *       auth_failures; auth_failure_window; command_timeout;
+ *       auth_failures; auth_failure_window; auth_failure_delay;
+ *       command_timeout;
  *       data_block_timeout; data_timeout; bare_line_ends; };
  *       (SPEC "Limits and defaults"; bare_line_ends = reject | normalize)
  *   policies: each policy may set the per-client limits keys (all of the
@@ -224,6 +225,7 @@ static const struct conf_limits default_limits = {
 	.max_connections_per_client = 50,
 	.auth_failures = 5,
 	.auth_failure_window = 600,
+	.auth_failure_delay = 5,
 	.command_timeout = 300,
 	.data_block_timeout = 180,
 	.data_timeout = 600,
@@ -273,6 +275,7 @@ static const struct keyspec sender_group_keys[] = {
 	{ "max_line_length", K_INT }, \
 	{ "max_connections_per_client", K_INT }, \
 	{ "auth_failures", K_INT }, { "auth_failure_window", K_INT }, \
+	{ "auth_failure_delay", K_INT }, \
 	{ "command_timeout", K_INT }, { "data_block_timeout", K_INT }, \
 	{ "data_timeout", K_INT }, { "bare_line_ends", K_STRING }
 
@@ -383,11 +386,11 @@ static const struct enumval smime_encrypt_vals[] = {
 };
 
 /*
- * SPEC "Embedded default".  The submission (127.0.0.1:2587, tls required,
- * auth required) and smtps (127.0.0.1:2465, implicit TLS, auth required)
- * listeners arrive with the TLS issue, together with the self-signed demo
- * certificate.  Loopback gets no relay right: SPEC relays everything that
- * is not local only for authenticated users.
+ * SPEC "Embedded default": inbound (127.0.0.1:2525, STARTTLS preferred),
+ * submission (127.0.0.1:2587, tls required, auth required) and smtps
+ * (127.0.0.1:2465, implicit TLS, auth required), all with the self-signed
+ * demo certificate.  Loopback gets no relay right: SPEC relays everything
+ * that is not local only for authenticated users.
  */
 static const char embedded_default[] =
 	"# Postern embedded default: loopback only, unprivileged.\n"
@@ -395,7 +398,11 @@ static const char embedded_default[] =
 	"log = { file = \"-\"; format = \"text\"; };\n"
 	"listeners = (\n"
 	"  { name = \"inbound\"; address = \"127.0.0.1\"; port = 2525;"
-	" tls = \"preferred\"; }\n"
+	" tls = \"preferred\"; },\n"
+	"  { name = \"submission\"; address = \"127.0.0.1\"; port = 2587;"
+	" tls = \"required\"; auth = \"required\"; },\n"
+	"  { name = \"smtps\"; address = \"127.0.0.1\"; port = 2465;"
+	" tls = \"implicit\"; auth = \"required\"; }\n"
 	");\n"
 	"sender_groups = (\n"
 	"  { name = \"ALL\"; networks = [ \"0.0.0.0/0\", \"::/0\" ];"
@@ -1290,9 +1297,10 @@ parse_limit_values(struct loadctx *ctx, const config_setting_t *g,
 		    &l->max_connections);
 	set_int(ctx, g, "max_connections_per_client", 1, CONF_INT_MAX,
 	    &l->max_connections_per_client);
-	set_int(ctx, g, "auth_failures", 1, CONF_INT_MAX, &l->auth_failures);
-	set_int(ctx, g, "auth_failure_window", 1, CONF_INT_MAX,
+	set_int(ctx, g, "auth_failures", 1, 64, &l->auth_failures);
+	set_int(ctx, g, "auth_failure_window", 1, 86400,
 	    &l->auth_failure_window);
+	set_int(ctx, g, "auth_failure_delay", 0, 60, &l->auth_failure_delay);
 	set_int(ctx, g, "command_timeout", 1, CONF_INT_MAX,
 	    &l->command_timeout);
 	set_int(ctx, g, "data_block_timeout", 1, CONF_INT_MAX,
@@ -2356,6 +2364,8 @@ show_limits(FILE *fp, const struct conf_limits *l,
 		put_kint(fp, "auth_failures", l->auth_failures);
 	if (base == NULL || l->auth_failure_window != base->auth_failure_window)
 		put_kint(fp, "auth_failure_window", l->auth_failure_window);
+	if (base == NULL || l->auth_failure_delay != base->auth_failure_delay)
+		put_kint(fp, "auth_failure_delay", l->auth_failure_delay);
 	if (base == NULL || l->command_timeout != base->command_timeout)
 		put_kint(fp, "command_timeout", l->command_timeout);
 	if (base == NULL || l->data_block_timeout != base->data_block_timeout)

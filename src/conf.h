@@ -42,6 +42,7 @@ struct conf_limits {
 	int	max_connections_per_client;	/* default 50 */
 	int	auth_failures;		/* default 5 */
 	int	auth_failure_window;	/* seconds, default 600 */
+	int	auth_failure_delay;	/* seconds before the 454, default 5 */
 	int	command_timeout;	/* seconds, default 300 */
 	int	data_block_timeout;	/* seconds, default 180 */
 	int	data_timeout;		/* seconds, default 600 */

@@ -33,6 +33,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "authd.h"
+#include "authlimit.h"
 #include "connlimit.h"
 #include "deliver_local.h"
 #include "dns.h"
@@ -43,6 +45,7 @@
 #include "smtp_server.h"
 #include "spool.h"
 #include "tls_ctx.h"
+#include "userdb.h"
 #include "util.h"
 
 #define SMTP_READ_MAX		(256 * 1024)
@@ -70,6 +73,7 @@ struct conn {
 	int			 starttls;	/* 220 queued: switch when sent */
 	int			 handshaking;	/* TLS handshake in progress */
 	SSL			*ssl;		/* owned by the bufferevent */
+	struct authd_req	*auth_req;	/* password check in flight */
 	struct conn		*prev, *next;
 };
 
@@ -85,6 +89,7 @@ static size_t			 nconns;
 static int			 stopping;	/* 1 drain, 2 also say 421 */
 static void			(*stopped_cb)(void);
 static struct event		*grace_ev;
+static struct authd		*lauthd;	/* when a listener has AUTH */
 
 static void conn_free(struct conn *);
 static void conn_after_io(struct conn *);
@@ -248,9 +253,118 @@ op_starttls(void *ctx)
 		bufferevent_disable(c->bev, EV_READ);
 }
 
+static void
+icid_str(const struct conn *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu", (unsigned long long)c->icid);
+}
+
+static int
+op_auth_blocked(void *ctx)
+{
+	struct conn *c = ctx;
+	const struct conf_limits *l = &c->policy->limits;
+	char icid[32], ip[64], n[16], w[16], d[16];
+
+	switch (authlimit_gate((struct sockaddr *)&c->peer, l->auth_failures,
+	    l->auth_failure_window, mono_now())) {
+	case AUTHLIMIT_OPEN:
+		return 0;
+	case AUTHLIMIT_BLOCKED_NEW:
+		/* Once per episode, not once per attempt. */
+		icid_str(c, icid, sizeof(icid));
+		sockaddr_ip((struct sockaddr *)&c->peer, ip, sizeof(ip));
+		snprintf(n, sizeof(n), "%d", l->auth_failures);
+		snprintf(w, sizeof(w), "%d", l->auth_failure_window);
+		snprintf(d, sizeof(d), "%d", l->auth_failure_delay);
+		mlog(LOG_LVL_WARNING, "auth_blocked", "ICID {icid} AUTH "
+		    "blocked: address {ip} had {failures} failed AUTH attempts "
+		    "within {window} s; its AUTH commands get 454 4.7.0 after "
+		    "{delay} s until the oldest failure is {window} s old "
+		    "(limits auth_failures, auth_failure_window)", "icid", icid,
+		    "ip", ip, "failures", n, "window", w, "delay", d, NULL);
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+static void
+auth_done_cb(void *arg, int result, const char *why)
+{
+	struct conn *c = arg;
+	const char *user;
+	char icid[32];
+
+	c->auth_req = NULL;
+	if (result == 0)
+		(void)authlimit_failed((struct sockaddr *)&c->peer,
+		    c->policy->limits.auth_failure_window, mono_now());
+	else if (result == -1) {
+		icid_str(c, icid, sizeof(icid));
+		mlog(LOG_LVL_WARNING, "auth_error", "ICID {icid} AUTH could "
+		    "not be checked: {why}", "icid", icid, "why", why, NULL);
+	}
+	smtp_session_auth_result(c->sess, result, mono_now());
+	if (result == 1 && (user = smtp_session_auth_user(c->sess)) != NULL)
+		authd_used(lauthd, user);
+	if (stopping == 2)
+		smtp_session_shutdown(c->sess);
+	smtp_session_input(c->sess, bufferevent_get_input(c->bev), mono_now());
+	conn_after_io(c);
+}
+
+static void
+op_auth_check(void *ctx, const char *user, const char *pass, size_t len)
+{
+	struct conn *c = ctx;
+
+	c->auth_req = authd_verify(lauthd, user, pass, len, auth_done_cb, c);
+}
+
+static int
+op_sender_allowed(void *ctx, const char *user, const char *addr)
+{
+	const struct userdb_user *u = authd_user(lauthd, user);
+
+	if (u == NULL)
+		return -1;
+	return userdb_identity_allows(u, addr);
+}
+
+static const char *
+op_send_quota(void *ctx, const char *user)
+{
+	struct conn *c = ctx;
+	const struct userdb_user *u = authd_user(lauthd, user);
+	const char *line;
+	char icid[32];
+
+	if (u == NULL)
+		return NULL;
+	switch (authlimit_send(user, u->max_send_rate, u->max_24_hour_send,
+	    wall_now())) {
+	case QUOTA_RATE:
+		line = "454 4.7.0 Throttling failure: Maximum sending rate "
+		    "exceeded.";
+		break;
+	case QUOTA_DAY:
+		line = "554 5.7.0 Throttling failure: Daily message quota "
+		    "exceeded.";
+		break;
+	default:
+		return NULL;
+	}
+	icid_str(c, icid, sizeof(icid));
+	mlog(LOG_LVL_INFO, "throttled", "ICID {icid} user {user} refused: "
+	    "{reply}", "icid", icid, "user", user, "reply", line, NULL);
+	return line;
+}
+
 static const struct smtp_server_ops conn_ops = {
 	op_reply, op_msg_begin, op_msg_write, op_msg_commit, op_msg_abort,
-	op_new_mid, op_rcpt_local_check, op_starttls
+	op_new_mid, op_rcpt_local_check, op_starttls, op_auth_blocked,
+	op_auth_check, op_sender_allowed, op_send_quota
 };
 
 /* --------------------------------------------------------- connection */
@@ -276,6 +390,7 @@ conn_free(struct conn *c)
 
 	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
 	mlog(LOG_LVL_INFO, "close", "ICID {icid} close", "icid", icid, NULL);
+	authd_cancel(c->auth_req);
 	smtp_session_free(c->sess);
 	if (c->msg)
 		spool_msg_abort(c->msg);
@@ -573,6 +688,7 @@ conn_rdns_cb(void *arg, const char *host, int verified)
 	p.client_ip = ip;
 	p.client_rdns = verified ? host : "unknown";
 	p.tls = c->tls_mode;
+	p.auth = c->lconf->auth;
 	c->sess = smtp_session_new(&p, &conn_ops, c);
 	if (c->tls_mode == LISTENER_TLS_IMPLICIT) {
 		tls_begin(c);	/* the banner comes after the handshake */
@@ -679,6 +795,11 @@ listener_attach(struct event_base *base, const struct conf *conf,
 	lnotify = notify_fd;
 	lev = xcalloc(conf->nlisteners, sizeof(*lev));
 	nlev = conf->nlisteners;
+	for (i = 0; i < conf->nlisteners; i++)
+		if (fds[i] != -1 && conf->listeners[i].auth != LISTENER_AUTH_OFF &&
+		    lauthd == NULL && (lauthd = authd_new(base,
+		    conf->data_dir)) == NULL)
+			return -1;
 	for (i = 0; i < conf->nlisteners; i++) {
 		if (fds[i] == -1)
 			continue;

@@ -33,6 +33,7 @@
 #include "certstore.h"
 #include "cmd.h"
 #include "conf.h"
+#include "authlimit.h"
 #include "connlimit.h"
 #include "dns.h"
 #include "ids.h"
@@ -250,28 +251,17 @@ bind_all(void)
 	sfds = xcalloc((size_t)snworkers * sconf->nlisteners, sizeof(*sfds));
 	for (l = 0; l < sconf->nlisteners; l++) {
 		const struct conf_listener *cl = &sconf->listeners[l];
-		int skip = cl->auth != LISTENER_AUTH_OFF;
-		if (skip)
-			log_crit("listener %s (%s port %d) not started: it needs "
-			    "AUTH, which this version does not provide yet; it "
-			    "will not be served without it", cl->name,
-			    cl->address, cl->port);
 		for (w = 0; w < snworkers; w++) {
 			int *fd = &sfds[(size_t)w * sconf->nlisteners + l];
-			*fd = -1;
-			if (skip)
-				continue;
 			*fd = listener_bind(cl, 1, why, sizeof(why));
 			if (*fd == -1) {
 				fprintf(stderr, "postern: %s\n", why);
 				return -1;
 			}
 		}
-		if (!skip) {
-			log_info("listener %s on %s port %d", cl->name,
-			    cl->address, cl->port);
-			bound++;
-		}
+		log_info("listener %s on %s port %d", cl->name, cl->address,
+		    cl->port);
+		bound++;
 	}
 	if (bound == 0) {
 		fprintf(stderr, "postern: no listener could be started\n");
@@ -490,7 +480,7 @@ reload_blocker(const struct conf *a, const struct conf *b)
 		x = &a->listeners[i];
 		y = &b->listeners[i];
 		if (strcmp(x->name, y->name) || strcmp(x->address, y->address) ||
-		    x->port != y->port || x->auth != y->auth)
+		    x->port != y->port)
 			return "listeners";
 	}
 	return NULL;
@@ -737,6 +727,8 @@ cmd_serve(int argc, char **argv)
 	}
 	if (connlimit_init(snworkers) == -1)
 		fatal("connlimit_init");
+	if (authlimit_init() == -1)
+		fatal("authlimit_init");
 	/* Certificates are read as the unprivileged user, at start as at
 	 * every reload, so a key it cannot read fails now, not later. */
 	if ((stls = tls_build(sconf, NULL, NULL)) == NULL)

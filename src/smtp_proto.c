@@ -16,6 +16,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -47,6 +48,7 @@ enum data_state {
 enum hdr_phase { HS_NAME = 0, HS_VALUE, HS_SKIP };
 #define HF_SUBJECT	0x1
 #define HF_MESSAGE_ID	0x2
+#define HF_FROM		0x4		/* all kept, never "seen" */
 
 /* Cursor over an untrusted byte string, used by the path parser. */
 struct cursor {
@@ -114,6 +116,8 @@ static size_t	text_span(const unsigned char *, size_t);
 static void	hdr_name_end(struct msg_header_scan *);
 static void	hdr_value_byte(struct msg_header_scan *, unsigned char);
 static void	hdr_byte(struct msg_header_scan *, unsigned char);
+static void	hdr_add_from(struct msg_header_scan *, const char *, size_t,
+		    int);
 static void	hdr_flush(struct msg_header_scan *);
 static void	hdr_content(struct msg_header_scan *, unsigned char);
 static void	hdr_eol(struct msg_header_scan *);
@@ -1074,6 +1078,8 @@ hdr_name_end(struct msg_header_scan *hs)
 		field = HF_SUBJECT;
 	else if (word_is(hs->cur, n, "Message-ID"))
 		field = HF_MESSAGE_ID;
+	else if (word_is(hs->cur, n, "From"))
+		field = HF_FROM;
 	hs->cur_len = 0;
 	hs->cur_truncated = 0;
 	if (field == 0 || (hs->seen & field)) {
@@ -1119,6 +1125,40 @@ hdr_byte(struct msg_header_scan *hs, unsigned char c)
 	}
 }
 
+/*
+ * One more From: value (cleaned, n octets, `cut` when it lost octets):
+ * append ", " and as much of it as fits, ending on a UTF-8 boundary.
+ */
+static void
+hdr_add_from(struct msg_header_scan *hs, const char *v, size_t n, int cut)
+{
+	size_t room, len = hs->from_len, k;
+
+	if (hs->from_count < INT_MAX)
+		hs->from_count++;
+	if (hs->from_truncated)
+		return;		/* nothing may follow a cut value */
+	if (cut)
+		hs->from_truncated = 1;
+	if (hs->from_count > 1) {
+		for (k = 0; k < 2 && len < HEADER_VALUE_MAX; k++)
+			hs->from[len++] = ", "[k];
+		if (k < 2)
+			hs->from_truncated = 1;
+	}
+	room = HEADER_VALUE_MAX - len;
+	if (n > room) {
+		memcpy(hs->from + len, v, room);
+		len = utf8_cut_partial(hs->from, len + room);
+		hs->from_truncated = 1;
+	} else {
+		memcpy(hs->from + len, v, n);
+		len += n;
+	}
+	hs->from[len] = '\0';
+	hs->from_len = len;
+}
+
 /* A whole (unfolded) header field has been seen: store it if wanted. */
 static void
 hdr_flush(struct msg_header_scan *hs)
@@ -1132,10 +1172,15 @@ hdr_flush(struct msg_header_scan *hs)
 			n = utf8_cut_partial(hs->cur, n);
 		while (n > 0 && hs->cur[n - 1] == ' ')
 			n--;
-		dst = hs->field == HF_SUBJECT ? hs->subject : hs->message_id;
-		memcpy(dst, hs->cur, n);
-		dst[n] = '\0';
-		hs->seen |= hs->field;
+		if (hs->field == HF_FROM)
+			hdr_add_from(hs, hs->cur, n, hs->cur_truncated);
+		else {
+			dst = hs->field == HF_SUBJECT ? hs->subject :
+			    hs->message_id;
+			memcpy(dst, hs->cur, n);
+			dst[n] = '\0';
+			hs->seen |= hs->field;
+		}
 	}
 	hs->phase = HS_NAME;
 	hs->field = 0;
@@ -1168,7 +1213,7 @@ hdr_eol(struct msg_header_scan *hs)
 	hs->done = 1;
 }
 
-/* Scan a chunk of message content (any split) for Message-ID and Subject. */
+/* Scan a chunk of message content (any split) for the wanted fields. */
 void
 msg_header_scan_feed(struct msg_header_scan *hs, const char *buf, size_t len)
 {

@@ -160,15 +160,25 @@ void	smtp_data_finish(struct smtp_data_scanner *, struct strbuf *out);
 
 /*
  * Header scanner: watches the message content (as written to the spool)
- * and extracts Message-ID and Subject from the header section (unfolded,
- * at most 998 octets each, control characters dropped), stopping at the
- * first empty line.  Borrowed nothing; fixed-size storage.
+ * and extracts Message-ID, Subject and From from the header section
+ * (unfolded, at most 998 octets each, control characters dropped, HTAB
+ * as SP, outer whitespace trimmed), stopping at the first empty line.
+ * Message-ID and Subject: the first field of each wins.  From: every
+ * field counts (from_count) and their values are joined with ", " into
+ * from; when that does not fit in 998 octets (or one value alone did
+ * not), from_truncated is set and from holds what fit, cut at a UTF-8
+ * boundary.  A caller checking the From: identity needs from_count == 1
+ * and !from_truncated.  Borrowed nothing; fixed-size storage.
  */
 struct msg_header_scan {
 	char	message_id[999];
 	char	subject[999];
+	char	from[999];	/* all From: values, joined with ", " */
+	int	from_count;	/* From: fields seen */
+	int	from_truncated;	/* from lacks some of their octets */
 	int	done;
 	/* private */
+	size_t	from_len;
 	char	cur[1000];
 	size_t	cur_len;
 	int	cur_truncated;

@@ -22,7 +22,10 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
+#include "addrlist.h"
 #include "log.h"
 #include "smtp_server.h"
 #include "strbuf.h"
@@ -30,6 +33,10 @@
 
 #define SMTP_MAX_ERRORS		20
 #define SMTP_DATA_CHUNK		65536
+#define SASL_LINE_MAX		12288	/* RFC 4954 4 */
+#define AUTH_USER_MAX		64
+#define AUTH_PASS_MAX		1024
+#define FROM_ADDRS_MAX		16	/* header From: mailboxes checked */
 
 enum smtp_state {
 	SMTP_STATE_CMD,		/* waiting for a command line */
@@ -38,6 +45,9 @@ enum smtp_state {
 	SMTP_STATE_BDAT,	/* BDAT chunk octets */
 	SMTP_STATE_COMMIT,	/* message handed to the spool, no input */
 	SMTP_STATE_TLS,		/* 220 to STARTTLS sent: handshake, no input */
+	SMTP_STATE_SASL,	/* 334 sent: a SASL response line comes next */
+	SMTP_STATE_AUTH_WAIT,	/* credentials being checked, no input */
+	SMTP_STATE_AUTH_BLOCKED,	/* too many failures: delay, 454, close */
 	SMTP_STATE_REJECTED,	/* access denied: only QUIT is useful */
 	SMTP_STATE_CLOSED	/* last reply sent */
 };
@@ -58,6 +68,16 @@ struct smtp_session {
 	int				 tls_active;
 	char				 tls_info[128];	/* for Received: */
 	uint64_t			 discarded;	/* plaintext after STARTTLS */
+
+	/* AUTH (RFC 4954) */
+	enum listener_auth		 auth_mode;
+	int				 authed;
+	char				 auth_user[AUTH_USER_MAX + 1];
+	const char			*sasl_mech;	/* "PLAIN" / "LOGIN" */
+	int				 sasl_step;	/* LOGIN: 0 user, 1 pass */
+	char				 sasl_login[AUTH_USER_MAX + 1];
+	char				 try_user[AUTH_USER_MAX + 1];
+	double				 block_until;
 
 	/* greeting */
 	int				 helo_done;
@@ -188,6 +208,7 @@ smtp_session_new(const struct smtp_session_params *p,
 	s->ctx = ctx;
 	s->icid = p->icid;
 	s->tls_mode = p->tls;
+	s->auth_mode = p->auth;
 	bstrlcpy(s->client_ip, p->client_ip, sizeof(s->client_ip));
 	bstrlcpy(s->client_rdns, p->client_rdns ? p->client_rdns : "unknown",
 	    sizeof(s->client_rdns));
@@ -276,7 +297,10 @@ smtp_session_deadline(const struct smtp_session *s)
 		    s->block_deadline : s->data_deadline;
 	case SMTP_STATE_COMMIT:
 	case SMTP_STATE_CLOSED:
+	case SMTP_STATE_AUTH_WAIT:
 		return 0;
+	case SMTP_STATE_AUTH_BLOCKED:
+		return s->block_until;
 	default:
 		return s->cmd_deadline;
 	}
@@ -291,6 +315,13 @@ smtp_session_timeout(struct smtp_session *s)
 		s->state = SMTP_STATE_CLOSED;
 		return;
 	}
+	if (s->state == SMTP_STATE_AUTH_BLOCKED) {
+		/* The brute-force delay is over: refuse and close. */
+		close_with(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	if (s->state == SMTP_STATE_AUTH_WAIT)
+		return;		/* no deadline while checking */
 	tx_reset(s, 1);
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->conf->hostname);
 	s->state = SMTP_STATE_CLOSED;
@@ -322,6 +353,8 @@ smtp_session_tls_started(struct smtp_session *s, const char *protocol,
 	tx_reset(s, 1);
 	s->helo_done = s->esmtp = 0;
 	s->helo[0] = '\0';
+	s->authed = 0;
+	s->auth_user[0] = '\0';
 	s->tls_active = 1;
 	snprintf(s->tls_info, sizeof(s->tls_info), "%s with cipher %s",
 	    protocol, cipher);
@@ -345,6 +378,30 @@ need_tls(struct smtp_session *s)
 	if (s->tls_active || s->tls_mode != LISTENER_TLS_REQUIRED)
 		return 0;
 	error_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+	return 1;
+}
+
+/* AUTH is advertised and accepted on this session now: the listener has
+ * it, and TLS is active or this sender group may AUTH in plaintext (never
+ * before TLS on a listener that requires TLS). */
+static int
+auth_offered(const struct smtp_session *s)
+{
+	if (s->auth_mode == LISTENER_AUTH_OFF)
+		return 0;
+	if (s->tls_active)
+		return 1;
+	return s->policy->allow_plaintext_auth &&
+	    s->tls_mode != LISTENER_TLS_REQUIRED;
+}
+
+/* The listener requires AUTH and the client has not: 530. */
+static int
+need_auth(struct smtp_session *s)
+{
+	if (s->authed || s->auth_mode != LISTENER_AUTH_REQUIRED)
+		return 0;
+	error_reply(s, "530 5.7.0 Authentication required");
 	return 1;
 }
 
@@ -385,9 +442,55 @@ cmd_ehlo(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	if (greet(s, c, 1) == -1)
 		return;
 	reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %zu\r\n250-8BITMIME\r\n"
-	    "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n%s"
+	    "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n%s%s"
 	    "250 CHUNKING", s->conf->hostname, s->policy->max_message_size,
-	    tls_offered(s) ? "250-STARTTLS\r\n" : "");
+	    tls_offered(s) ? "250-STARTTLS\r\n" : "",
+	    auth_offered(s) ? "250-AUTH PLAIN LOGIN\r\n" : "");
+}
+
+static void
+auth_lost(struct smtp_session *s)
+{
+	char icid[32];
+
+	idstr(s->icid, icid, sizeof(icid));
+	mlog(LOG_LVL_WARNING, "auth_removed", "ICID {icid} AUTH user {user} "
+	    "no longer exists; the session is unauthenticated again", "icid",
+	    icid, "user", s->auth_user, NULL);
+	s->authed = 0;
+	s->auth_user[0] = '\0';
+}
+
+/* Authenticated MAIL: the sender must be one of the user's verified
+ * identities (the null sender is left to the header From: check), and
+ * the user's sending quota must allow one more message.  1 = refused
+ * (the reply is sent). */
+static int
+sender_refused(struct smtp_session *s, const char *addr)
+{
+	const char *why;
+	int r;
+
+	if (addr[0] != '\0') {
+		r = s->ops->sender_allowed(s->ctx, s->auth_user, addr);
+		if (r == -1) {
+			auth_lost(s);
+			error_reply(s, "530 5.7.0 Authentication required");
+			return 1;
+		}
+		if (r == 0) {
+			reply(s, "554 5.7.1 Message rejected: Email address is "
+			    "not verified. The following identities failed the "
+			    "check: %s", addr);
+			count_error(s);
+			return 1;
+		}
+	}
+	if ((why = s->ops->send_quota(s->ctx, s->auth_user)) != NULL) {
+		reply(s, "%s", why);
+		return 1;
+	}
+	return 0;
 }
 
 static void
@@ -422,6 +525,8 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c, double now)
 		    "message size");
 		return;
 	}
+	if (need_auth(s) || (s->authed && sender_refused(s, path.addr)))
+		return;
 	envelope_init(&s->env);
 	s->env.mid = s->ops->new_mid(s->ctx);
 	s->env.icid = s->icid;
@@ -511,7 +616,7 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	}
 	qualify_postmaster(s, &path);
 	local = conf_is_local_domain(s->conf, path.domain);
-	if (!local && s->policy->action != POLICY_RELAY) {
+	if (!local && s->policy->action != POLICY_RELAY && !s->authed) {
 		rcpt_reject(s, &path, "550 5.7.1 Relaying denied");
 		return;
 	}
@@ -545,10 +650,12 @@ msg_open(struct smtp_session *s)
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	/* RFC 3848 / 6531 transmission types. */
 	if (s->tls_active)
-		proto = s->env.smtputf8 ? "UTF8SMTPS" : s->esmtp ? "ESMTPS" :
-		    "SMTPS";
+		proto = s->env.smtputf8 ? (s->authed ? "UTF8SMTPSA" :
+		    "UTF8SMTPS") : s->authed ? "ESMTPSA" : s->esmtp ?
+		    "ESMTPS" : "SMTPS";
 	else
-		proto = s->env.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" :
+		proto = s->env.smtputf8 ? (s->authed ? "UTF8SMTPA" :
+		    "UTF8SMTP") : s->authed ? "ESMTPA" : s->esmtp ? "ESMTP" :
 		    "SMTP";
 	strbuf_puts(&rcv, "Received: from ");
 	strbuf_printable(&rcv, s->helo, strlen(s->helo));
@@ -715,12 +822,215 @@ cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	s->ops->starttls(s->ctx);
 }
 
+/* Base64 (RFC 4648, padding required) to bytes with OpenSSL; "=" alone
+ * is the empty response (RFC 4954 4).  Length or -1. */
+static int
+b64_decode(const char *in, size_t len, unsigned char *out, size_t outmax)
+{
+	size_t pad = 0;
+	int n;
+
+	if (len == 1 && in[0] == '=')
+		return 0;
+	if (len == 0 || len % 4 != 0 || len / 4 * 3 > outmax)
+		return -1;
+	if (in[len - 1] == '=')
+		pad++;
+	if (in[len - 2] == '=')
+		pad++;
+	n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+	if (n < 0 || (size_t)n < pad)
+		return -1;
+	return n - (int)pad;
+}
+
+static void
+log_auth(struct smtp_session *s, const char *user, int ok)
+{
+	char icid[32];
+
+	idstr(s->icid, icid, sizeof(icid));
+	mlog(LOG_LVL_INFO, ok ? "auth_success" : "auth_failed", ok ?
+	    "ICID {icid} AUTH success user {user} mechanism {mechanism}" :
+	    "ICID {icid} AUTH failed user {user} mechanism {mechanism}",
+	    "icid", icid, "user", user, "mechanism", s->sasl_mech, NULL);
+}
+
+/* A failed exchange before any check: 535, logged. */
+static void
+auth_fail_now(struct smtp_session *s, const char *user)
+{
+	log_auth(s, user, 0);
+	s->state = SMTP_STATE_CMD;
+	error_reply(s, "535 5.7.8 Authentication credentials invalid");
+}
+
+/* Hand user and password to the checker; the answer may come at once. */
+static void
+auth_submit(struct smtp_session *s, const char *user, size_t ulen,
+    char *pass, size_t plen)
+{
+	size_t i;
+
+	if (ulen == 0 || ulen > AUTH_USER_MAX || plen > AUTH_PASS_MAX) {
+		auth_fail_now(s, ulen == 0 ? "(empty)" : "(too long)");
+		return;
+	}
+	for (i = 0; i < ulen; i++)
+		if ((unsigned char)user[i] < 0x21 || user[i] == 0x7f) {
+			auth_fail_now(s, "(invalid)");
+			return;
+		}
+	memcpy(s->try_user, user, ulen);
+	s->try_user[ulen] = '\0';
+	s->state = SMTP_STATE_AUTH_WAIT;
+	s->ops->auth_check(s->ctx, s->try_user, pass, plen);
+}
+
+/* RFC 4616: authzid NUL authcid NUL passwd. */
+static void
+sasl_plain(struct smtp_session *s, unsigned char *buf, size_t n)
+{
+	unsigned char *a, *b;
+
+	a = memchr(buf, '\0', n);
+	b = a ? memchr(a + 1, '\0', n - (size_t)(a + 1 - buf)) : NULL;
+	if (a == NULL || b == NULL) {
+		auth_fail_now(s, "(malformed PLAIN response)");
+		return;
+	}
+	/* Acting for someone else (authzid) is not offered. */
+	if (a != buf && ((size_t)(a - buf) != (size_t)(b - a - 1) ||
+	    memcmp(buf, a + 1, (size_t)(a - buf)) != 0)) {
+		auth_fail_now(s, "(authorization identity differs)");
+		return;
+	}
+	auth_submit(s, (const char *)a + 1, (size_t)(b - a - 1), (char *)b + 1,
+	    n - (size_t)(b + 1 - buf));
+}
+
+/* One decoded SASL response (initial or after a 334). */
+static void
+sasl_response(struct smtp_session *s, const char *line, size_t len)
+{
+	unsigned char buf[SASL_LINE_MAX];
+	int n;
+
+	if (len == 1 && line[0] == '*') {
+		s->state = SMTP_STATE_CMD;
+		error_reply(s, "501 5.7.0 Authentication aborted");
+		return;
+	}
+	if ((n = b64_decode(line, len, buf, sizeof(buf))) < 0) {
+		s->state = SMTP_STATE_CMD;
+		error_reply(s, "501 5.5.2 Cannot decode response");
+		return;
+	}
+	if (strcmp(s->sasl_mech, "PLAIN") == 0)
+		sasl_plain(s, buf, (size_t)n);
+	else if (s->sasl_step == 0) {
+		if (n == 0 || n > AUTH_USER_MAX) {
+			auth_fail_now(s, n == 0 ? "(empty)" : "(too long)");
+		} else {
+			memcpy(s->sasl_login, buf, (size_t)n);
+			s->sasl_login[n] = '\0';
+			s->sasl_step = 1;
+			s->state = SMTP_STATE_SASL;
+			reply(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
+		}
+	} else
+		auth_submit(s, s->sasl_login, strlen(s->sasl_login),
+		    (char *)buf, (size_t)n);
+	OPENSSL_cleanse(buf, sizeof(buf));
+}
+
 static void
 cmd_auth(struct smtp_session *s, const struct smtp_cmd *c, double now)
 {
+	const char *sp;
+	size_t mlen;
+
 	if (need_tls(s))
 		return;
-	error_reply(s, "503 5.5.1 Error: authentication not enabled");
+	if (s->auth_mode == LISTENER_AUTH_OFF) {
+		error_reply(s, "503 5.5.1 Error: authentication not enabled");
+		return;
+	}
+	if (!auth_offered(s)) {
+		error_reply(s, "538 5.7.11 Encryption required for requested "
+		    "authentication mechanism");
+		return;
+	}
+	if (!s->helo_done || !s->esmtp) {
+		error_reply(s, "503 5.5.1 Error: send EHLO first");
+		return;
+	}
+	if (s->authed) {
+		error_reply(s, "503 5.5.1 Error: already authenticated");
+		return;
+	}
+	if (s->in_tx) {
+		error_reply(s, "503 5.5.1 Error: AUTH not allowed during a mail "
+		    "transaction");
+		return;
+	}
+	sp = memchr(c->args, ' ', c->args_len);
+	mlen = sp ? (size_t)(sp - c->args) : c->args_len;
+	if (mlen == 5 && ascii_ncasecmp(c->args, "PLAIN", 5) == 0)
+		s->sasl_mech = "PLAIN";
+	else if (mlen == 5 && ascii_ncasecmp(c->args, "LOGIN", 5) == 0)
+		s->sasl_mech = "LOGIN";
+	else {
+		error_reply(s, mlen == 0 ? "501 5.5.4 Syntax: AUTH mechanism" :
+		    "504 5.5.4 Unrecognized authentication type");
+		return;
+	}
+	s->sasl_step = 0;
+	if (s->ops->auth_blocked(s->ctx)) {
+		/* Brute force: no check, a delay, then 454 and close. */
+		s->state = SMTP_STATE_AUTH_BLOCKED;
+		s->block_until = now + s->policy->limits.auth_failure_delay;
+		return;
+	}
+	if (sp != NULL) {
+		sasl_response(s, sp + 1, c->args_len - mlen - 1);
+		return;
+	}
+	s->state = SMTP_STATE_SASL;
+	/* PLAIN: empty challenge; LOGIN: "Username:". */
+	reply(s, "%s", strcmp(s->sasl_mech, "PLAIN") == 0 ? "334 " :
+	    "334 VXNlcm5hbWU6");
+}
+
+void
+smtp_session_auth_result(struct smtp_session *s, int result, double now)
+{
+	if (s->state != SMTP_STATE_AUTH_WAIT)
+		return;
+	s->state = SMTP_STATE_CMD;
+	s->cmd_deadline = now + s->policy->limits.command_timeout;
+	if (result == 1) {
+		s->authed = 1;
+		bstrlcpy(s->auth_user, s->try_user, sizeof(s->auth_user));
+		log_auth(s, s->try_user, 1);
+		reply(s, "235 2.7.0 Authentication successful");
+	} else if (result == 0) {
+		log_auth(s, s->try_user, 0);
+		error_reply(s, "535 5.7.8 Authentication credentials invalid");
+	} else
+		reply(s, "454 4.7.0 Temporary authentication failure");
+}
+
+int
+smtp_session_authenticating(const struct smtp_session *s)
+{
+	return s->state == SMTP_STATE_AUTH_WAIT;
+}
+
+const char *
+smtp_session_auth_user(const struct smtp_session *s)
+{
+	return s->authed ? s->auth_user : NULL;
 }
 
 /* ------------------------------------------------------------- content */
@@ -753,12 +1063,66 @@ log_rejected(struct smtp_session *s, const char *line)
 	    "mid", mid, "reply", line, NULL);
 }
 
+/*
+ * Authenticated sender, end of the message: every mailbox of the header
+ * From: must be a verified identity too (the envelope was checked at
+ * MAIL).  A message without From: passes only when its envelope sender
+ * (checked) is not null.  NULL = fine, else the reply (in buf).
+ */
+static const char *
+header_from_refused(struct smtp_session *s, char *buf, size_t len)
+{
+	struct addrlist_addr addrs[FROM_ADDRS_MAX];
+	struct strbuf bad = STRBUF_INIT;
+	const char *why = NULL;
+	int n, i, r, nbad = 0;
+
+	if (s->hdr.from_count == 0) {
+		if (s->env.from[0] != '\0')
+			return NULL;
+		bstrlcpy(buf, "554 5.6.0 Message rejected: Missing required "
+		    "header 'From'", len);
+		return buf;
+	}
+	if (s->hdr.from_truncated)
+		n = -1, why = "too long";
+	else
+		n = addrlist_parse(s->hdr.from, strlen(s->hdr.from), addrs,
+		    FROM_ADDRS_MAX, &why);
+	if (n > FROM_ADDRS_MAX)
+		n = -1, why = "too many addresses";
+	if (n <= 0) {
+		snprintf(buf, len, "554 5.6.0 Message rejected: the From: "
+		    "header cannot be checked (%s)", n == 0 ?
+		    "no address in it" : why);
+		return buf;
+	}
+	for (i = 0; i < n; i++) {
+		r = s->ops->sender_allowed(s->ctx, s->auth_user, addrs[i].addr);
+		if (r == 1)
+			continue;
+		if (nbad++ > 0)
+			strbuf_puts(&bad, ", ");
+		strbuf_printable(&bad, addrs[i].addr, strlen(addrs[i].addr));
+	}
+	if (nbad == 0) {
+		strbuf_free(&bad);
+		return NULL;
+	}
+	/* Keep the reply within the 512-octet reply line. */
+	snprintf(buf, len > 500 ? 500 : len, "554 5.7.1 Message rejected: "
+	    "Email address is not verified. The following identities failed "
+	    "the check: %s", bad.s);
+	strbuf_free(&bad);
+	return buf;
+}
+
 /* End of DATA or of the LAST chunk: refuse, or hand over for commit. */
 static void
 finish_content(struct smtp_session *s, double now)
 {
 	const char *why = NULL;
-	char mid[32];
+	char mid[32], fromwhy[512];
 
 	msg_header_scan_finish(&s->hdr);
 	if (s->scan.bare_seen && !s->scan.normalize)
@@ -769,6 +1133,8 @@ finish_content(struct smtp_session *s, double now)
 		why = "552 5.3.4 Message size exceeds fixed maximum message size";
 	else if (s->write_error)
 		why = "451 4.3.0 Error: queue file write error";
+	else if (s->authed)
+		why = header_from_refused(s, fromwhy, sizeof(fromwhy));
 	s->cmd_deadline = now + s->policy->limits.command_timeout;
 	if (why != NULL) {
 		log_rejected(s, why);
@@ -918,12 +1284,16 @@ static int
 input_line(struct smtp_session *s, struct evbuffer *in, double now)
 {
 	struct evbuffer_ptr eol;
-	char line[SMTP_LINE_MAX + 1];
-	size_t eol_len = 0, len;
+	char line[SASL_LINE_MAX + 1], head[5];
+	size_t eol_len = 0, len, max = SMTP_LINE_MAX;
 
+	/* RFC 4954 4: AUTH lines and SASL responses may be 12288 octets. */
+	if (s->state == SMTP_STATE_SASL || (evbuffer_copyout(in, head, 5) == 5 &&
+	    ascii_ncasecmp(head, "AUTH ", 5) == 0))
+		max = SASL_LINE_MAX;
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	if (eol.pos == -1) {
-		if (evbuffer_get_length(in) < SMTP_LINE_MAX)
+		if (evbuffer_get_length(in) < max)
 			return 0;
 		/* No end of line within the limit: refuse, skip the rest. */
 		evbuffer_drain(in, evbuffer_get_length(in));
@@ -933,6 +1303,8 @@ input_line(struct smtp_session *s, struct evbuffer *in, double now)
 			close_with(s, "554 5.7.1 Access denied");
 			return 0;
 		}
+		if (s->state == SMTP_STATE_SASL)
+			s->state = SMTP_STATE_CMD;
 		error_reply(s, "500 5.5.2 Line too long");
 		if (s->state != SMTP_STATE_CLOSED)
 			s->state = SMTP_STATE_SKIPLINE;
@@ -944,8 +1316,10 @@ input_line(struct smtp_session *s, struct evbuffer *in, double now)
 		s->state = SMTP_STATE_CMD;
 		return 1;
 	}
-	if (len + 1 > SMTP_LINE_MAX) {
+	if (len + 1 > max) {
 		evbuffer_drain(in, len + eol_len);
+		if (s->state == SMTP_STATE_SASL)
+			s->state = SMTP_STATE_CMD;
 		/* Same answer as without an end of line (above), whatever
 		 * way the bytes were split. */
 		if (s->state == SMTP_STATE_REJECTED) {
@@ -961,7 +1335,16 @@ input_line(struct smtp_session *s, struct evbuffer *in, double now)
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
 	line[len] = '\0';
+	if (s->state == SMTP_STATE_SASL) {
+		/* A response to our 334, never a command. */
+		s->cmd_deadline = now + s->policy->limits.command_timeout;
+		sasl_response(s, line, len);
+		OPENSSL_cleanse(line, len);
+		return 1;
+	}
 	dispatch(s, line, len, now);
+	if (len > 5 && ascii_ncasecmp(line, "AUTH ", 5) == 0)
+		OPENSSL_cleanse(line, len);	/* initial response */
 	return 1;
 }
 
@@ -994,9 +1377,13 @@ smtp_session_input(struct smtp_session *s, struct evbuffer *in, double now)
 		case SMTP_STATE_CMD:
 		case SMTP_STATE_SKIPLINE:
 		case SMTP_STATE_REJECTED:
+		case SMTP_STATE_SASL:
 			if (!input_line(s, in, now))
 				return;
 			break;
+		case SMTP_STATE_AUTH_WAIT:
+		case SMTP_STATE_AUTH_BLOCKED:
+			return;		/* kept until the answer */
 		case SMTP_STATE_DATA:
 			input_data(s, in, now);
 			break;

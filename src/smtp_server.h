@@ -41,6 +41,21 @@ struct smtp_server_ops {
 	 * server handshake and report with smtp_session_tls_started() (or
 	 * drop the session on failure).  Input is discarded meanwhile. */
 	void	(*starttls)(void *ctx);
+
+	/* ---- AUTH (RFC 4954); only called when the listener has auth. */
+	/* 0: this client may try AUTH; 1: too many failures (the engine
+	 * waits limits.auth_failure_delay, then 454 and close). */
+	int	(*auth_blocked)(void *ctx);
+	/* Check credentials; answer with smtp_session_auth_result(), later
+	 * or at once.  The password is wiped after the call. */
+	void	(*auth_check)(void *ctx, const char *user, const char *pass,
+		    size_t passlen);
+	/* May `user` send as `addr`?  1 yes, 0 not a verified identity, -1
+	 * the credential no longer exists. */
+	int	(*sender_allowed)(void *ctx, const char *user, const char *addr);
+	/* At MAIL: NULL, or the reply line refusing it (sending quota).
+	 * Counts the message when allowed. */
+	const char *(*send_quota)(void *ctx, const char *user);
 };
 
 struct smtp_session_params {
@@ -53,6 +68,8 @@ struct smtp_session_params {
 	 * LISTENER_TLS_IMPLICIT: call smtp_session_tls_started() before
 	 * smtp_session_start(). */
 	enum listener_tls	   tls;
+	/* The listener's auth: off | optional | required. */
+	enum listener_auth	   auth;
 };
 
 struct smtp_session *smtp_session_new(const struct smtp_session_params *,
@@ -84,6 +101,14 @@ void	smtp_session_tls_started(struct smtp_session *, const char *protocol,
 	    const char *cipher, double now);
 /* Waiting for the TLS handshake (input is not commands). */
 int	smtp_session_handshaking(const struct smtp_session *);
+/* Result of ops->auth_check: 1 valid, 0 invalid (535), -1 could not
+ * check (454). */
+void	smtp_session_auth_result(struct smtp_session *, int result,
+	    double now);
+/* Waiting for ops->auth_check's answer (input is kept, not read). */
+int	smtp_session_authenticating(const struct smtp_session *);
+/* The authenticated user, or NULL. */
+const char *smtp_session_auth_user(const struct smtp_session *);
 /* Client vanished: log and abort what is open (no reply). */
 void	smtp_session_lost(struct smtp_session *);
 

@@ -5,7 +5,10 @@
  * chunk cuts, the rest = message content.  Checks: one chunk, random
  * chunks and single bytes give the same result; stored values are at most
  * 998 octets, free of control characters and of outer whitespace; without
- * finish, done is set exactly when the content has an empty line.
+ * finish, done is set exactly when the content has an empty line.  From:
+ * joined values are NUL-terminated within 998 octets, free of control
+ * characters, and hold at least the ", " separators unless truncated;
+ * no From field means an empty, untruncated value.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -77,12 +80,36 @@ has_empty_line(const char *in, size_t len)
 	return 0;
 }
 
+static void
+check_from(const struct msg_header_scan *hs)
+{
+	size_t n, i;
+
+	CHECK(memchr(hs->from, '\0', sizeof(hs->from)) != NULL);
+	n = strlen(hs->from);
+	CHECK(n <= 998);
+	for (i = 0; i < n; i++)
+		CHECK((unsigned char)hs->from[i] >= 0x20 &&
+		    hs->from[i] != 0x7f);
+	CHECK(hs->from_count >= 0);
+	CHECK(hs->from_truncated == 0 || hs->from_truncated == 1);
+	if (hs->from_count == 0)
+		CHECK(n == 0 && !hs->from_truncated);
+	else if (!hs->from_truncated)
+		CHECK(n >= 2 * ((size_t)hs->from_count - 1));
+	if (n > 0)
+		CHECK(hs->from[0] != ' ');
+}
+
 static int
 same(const struct msg_header_scan *a, const struct msg_header_scan *b)
 {
 	return a->done == b->done &&
 	    strcmp(a->message_id, b->message_id) == 0 &&
-	    strcmp(a->subject, b->subject) == 0;
+	    strcmp(a->subject, b->subject) == 0 &&
+	    strcmp(a->from, b->from) == 0 &&
+	    a->from_count == b->from_count &&
+	    a->from_truncated == b->from_truncated;
 }
 
 int
@@ -107,6 +134,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(same(&whole, &bytes));
 	check_value(whole.message_id);
 	check_value(whole.subject);
+	check_from(&whole);
 	if (finish)
 		CHECK(whole.done);
 	else

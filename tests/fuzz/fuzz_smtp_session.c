@@ -3,12 +3,16 @@
  * engine (smtp_server.c) with STARTTLS: arbitrary client bytes, fed in
  * pieces, against a session in one of the TLS modes.
  *
- * Input: byte 0 picks the policy and TLS mode, byte 1 the piece size, the
- * rest is what the client sends.  The fake environment completes commits
+ * Input: byte 0 picks the policy, TLS mode, AUTH mode and whether AUTH is
+ * blocked (brute force), byte 1 the piece size, the rest is what the
+ * client sends.  Credential checks are answered between pieces (valid,
+ * invalid or temporary failure, from the input), sender checks allow
+ * addresses whose local part starts with 'a'.  The fake environment completes commits
  * and TLS handshakes between pieces (as the listener would, later).
  * Checks: every reply is a well-formed SMTP reply line; nothing is
  * answered while a handshake is pending (plaintext after STARTTLS is never
- * executed); nothing is answered once the session closed; a commit is only
+ * executed); nothing is answered while credentials are being checked;
+ * nothing is answered once the session closed; a commit is only
  * asked for with a message open; MIDs are only taken inside MAIL.
  */
 #include <stddef.h>
@@ -47,6 +51,8 @@ struct fake {
 	int			 handshake;	/* starttls asked, not done */
 	int			 commit;	/* commit asked, not answered */
 	int			 open;
+	int			 blocked;	/* AUTH brute-force gate */
+	int			 checking;	/* auth_check asked, not answered */
 	size_t			 replies;
 };
 
@@ -58,6 +64,7 @@ f_reply(void *ctx, const char *d, size_t n)
 
 	CHECK(!f->closed_seen);
 	CHECK(!f->handshake);
+	CHECK(!f->checking);
 	CHECK(n >= 5 && d[n - 2] == '\r' && d[n - 1] == '\n');
 	for (i = 0; i < n; i++) {
 		if (d[i] != '\n')
@@ -138,9 +145,40 @@ f_starttls(void *ctx)
 	f->handshake = 1;
 }
 
+static int
+f_blocked(void *ctx)
+{
+	struct fake *f = ctx;
+
+	return f->blocked;
+}
+
+static void
+f_auth_check(void *ctx, const char *user, const char *pass, size_t len)
+{
+	struct fake *f = ctx;
+
+	CHECK(!f->checking && !f->blocked);
+	CHECK(user[0] != '\0' && strlen(user) <= 64);
+	f->checking = 1;
+}
+
+static int
+f_sender_allowed(void *ctx, const char *user, const char *addr)
+{
+	CHECK(user[0] != '\0');
+	return addr[0] == 'a' ? 1 : addr[0] == 'r' ? -1 : 0;
+}
+
+static const char *
+f_send_quota(void *ctx, const char *user)
+{
+	return NULL;
+}
+
 static const struct smtp_server_ops fops = {
 	f_reply, f_begin, f_write, f_commit, f_abort, f_mid, f_local,
-	f_starttls
+	f_starttls, f_blocked, f_auth_check, f_sender_allowed, f_send_quota
 };
 
 static const struct conf_policy *
@@ -162,6 +200,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const enum listener_tls modes[] = { LISTENER_TLS_OFF,
 	    LISTENER_TLS_PREFERRED, LISTENER_TLS_REQUIRED,
 	    LISTENER_TLS_IMPLICIT };
+	static const enum listener_auth auths[] = { LISTENER_AUTH_OFF,
+	    LISTENER_AUTH_OPTIONAL, LISTENER_AUTH_REQUIRED,
+	    LISTENER_AUTH_REQUIRED };
 	struct conf_errors errs = { NULL, 0 };
 	struct smtp_session_params p;
 	struct evbuffer *in;
@@ -182,6 +223,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.conf = fconf;
 	p.policy = policy(pols[data[0] & 3]);
 	p.tls = modes[(data[0] >> 2) & 3];
+	p.auth = auths[(data[0] >> 4) & 3];
+	f.blocked = (data[0] & 0x40) != 0;
 	p.icid = 1;
 	p.client_ip = "192.0.2.1";
 	p.client_rdns = "client.example";
@@ -207,6 +250,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			f.closed_seen = 0;
 			smtp_session_input(f.s, in, now);
 		}
+		if (f.checking) {
+			CHECK(smtp_session_authenticating(f.s));
+			f.checking = 0;
+			smtp_session_auth_result(f.s, (int)(data[off] % 3) - 1,
+			    now);
+			f.closed_seen = 0;
+			smtp_session_input(f.s, in, now);
+		}
 		if (f.handshake) {
 			CHECK(smtp_session_handshaking(f.s));
 			/* The handshake never sees plaintext as commands. */
@@ -217,8 +268,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		now += 1.0;
 	}
-	if (!smtp_session_committing(f.s))
+	if (!smtp_session_committing(f.s)) {
 		smtp_session_timeout(f.s);
+		f.checking = 0;		/* a timeout answers nothing then */
+	}
 	smtp_session_free(f.s);
 	evbuffer_free(in);
 	return 0;

@@ -1067,6 +1067,158 @@ test_header_truncation(void **state)
 	free(buf);
 }
 
+/* ---- header scanner: From ------------------------------------------ */
+
+struct from_case {
+	const char	*in;
+	size_t		 len;
+	int		 finish;
+	const char	*want_from;
+	int		 want_count;
+};
+
+static const struct from_case from_cases[] = {
+	{ B("From: a@b.com\r\n\r\n"), 0, "a@b.com", 1 },
+	{ B("From: John\r\n Doe\r\n\t<jd@x>\r\nTo: y\r\n\r\n"), 0,
+	    "John Doe <jd@x>", 1 },
+	{ B("From: a@b\r\nSubject: s\r\nFrom: c@d\r\n\r\n"), 0,
+	    "a@b, c@d", 2 },
+	{ B("From: a@b\r\nFrom: c@d\r\nFrom: \"e\" <f@g>\r\n\r\n"), 0,
+	    "a@b, c@d, \"e\" <f@g>", 3 },
+	{ B("from: a@b\r\nFROM : c@d\r\nfRoM:e@f\r\n\r\n"), 0,
+	    "a@b, c@d, e@f", 3 },
+	{ B("Subject: s\r\n\r\nFrom: a@b\r\n"), 0, "", 0 },
+	{ B("From: a@b\r\n\r\nFrom: c@d\r\n"), 1, "a@b", 1 },
+	{ B("\r\nFrom: a@b\r\n\r\n"), 0, "", 0 },
+	{ B("From:\r\nFrom: a@b\r\n\r\n"), 0, ", a@b", 2 },
+	{ B("From:   a@b  \t \r\n\r\n"), 0, "a@b", 1 },
+	{ B("From: a\x01@b\x7f\r\n\r\n"), 0, "a@b", 1 },
+	{ B("Resent-From: x\r\nFromage: y\r\nX-From: z\r\n\r\n"), 0, "", 0 },
+	{ B("From: a@b\nFrom: c@d\n\nbody"), 0, "a@b, c@d", 2 },
+	{ B("From: tail@x"), 1, "tail@x", 1 },
+	{ B("From: tail@x"), 0, "", 0 },
+	{ B("From: j\xc3\xb6@x\r\n\r\n"), 0, "j\xc3\xb6@x", 1 },
+	{ B(" From: folded@x\r\n\r\n"), 0, "", 0 },
+};
+
+static void
+check_from(size_t i, const char *how, const struct from_case *tc,
+    const struct msg_header_scan *got)
+{
+	if (strcmp(got->from, tc->want_from) != 0 ||
+	    got->from_count != tc->want_count || got->from_truncated != 0)
+		fail_msg("from case %zu %s: from '%s' count %d truncated %d",
+		    i, how, got->from, got->from_count, got->from_truncated);
+}
+
+static void
+test_header_from(void **state)
+{
+	const struct from_case *tc;
+	struct msg_header_scan got;
+	size_t i, cut;
+
+	for (i = 0; i < NELEM(from_cases); i++) {
+		tc = &from_cases[i];
+		for (cut = 0; cut <= tc->len; cut++) {
+			run_hdr(tc->in, tc->len, cut, tc->finish, &got);
+			check_from(i, "cut", tc, &got);
+		}
+	}
+}
+
+/* Byte by byte gives what one chunk gives, From, Subject and all. */
+static void
+test_header_from_bytes(void **state)
+{
+	static const char in[] = "Subject: s\r\n t\r\nFrom: A\r\n <a@b>\r"
+	    "\nMessage-ID: <m@x>\r\nfrom: c@d\r\nSubject: no\r\n\r\n"
+	    "From: body@x\r\n";
+	struct msg_header_scan whole, bytes;
+	size_t i;
+
+	run_hdr(B(in), 0, 0, &whole);
+	msg_header_scan_init(&bytes);
+	for (i = 0; i < sizeof(in) - 1; i++)
+		msg_header_scan_feed(&bytes, in + i, 1);
+	assert_string_equal(whole.from, "A <a@b>, c@d");
+	assert_int_equal(whole.from_count, 2);
+	assert_int_equal(whole.from_truncated, 0);
+	assert_string_equal(whole.subject, "s t");
+	assert_string_equal(whole.message_id, "<m@x>");
+	assert_int_equal(whole.done, 1);
+	assert_string_equal(bytes.from, whole.from);
+	assert_int_equal(bytes.from_count, whole.from_count);
+	assert_int_equal(bytes.from_truncated, whole.from_truncated);
+	assert_string_equal(bytes.subject, whole.subject);
+	assert_string_equal(bytes.message_id, whole.message_id);
+	assert_int_equal(bytes.done, whole.done);
+}
+
+/* From values that do not fit in 998 octets together. */
+static void
+test_header_from_truncation(void **state)
+{
+	static const struct {
+		size_t		 run1;		/* From 1: run1 x */
+		const char	*from2;		/* NULL: none */
+		const char	*from3;
+		size_t		 want_len;
+		const char	*want_tail;	/* last octets of from */
+		int		 want_count;
+		int		 want_trunc;
+	} cases[] = {
+		{ 2000, NULL, NULL, 998, "xx", 1, 1 },
+		{ 999, NULL, NULL, 998, "xx", 1, 1 },
+		{ 998, NULL, NULL, 998, "xx", 1, 0 },
+		{ 500, "yyy", NULL, 505, "x, yyy", 2, 0 },
+		{ 996, "", NULL, 998, "x, ", 2, 0 },
+		{ 993, "abc", NULL, 998, "x, abc", 2, 0 },
+		{ 990, "abcdefghij", NULL, 998, "x, abcdef", 2, 1 },
+		{ 997, "a", NULL, 998, "x,", 2, 1 },
+		{ 998, "a", NULL, 998, "xx", 2, 1 },
+		{ 994, "\xe2\x82\xac", NULL, 996, "x, ", 2, 1 },
+		{ 993, "\xe2\x82\xac", NULL, 998, "x, \xe2\x82\xac", 2, 0 },
+		{ 995, "\xc3\xa9", NULL, 997, "x, ", 2, 1 },
+		{ 990, "abcdefghij", "c@d", 998, "x, abcdef", 3, 1 },
+		{ 2000, "c@d", "e@f", 998, "xx", 3, 1 },
+		{ 100, "c@d", "e@f", 110, "x, c@d, e@f", 3, 0 },
+	};
+	struct msg_header_scan got;
+	char *buf;
+	size_t i, n, tail, len;
+
+	buf = malloc(8192);
+	assert_non_null(buf);
+	for (i = 0; i < NELEM(cases); i++) {
+		n = (size_t)snprintf(buf, 8192, "From: ");
+		memset(buf + n, 'x', cases[i].run1);
+		n += cases[i].run1;
+		n += (size_t)snprintf(buf + n, 8192 - n, "\r\n");
+		if (cases[i].from2 != NULL)
+			n += (size_t)snprintf(buf + n, 8192 - n,
+			    "Subject: s\r\nFrom: %s\r\n", cases[i].from2);
+		if (cases[i].from3 != NULL)
+			n += (size_t)snprintf(buf + n, 8192 - n,
+			    "From: %s\r\n", cases[i].from3);
+		n += (size_t)snprintf(buf + n, 8192 - n, "\r\n");
+		run_hdr(buf, n, n / 3, 0, &got);
+		len = strlen(got.from);
+		tail = strlen(cases[i].want_tail);
+		if (len != cases[i].want_len ||
+		    got.from_count != cases[i].want_count ||
+		    got.from_truncated != cases[i].want_trunc ||
+		    memcmp(got.from + len - tail, cases[i].want_tail,
+		    tail) != 0)
+			fail_msg("from truncation case %zu: len %zu count %d "
+			    "truncated %d", i, len, got.from_count,
+			    got.from_truncated);
+		assert_string_equal(got.subject,
+		    cases[i].from2 != NULL ? "s" : "");
+	}
+	free(buf);
+}
+
 int
 main(void)
 {
@@ -1087,6 +1239,9 @@ main(void)
 		cmocka_unit_test(test_data_line_limit),
 		cmocka_unit_test(test_header_scan),
 		cmocka_unit_test(test_header_truncation),
+		cmocka_unit_test(test_header_from),
+		cmocka_unit_test(test_header_from_bytes),
+		cmocka_unit_test(test_header_from_truncation),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -137,7 +137,17 @@ struct fake {
 	double			 now;
 	int			 nstarttls;	/* ops->starttls calls */
 	size_t			 replies_at_tls;	/* replies.len then */
+	/* AUTH: user "alice", password "secret", identities @example.org */
+	int			 auth_blocked;
+	int			 auth_defer;	/* answer auth_check later */
+	int			 nauth_checks;
+	char			 auth_seen[64];	/* user:password last checked */
+	int			 user_removed;
+	const char		*quota_reply;
 };
+
+/* Listener auth of the sessions fake_start() makes (default off). */
+static enum listener_auth fake_auth = LISTENER_AUTH_OFF;
 
 /* TLS mode of the sessions fake_start() makes (default off). */
 static enum listener_tls fake_tls = LISTENER_TLS_OFF;
@@ -238,9 +248,51 @@ fake_starttls(void *ctx)
 	f->replies_at_tls = f->replies.len;
 }
 
+static int
+fake_auth_blocked(void *ctx)
+{
+	struct fake *f = ctx;
+
+	return f->auth_blocked;
+}
+
+static void
+fake_auth_check(void *ctx, const char *user, const char *pass, size_t len)
+{
+	struct fake *f = ctx;
+
+	f->nauth_checks++;
+	snprintf(f->auth_seen, sizeof(f->auth_seen), "%s:%.*s", user,
+	    (int)len, pass);
+	if (!f->auth_defer)
+		smtp_session_auth_result(f->s, strcmp(user, "alice") == 0 &&
+		    len == 6 && memcmp(pass, "secret", 6) == 0, f->now);
+}
+
+static int
+fake_sender_allowed(void *ctx, const char *user, const char *addr)
+{
+	struct fake *f = ctx;
+	const char *at = strrchr(addr, '@');
+
+	if (f->user_removed)
+		return -1;
+	return at != NULL && strcmp(at, "@example.org") == 0;
+}
+
+static const char *
+fake_send_quota(void *ctx, const char *user)
+{
+	struct fake *f = ctx;
+
+	return f->quota_reply;
+}
+
 static const struct smtp_server_ops fake_ops = {
 	fake_reply, fake_msg_begin, fake_msg_write, fake_msg_commit,
-	fake_msg_abort, fake_new_mid, fake_rcpt_local_check, fake_starttls
+	fake_msg_abort, fake_new_mid, fake_rcpt_local_check, fake_starttls,
+	fake_auth_blocked, fake_auth_check, fake_sender_allowed,
+	fake_send_quota
 };
 
 static const struct conf_policy *
@@ -278,6 +330,7 @@ fake_start(struct fake *f, const char *policy, enum commit_mode commit,
 	p.client_ip = "127.0.0.1";
 	p.client_rdns = "localhost";
 	p.tls = fake_tls;
+	p.auth = fake_auth;
 	f->s = smtp_session_new(&p, &fake_ops, f);
 	assert_non_null(f->s);
 	smtp_session_start(f->s, now);
@@ -1252,6 +1305,195 @@ teardown(void **state)
 	return 0;
 }
 
+/* ---- AUTH (RFC 4954) ------------------------------------------------ */
+
+#define EHLO_AUTH_R	"250-" HOST "\r\n250-PIPELINING\r\n250-SIZE " SIZE_DEF \
+			"\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n" \
+			"250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n" \
+			"250-AUTH PLAIN LOGIN\r\n250 CHUNKING\r\n"
+#define R_AUTHOK	"235 2.7.0 Authentication successful\r\n"
+#define R_AUTHBAD	"535 5.7.8 Authentication credentials invalid\r\n"
+#define R_NEEDAUTH	"530 5.7.0 Authentication required\r\n"
+#define R_ENCRYPT	"538 5.7.11 Encryption required for requested " \
+			"authentication mechanism\r\n"
+#define R_NOTVERIFIED(a) "554 5.7.1 Message rejected: Email address is not " \
+			"verified. The following identities failed the check: " \
+			a "\r\n"
+/* base64 of "\0alice\0secret", "alice", "secret", "\0alice\0wrong" */
+#define PLAIN_OK	"AGFsaWNlAHNlY3JldA=="
+#define B64_ALICE	"YWxpY2U="
+#define B64_SECRET	"c2VjcmV0"
+#define PLAIN_BAD	"AGFsaWNlAHdyb25n"
+
+/* Start an authenticated-submission session on implicit TLS. */
+static void
+auth_start(struct fake *f, enum listener_auth mode, const char *policy)
+{
+	fake_auth = mode;
+	fake_tls = LISTENER_TLS_IMPLICIT;
+	memset(f, 0, sizeof(*f));
+	fake_start(f, policy, COMMIT_OK, T0);
+	smtp_session_tls_started(f->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", T0);
+	f->replies.len = 0;
+}
+
+static void
+auth_done(struct fake *f)
+{
+	fake_end(f);
+	fake_auth = LISTENER_AUTH_OFF;
+	fake_tls = LISTENER_TLS_OFF;
+}
+
+static void
+test_auth_dialogs(void **state)
+{
+	static const size_t steps[] = { 0, 1, 7 };
+	static const struct {
+		const char *name, *in, *want;
+	} cases[] = {
+		{ "plain initial", EHLO "AUTH PLAIN " PLAIN_OK "\r\n",
+		  EHLO_AUTH_R R_AUTHOK },
+		{ "plain challenge", EHLO "AUTH plain\r\n" PLAIN_OK "\r\n",
+		  EHLO_AUTH_R "334 \r\n" R_AUTHOK },
+		{ "login", EHLO "AUTH LOGIN\r\n" B64_ALICE "\r\n" B64_SECRET
+		  "\r\n", EHLO_AUTH_R "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"
+		  R_AUTHOK },
+		{ "login initial", EHLO "AUTH LOGIN " B64_ALICE "\r\n"
+		  B64_SECRET "\r\n", EHLO_AUTH_R "334 UGFzc3dvcmQ6\r\n"
+		  R_AUTHOK },
+		{ "bad password", EHLO "AUTH PLAIN " PLAIN_BAD "\r\n",
+		  EHLO_AUTH_R R_AUTHBAD },
+		{ "cancel", EHLO "AUTH LOGIN\r\n*\r\nNOOP\r\n", EHLO_AUTH_R
+		  "334 VXNlcm5hbWU6\r\n501 5.7.0 Authentication aborted\r\n"
+		  R_OK },
+		{ "bad base64", EHLO "AUTH PLAIN\r\n!!!!\r\n", EHLO_AUTH_R
+		  "334 \r\n501 5.5.2 Cannot decode response\r\n" },
+		{ "no ehlo", "AUTH PLAIN " PLAIN_OK "\r\n",
+		  "503 5.5.1 Error: send EHLO first\r\n" },
+		{ "mechanism", EHLO "AUTH CRAM-MD5\r\n", EHLO_AUTH_R
+		  "504 5.5.4 Unrecognized authentication type\r\n" },
+		{ "twice", EHLO "AUTH PLAIN " PLAIN_OK "\r\nAUTH PLAIN "
+		  PLAIN_OK "\r\n", EHLO_AUTH_R R_AUTHOK
+		  "503 5.5.1 Error: already authenticated\r\n" },
+		{ "mail first", EHLO MAILFROM, EHLO_AUTH_R R_NEEDAUTH },
+		{ "twice in tx", EHLO "AUTH PLAIN " PLAIN_OK "\r\n" MAILFROM
+		  "AUTH PLAIN " PLAIN_OK "\r\n", EHLO_AUTH_R R_AUTHOK R_MAIL
+		  "503 5.5.1 Error: already authenticated\r\n" },
+		/* authenticated: relays, and the sender must be verified */
+		{ "relay", EHLO "AUTH PLAIN " PLAIN_OK "\r\n" MAILFROM
+		  "RCPT TO:<x@remote.example>\r\n", EHLO_AUTH_R R_AUTHOK R_MAIL
+		  R_RCPT },
+		{ "envelope", EHLO "AUTH PLAIN " PLAIN_OK "\r\n"
+		  "MAIL FROM:<eve@evil.example>\r\n", EHLO_AUTH_R R_AUTHOK
+		  R_NOTVERIFIED("eve@evil.example") },
+		{ "header", EHLO "AUTH PLAIN " PLAIN_OK "\r\n" MAILFROM RCPTTO
+		  "DATA\r\nFrom: Eve <eve@evil.example>\r\n\r\nx\r\n.\r\n",
+		  EHLO_AUTH_R R_AUTHOK R_MAIL R_RCPT R_DATA
+		  R_NOTVERIFIED("eve@evil.example") },
+		{ "header ok", EHLO "AUTH PLAIN " PLAIN_OK "\r\n" MAILFROM
+		  RCPTTO "DATA\r\nFrom: A <a@example.org>\r\n\r\nx\r\n.\r\n",
+		  EHLO_AUTH_R R_AUTHOK R_MAIL R_RCPT R_DATA R_QUEUED("40") },
+		{ "null sender no from", EHLO "AUTH PLAIN " PLAIN_OK "\r\n"
+		  "MAIL FROM:<>\r\n" RCPTTO "DATA\r\nSubject: x\r\n\r\nx\r\n"
+		  ".\r\n", EHLO_AUTH_R R_AUTHOK R_MAIL R_RCPT R_DATA
+		  "554 5.6.0 Message rejected: Missing required header "
+		  "'From'\r\n" },
+	};
+	struct fake f;
+	size_t c, k, i, n, len;
+
+	for (c = 0; c < NELEM(cases); c++)
+		for (k = 0; k < NELEM(steps); k++) {
+			auth_start(&f, LISTENER_AUTH_REQUIRED, "accepted");
+			len = strlen(cases[c].in);
+			n = steps[k] ? steps[k] : len;
+			for (i = 0; i < len; i += n)
+				feed(&f, cases[c].in + i, len - i < n ?
+				    len - i : n, T0);
+			check_str(cases[c].name, "auth", str(&f.replies),
+			    cases[c].want);
+			auth_done(&f);
+		}
+	check_done();
+}
+
+static void
+test_auth_policy(void **state)
+{
+	struct fake f;
+
+	/* Plaintext: not offered, 538, unless the policy allows it. */
+	fake_auth = LISTENER_AUTH_OPTIONAL;
+	fake_tls = LISTENER_TLS_PREFERRED;
+	fake_start(&f, "accepted", COMMIT_OK, T0);
+	feed_str(&f, EHLO "AUTH PLAIN " PLAIN_OK "\r\n" MAILFROM
+	    "RCPT TO:<x@remote.example>\r\n", T0);
+	check_str("plaintext", "538", str(&f.replies), BANNER EHLO_TLS_R
+	    R_ENCRYPT R_MAIL R_RELAY);
+	assert_int_equal(f.nauth_checks, 0);
+	auth_done(&f);
+	/* Optional: mail flows without AUTH; no AUTH inside a transaction. */
+	auth_start(&f, LISTENER_AUTH_OPTIONAL, "accepted");
+	feed_str(&f, EHLO MAILFROM "AUTH PLAIN " PLAIN_OK "\r\n", T0);
+	check_str("optional", "in tx", str(&f.replies), EHLO_AUTH_R R_MAIL
+	    "503 5.5.1 Error: AUTH not allowed during a mail transaction\r\n");
+	auth_done(&f);
+	/* Off: 503. */
+	auth_start(&f, LISTENER_AUTH_OFF, "accepted");
+	feed_str(&f, EHLO "AUTH PLAIN " PLAIN_OK "\r\n", T0);
+	check_str("off", "503", str(&f.replies), EHLO_R(SIZE_DEF)
+	    "503 5.5.1 Error: authentication not enabled\r\n");
+	auth_done(&f);
+	/* Blocked: no check, nothing until the delay, then 454 + close. */
+	auth_start(&f, LISTENER_AUTH_REQUIRED, "accepted");
+	f.auth_blocked = 1;
+	feed_str(&f, EHLO "AUTH PLAIN " PLAIN_OK "\r\nNOOP\r\n", T0);
+	check_str("blocked", "wait", str(&f.replies), EHLO_AUTH_R);
+	assert_int_equal(f.nauth_checks, 0);
+	assert_true(smtp_session_deadline(f.s) > T0);
+	smtp_session_timeout(f.s);
+	check_str("blocked", "454", str(&f.replies), EHLO_AUTH_R
+	    "454 4.7.0 Temporary authentication failure\r\n");
+	assert_true(smtp_session_closing(f.s));
+	auth_done(&f);
+	/* Deferred answer: input waits, then continues in order. */
+	auth_start(&f, LISTENER_AUTH_REQUIRED, "accepted");
+	f.auth_defer = 1;
+	feed_str(&f, EHLO "AUTH PLAIN " PLAIN_OK "\r\n" MAILFROM, T0);
+	check_str("defer", "pending", str(&f.replies), EHLO_AUTH_R);
+	assert_true(smtp_session_authenticating(f.s));
+	assert_string_equal(f.auth_seen, "alice:secret");
+	smtp_session_auth_result(f.s, -1, T0);
+	smtp_session_input(f.s, f.in, T0);
+	check_str("defer", "temporary", str(&f.replies), EHLO_AUTH_R
+	    "454 4.7.0 Temporary authentication failure\r\n" R_NEEDAUTH);
+	auth_done(&f);
+	/* Quota and a credential removed while logged in. */
+	auth_start(&f, LISTENER_AUTH_REQUIRED, "accepted");
+	feed_str(&f, EHLO "AUTH PLAIN " PLAIN_OK "\r\n", T0);
+	f.quota_reply = "454 4.7.0 Throttling failure: Maximum sending rate "
+	    "exceeded.";
+	f.replies.len = 0;
+	feed_str(&f, MAILFROM, T0);
+	check_str("quota", "rate", str(&f.replies), "454 4.7.0 Throttling "
+	    "failure: Maximum sending rate exceeded.\r\n");
+	f.quota_reply = NULL;
+	f.user_removed = 1;
+	f.replies.len = 0;
+	feed_str(&f, MAILFROM, T0);
+	check_str("removed", "530", str(&f.replies), R_NEEDAUTH);
+	assert_null(smtp_session_auth_user(f.s));
+	auth_done(&f);
+	/* Received: says ESMTPSA. */
+	auth_start(&f, LISTENER_AUTH_REQUIRED, "accepted");
+	feed_str(&f, EHLO "AUTH PLAIN " PLAIN_OK "\r\n" MAILFROM RCPTTO
+	    "DATA\r\nFrom: a@example.org\r\n\r\nx\r\n.\r\n", T0);
+	assert_non_null(strstr(str(&f.stored), "with ESMTPSA id 40"));
+	auth_done(&f);
+	check_done();
+}
+
 int
 main(void)
 {
@@ -1263,6 +1505,8 @@ main(void)
 		cmocka_unit_test(test_commit_pending),
 		cmocka_unit_test(test_lost),
 		cmocka_unit_test(test_starttls),
+		cmocka_unit_test(test_auth_dialogs),
+		cmocka_unit_test(test_auth_policy),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
