@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 
 #include "addrlist.h"
+#include "base64.h"
 #include "log.h"
 #include "smtp_server.h"
 #include "strbuf.h"
@@ -822,26 +823,14 @@ cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	s->ops->starttls(s->ctx);
 }
 
-/* Base64 (RFC 4648, padding required) to bytes with OpenSSL; "=" alone
- * is the empty response (RFC 4954 4).  Length or -1. */
+/* A SASL response: base64 (RFC 4648), or "=" for an empty one (RFC 4954
+ * 4).  Length or -1. */
 static int
-b64_decode(const char *in, size_t len, unsigned char *out, size_t outmax)
+sasl_decode(const char *in, size_t len, unsigned char *out, size_t outmax)
 {
-	size_t pad = 0;
-	int n;
-
 	if (len == 1 && in[0] == '=')
 		return 0;
-	if (len == 0 || len % 4 != 0 || len / 4 * 3 > outmax)
-		return -1;
-	if (in[len - 1] == '=')
-		pad++;
-	if (in[len - 2] == '=')
-		pad++;
-	n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-	if (n < 0 || (size_t)n < pad)
-		return -1;
-	return n - (int)pad;
+	return base64_decode(in, len, out, outmax);
 }
 
 static void
@@ -921,7 +910,7 @@ sasl_response(struct smtp_session *s, const char *line, size_t len)
 		error_reply(s, "501 5.7.0 Authentication aborted");
 		return;
 	}
-	if ((n = b64_decode(line, len, buf, sizeof(buf))) < 0) {
+	if ((n = sasl_decode(line, len, buf, sizeof(buf))) < 0) {
 		s->state = SMTP_STATE_CMD;
 		error_reply(s, "501 5.5.2 Cannot decode response");
 		return;

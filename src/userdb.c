@@ -5,8 +5,7 @@
  * in <data_dir>/users.used/.
  *
  * Hashes are "$scrypt$ln=L,r=R,p=P$SALT$HASH" with SALT and HASH in
- * base64 without padding (OpenSSL's EVP_EncodeBlock/EVP_DecodeBlock do the
- * coding; only the '=' padding is removed and re-added here).
+ * base64 without padding (base64.c; a '=' anywhere is refused).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +22,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "base64.h"
 #include "userdb.h"
 #include "util.h"
 
@@ -279,60 +279,6 @@ userdb_generate_password(char *out, size_t outlen)
 	return 0;
 }
 
-/* base64 without padding into out (size >= 4*ceil(n/3)+1). */
-static void
-b64_encode(const unsigned char *in, size_t n, char *out)
-{
-	int len;
-
-	len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-	while (len > 0 && out[len - 1] == '=')
-		len--;
-	out[len] = '\0';
-}
-
-/*
- * Decode unpadded base64 of exactly `n` characters into out (room for
- * maxout bytes).  Returns the byte count or -1 when the text is not
- * canonical base64 (other characters, padding, bad length, stray bits).
- */
-static int
-b64_decode(const char *in, size_t n, unsigned char *out, size_t maxout)
-{
-	char padded[4 * ((DK_MAX > SALT_MAX ? DK_MAX : SALT_MAX) / 3 + 2)];
-	char check[sizeof(padded)];
-	unsigned char tmp[sizeof(padded)];
-	size_t i, plen, olen;
-	int r;
-
-	if (n == 0 || n % 4 == 1 || n + 3 >= sizeof(padded))
-		return -1;
-	for (i = 0; i < n; i++)
-		if (!is_alnum((unsigned char)in[i]) && in[i] != '+' &&
-		    in[i] != '/')
-			return -1;
-	memcpy(padded, in, n);
-	plen = n;
-	while (plen % 4 != 0)
-		padded[plen++] = '=';
-	padded[plen] = '\0';
-	olen = n * 3 / 4;		/* what the padding leaves out */
-	if (olen > maxout)
-		return -1;
-	r = EVP_DecodeBlock(tmp, (const unsigned char *)padded, (int)plen);
-	if (r < 0 || (size_t)r < olen)
-		return -1;
-	/* Canonical: encoding the bytes again gives the same text. */
-	b64_encode(tmp, olen, check);
-	if (strlen(check) != n || memcmp(check, in, n) != 0) {
-		OPENSSL_cleanse(tmp, sizeof(tmp));
-		return -1;
-	}
-	memcpy(out, tmp, olen);
-	OPENSSL_cleanse(tmp, sizeof(tmp));
-	return (int)olen;
-}
-
 struct phc {
 	unsigned	ln, r, p;
 	unsigned char	salt[SALT_MAX];
@@ -395,12 +341,15 @@ phc_parse(const char *hash, struct phc *ph)
 	salt = s + 1;
 	if ((dk = strchr(salt, '$')) == NULL)
 		return -1;
-	n = b64_decode(salt, (size_t)(dk - salt), ph->salt, sizeof(ph->salt));
+	/* PHC strings never carry base64 padding. */
+	if (strchr(salt, '=') != NULL)
+		return -1;
+	n = base64_decode(salt, (size_t)(dk - salt), ph->salt, sizeof(ph->salt));
 	if (n < SALT_MIN)
 		return -1;
 	ph->saltlen = (size_t)n;
 	dk++;
-	n = b64_decode(dk, strlen(dk), ph->dk, sizeof(ph->dk));
+	n = base64_decode(dk, strlen(dk), ph->dk, sizeof(ph->dk));
 	if (n < DK_MIN)
 		return -1;
 	ph->dklen = (size_t)n;
@@ -429,8 +378,8 @@ userdb_hash_password(const char *password, size_t len)
 		OPENSSL_cleanse(dk, sizeof(dk));
 		return NULL;
 	}
-	b64_encode(salt, sizeof(salt), s64);
-	b64_encode(dk, sizeof(dk), d64);
+	base64_encode_nopad(salt, sizeof(salt), s64);
+	base64_encode_nopad(dk, sizeof(dk), d64);
 	OPENSSL_cleanse(dk, sizeof(dk));
 	if (bsnprintf(out, sizeof(out), "$scrypt$ln=%d,r=%d,p=%d$%s$%s",
 	    SCRYPT_LN, SCRYPT_R, SCRYPT_P, s64, d64) == -1)
