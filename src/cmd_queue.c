@@ -230,6 +230,8 @@ q_show(const struct qctx *q, uint64_t mid)
 	    (unsigned long long)mid, area_label[area],
 	    (unsigned long long)env.icid, t, env.client_ip, env.helo, env.from,
 	    (unsigned long long)env.msg_size);
+	if (env.auth_user[0] != '\0')
+		printf("AUTH:      %s\n", env.auth_user);
 	for (i = 0; i < env.nrcpts; i++) {
 		struct strbuf sb = STRBUF_INIT;
 		struct envelope one = env;

@@ -534,6 +534,9 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	s->env.received = wall_now();
 	bstrlcpy(s->env.client_ip, s->client_ip, sizeof(s->env.client_ip));
 	bstrlcpy(s->env.helo, s->helo, sizeof(s->env.helo));
+	if (s->authed)
+		bstrlcpy(s->env.auth_user, s->auth_user,
+		    sizeof(s->env.auth_user));
 	bstrlcpy(s->env.from, path.addr, sizeof(s->env.from));
 	s->env.body = mp.body;
 	s->env.smtputf8 = mp.smtputf8;

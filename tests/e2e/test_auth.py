@@ -105,6 +105,10 @@ def test_login_and_relay_on_submission_starttls(auth_server, mech):
     s.wait_log(rf"ICID \d+ AUTH success user alice mechanism {mech}$")
     s.wait_maildir("example.com", "bob")
     wait_for(lambda: queue_count(s) >= 1, what="relayed message queued")
+    # the spool records who submitted the waiting message
+    mid = s.cli("queue", "list").stdout.split()[0]
+    shown = s.cli("queue", "show", mid).stdout
+    assert re.search(r"^AUTH:\s+alice$", shown, re.M), shown
     log = s.log()
     assert "with ESMTPSA" in open(s.maildir_files("example.com", "bob")[0]).read()
     assert s.pw not in log and s.pw not in s.stderr()
