@@ -12,6 +12,14 @@
  * The connection is a plain socket bufferevent, replaced by an OpenSSL
  * socket bufferevent on the same fd when TLS starts; the plain one is
  * freed first, and whatever it had buffered is checked (STARTTLS).
+ *
+ * STEP_SEND keeps a small queue: the command lines of the transaction
+ * (MAIL, the RCPTs, DATA), how many were written and how many replies
+ * read; with PIPELINING all are written at once.  The body goes out from
+ * the write callback, TX_CHUNK stuffed octets at a time, whenever the
+ * output buffer has drained.  Secrets (AUTH) are queued as evbuffer
+ * references whose cleanup wipes them, so no unwiped copy is left in
+ * libevent's buffers.
  */
 #include <sys/socket.h>
 #include <errno.h>
@@ -20,17 +28,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "base64.h"
 #include "smtp_client.h"
+#include "strbuf.h"
 #include "tls_ctx.h"
 #include "util.h"
 
@@ -38,6 +51,8 @@
 #define INPUT_HIGH_WATER	(16 * SMTP_REPLY_LINE_MAX)
 /* Longest command line we send (RFC 4954 4: AUTH lines up to 12288). */
 #define CMD_LINE_MAX		12288
+/* Message octets queued per write callback. */
+#define TX_CHUNK		(64 * 1024)
 
 enum step {
 	STEP_NONE = 0,
@@ -48,7 +63,40 @@ enum step {
 	STEP_HELO,
 	STEP_STARTTLS,		/* waiting for the 220 */
 	STEP_COMMAND,
-	STEP_QUIT
+	STEP_QUIT,
+	STEP_AUTH,
+	STEP_SEND
+};
+
+enum auth_state {
+	AUTH_PLAIN_SENT,	/* AUTH PLAIN <ir>: 235 or a refusal */
+	AUTH_LOGIN_SENT,	/* AUTH LOGIN: 334 Username: */
+	AUTH_LOGIN_USER,	/* username sent: 334 Password: */
+	AUTH_LOGIN_PASS		/* password sent: 235 or a refusal */
+};
+
+enum tx_phase {
+	TX_CMDS,		/* reading replies to MAIL/RCPT/DATA */
+	TX_BODY,		/* writing the message */
+	TX_END,			/* "." queued, waiting for the reply */
+	TX_ABORT		/* lone "." after a 354 we did not want */
+};
+
+struct tx {
+	char			**cmds;	/* MAIL, RCPT..., DATA */
+	size_t			  ncmds;
+	size_t			  nsent;	/* lines written */
+	size_t			  nrecv;	/* replies read */
+	size_t			  nrcpts;
+	struct smtp_reply	 *rcpt;	/* reply per recipient */
+	size_t			  accepted;	/* 2xx to RCPT */
+	struct smtp_reply	  fail;		/* MAIL refusal, kept */
+	const char		 *fail_step; /* NULL, "MAIL", "RCPT" */
+	enum tx_phase		  phase;
+	const char		 *msg;		/* borrowed */
+	size_t			  len, pos;
+	int			  bol;	/* pos is at a line start */
+	int			  end_armed;
 };
 
 struct smtp_client {
@@ -84,12 +132,21 @@ struct smtp_client {
 	SSL_CTX			*st_ctx;	/* STARTTLS pending */
 	char			 st_name[256];
 
+	enum auth_state		 auth_state;
+	char			*auth_user;	/* LOGIN, wiped */
+	char			*auth_pass;
+	struct tx		 tx;
+
 	struct smtp_client_result res;		/* of the last step */
 	struct smtp_client_result dres;		/* pending, via kick */
 	int			 dres_pending;
 };
 
 static void	readcb(struct bufferevent *, void *);
+static void	writecb(struct bufferevent *, void *);
+static void	auth_clear(struct smtp_client *);
+static void	tx_clear(struct smtp_client *);
+static void	tx_release(struct smtp_client *);
 static void	eventcb(struct bufferevent *, short, void *);
 static int	process_input(struct smtp_client *);
 
@@ -120,6 +177,11 @@ smtp_client_timeouts_default(struct smtp_client_timeouts *t)
 	t->ehlo = 300;
 	t->command = 300;
 	t->quit = 10;
+	t->mail = 300;
+	t->rcpt = 300;
+	t->data_init = 120;
+	t->data_block = 180;
+	t->data_end = 600;
 }
 
 static void
@@ -169,6 +231,8 @@ smtp_client_free(struct smtp_client *c)
 	smtp_reply_free(&c->last);
 	if (c->st_ctx != NULL)
 		SSL_CTX_free(c->st_ctx);
+	auth_clear(c);
+	tx_clear(c);
 	free(c);
 }
 
@@ -196,6 +260,10 @@ deliver(struct smtp_client *c)
 	void *arg = c->arg;
 
 	evtimer_del(c->timer);
+	if (c->step == STEP_AUTH)
+		auth_clear(c);
+	if (c->step == STEP_SEND)
+		tx_release(c);
 	c->step = STEP_NONE;
 	c->cb = NULL;
 	c->arg = NULL;
@@ -298,6 +366,9 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	else if (c->step == STEP_GREETING)
 		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "no greeting within %g s",
 		    c->step_timeout);
+	else if (c->step == STEP_SEND && c->tx.phase == TX_BODY)
+		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "message data not taken "
+		    "by the server within %g s", c->step_timeout);
 	else
 		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "no reply to %s within %g s",
 		    c->step_name, c->step_timeout);
@@ -334,6 +405,7 @@ begin(struct smtp_client *c, enum step step, const char *name,
 	c->step_timeout = timeout;
 	c->cb = cb;
 	c->arg = arg;
+	tx_clear(c);
 	if (needs_conn) {
 		if (c->dead) {
 			defer(c, SMTP_CLIENT_ECLOSED, "connection no longer "
@@ -354,7 +426,7 @@ begin(struct smtp_client *c, enum step step, const char *name,
 static void
 setup_bev(struct smtp_client *c)
 {
-	bufferevent_setcb(c->bev, readcb, NULL, eventcb, c);
+	bufferevent_setcb(c->bev, readcb, writecb, eventcb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_HIGH_WATER);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
@@ -538,7 +610,8 @@ static int
 step_wants_reply(enum step s)
 {
 	return s == STEP_GREETING || s == STEP_EHLO || s == STEP_HELO ||
-	    s == STEP_STARTTLS || s == STEP_COMMAND || s == STEP_QUIT;
+	    s == STEP_STARTTLS || s == STEP_COMMAND || s == STEP_QUIT ||
+	    s == STEP_AUTH || s == STEP_SEND;
 }
 
 static void
@@ -548,7 +621,7 @@ send_line(struct smtp_client *c, const char *line)
 	bufferevent_write(c->bev, "\r\n", 2);
 }
 
-static void
+static int
 got_reply(struct smtp_client *c, struct smtp_reply *r);
 
 static int
@@ -577,13 +650,19 @@ process_input(struct smtp_client *c)
 			return 1;
 		}
 		if (st == SMTP_REPLY_DONE) {
-			got_reply(c, &r);
-			return 1;
+			if (got_reply(c, &r))
+				return 1;
+			continue;	/* pipelined replies: read on */
 		}
 	}
 	if (c->eof) {
 		if (c->step == STEP_QUIT) {
 			finish(c, SMTP_CLIENT_OK, 0, NULL);
+			return 1;
+		}
+		if (c->step == STEP_SEND && c->tx.phase == TX_BODY) {
+			finish(c, SMTP_CLIENT_ECLOSED, 0, "server closed the "
+			    "connection during the message data");
 			return 1;
 		}
 		finish(c, SMTP_CLIENT_ECLOSED, 0, "server closed the "
@@ -641,7 +720,12 @@ starttls_handshake(struct smtp_client *c)
 	SSL_CTX_free(ctx);	/* the SSL holds its own reference */
 }
 
-static void
+static int	auth_reply(struct smtp_client *);
+static int	tx_reply(struct smtp_client *);
+
+/* Returns 1 when the step ended or waits for a later event (c may be
+ * gone), 0 when more replies in the input belong to this step. */
+static int
 got_reply(struct smtp_client *c, struct smtp_reply *r)
 {
 	int cls = r->code / 100;
@@ -655,7 +739,7 @@ got_reply(struct smtp_client *c, struct smtp_reply *r)
 			finish(c, SMTP_CLIENT_OK, 1, NULL);
 		else
 			finish(c, SMTP_CLIENT_EREPLY, 1, "greeting is not 220");
-		return;
+		return 1;
 	case STEP_EHLO:
 		if (cls == 2) {
 			smtp_ehlo_parse(&c->last, &c->ehlo);
@@ -670,7 +754,7 @@ got_reply(struct smtp_client *c, struct smtp_reply *r)
 			send_line(c, c->helo_name);
 		} else
 			finish(c, SMTP_CLIENT_EREPLY, 1, "EHLO refused");
-		return;
+		return 1;
 	case STEP_HELO:
 		if (cls == 2) {
 			c->esmtp = 0;
@@ -678,22 +762,26 @@ got_reply(struct smtp_client *c, struct smtp_reply *r)
 		} else
 			finish(c, SMTP_CLIENT_EREPLY, 1, "EHLO and HELO "
 			    "refused");
-		return;
+		return 1;
 	case STEP_STARTTLS:
 		if (r->code == 220) {
 			starttls_handshake(c);
-			return;
+			return 1;
 		}
 		SSL_CTX_free(c->st_ctx);
 		c->st_ctx = NULL;
 		finish(c, SMTP_CLIENT_EREPLY, 1, "STARTTLS refused");
-		return;
+		return 1;
 	case STEP_COMMAND:
 	case STEP_QUIT:
 		finish(c, SMTP_CLIENT_OK, 1, NULL);
-		return;
+		return 1;
+	case STEP_AUTH:
+		return auth_reply(c);
+	case STEP_SEND:
+		return tx_reply(c);
 	default:
-		return;
+		return 1;
 	}
 }
 
@@ -748,9 +836,10 @@ eventcb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
-		if (c->tls_up && (tlserr = tls_failure_code(bev)) != 0) {
+		tlserr = c->tls_up ? tls_failure_code(bev) : 0;
+		if (tlserr != 0)
 			ERR_error_string_n(tlserr, reason, sizeof(reason));
-		} else
+		else
 			bstrlcpy(reason, strerror(e), sizeof(reason));
 		if (c->step == STEP_NONE) {
 			c->dead = 1;
@@ -761,6 +850,9 @@ eventcb(struct bufferevent *bev, short what, void *arg)
 		}
 		if (c->step == STEP_QUIT)
 			finish(c, SMTP_CLIENT_OK, 0, NULL);
+		else if (tlserr == 0 && (e == EPIPE || e == ECONNRESET))
+			finish(c, SMTP_CLIENT_ECLOSED, 0, "server closed the "
+			    "connection during %s (%s)", c->step_name, reason);
 		else
 			finish(c, SMTP_CLIENT_EIO, 0, "%s", reason);
 		return;
@@ -869,7 +961,512 @@ smtp_client_quit(struct smtp_client *c, smtp_client_cb cb, void *arg)
 	await_reply(c);
 }
 
+/* ---- AUTH (RFC 4954, 4616) ------------------------------------------ */
+
+static void
+wipe_free(const void *data, size_t len, void *extra)
+{
+	(void)extra;
+	OPENSSL_cleanse((void *)data, len);
+	free((void *)data);
+}
+
+/*
+ * Queue `prefix`, base64 of in[0..n) (padded, as SASL wants) and CRLF.
+ * The bytes are handed to libevent by reference and wiped when written
+ * or dropped: no unwiped copy of a secret stays behind.
+ */
+static void
+send_secret_b64(struct smtp_client *c, const char *prefix,
+    const unsigned char *in, size_t n)
+{
+	size_t plen = strlen(prefix), cap = plen + 4 * ((n + 2) / 3) + 3;
+	char *buf = xmalloc(cap);
+	int k;
+
+	memcpy(buf, prefix, plen);
+	k = EVP_EncodeBlock((unsigned char *)buf + plen, in, (int)n);
+	memcpy(buf + plen + k, "\r\n", 2);
+	if (evbuffer_add_reference(bufferevent_get_output(c->bev), buf,
+	    plen + (size_t)k + 2, wipe_free, NULL) == -1) {
+		wipe_free(buf, cap, NULL);
+		fatalx("smtp_client: out of memory for a command");
+	}
+}
+
+static void
+auth_clear(struct smtp_client *c)
+{
+	if (c->auth_user != NULL) {
+		OPENSSL_cleanse(c->auth_user, strlen(c->auth_user));
+		free(c->auth_user);
+		c->auth_user = NULL;
+	}
+	if (c->auth_pass != NULL) {
+		OPENSSL_cleanse(c->auth_pass, strlen(c->auth_pass));
+		free(c->auth_pass);
+		c->auth_pass = NULL;
+	}
+}
+
+void
+smtp_client_auth(struct smtp_client *c, const char *mech, const char *user,
+    const char *password, int allow_plaintext, smtp_client_cb cb, void *arg)
+{
+	unsigned char *ir;
+	size_t ul, pl;
+
+	if (begin(c, STEP_AUTH, "AUTH", c->to.command, cb, arg, 1) == -1)
+		return;
+	ul = strlen(user);
+	pl = strlen(password);
+	if (ul == 0 || ul > SMTP_CLIENT_AUTH_MAX || pl == 0 ||
+	    pl > SMTP_CLIENT_AUTH_MAX) {
+		defer(c, SMTP_CLIENT_EUSAGE, "user name or password empty or "
+		    "too long");
+		return;
+	}
+	if (!c->tls_up && !allow_plaintext) {
+		defer(c, SMTP_CLIENT_EUSAGE, "refusing to send credentials "
+		    "without TLS");
+		return;
+	}
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		/* RFC 4616: [authzid] NUL authcid NUL passwd */
+		ir = xmalloc(ul + pl + 2);
+		ir[0] = '\0';
+		memcpy(ir + 1, user, ul);
+		ir[ul + 1] = '\0';
+		memcpy(ir + ul + 2, password, pl);
+		send_secret_b64(c, "AUTH PLAIN ", ir, ul + pl + 2);
+		OPENSSL_cleanse(ir, ul + pl + 2);
+		free(ir);
+		c->auth_state = AUTH_PLAIN_SENT;
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		c->auth_user = xstrdup(user);
+		c->auth_pass = xstrdup(password);
+		send_line(c, "AUTH LOGIN");
+		c->auth_state = AUTH_LOGIN_SENT;
+	} else {
+		defer(c, SMTP_CLIENT_EUSAGE, "unsupported SASL mechanism");
+		return;
+	}
+	await_reply(c);
+}
+
+static int
+auth_reply(struct smtp_client *c)
+{
+	const struct smtp_reply *r = &c->last;
+	const char *want, *t;
+	unsigned char ch[64];
+	size_t n;
+	int k;
+
+	if (r->code == 235) {
+		finish(c, SMTP_CLIENT_OK, 1, NULL);
+		return 1;
+	}
+	if (r->code != 334) {
+		finish(c, SMTP_CLIENT_EREPLY, 1, "authentication refused");
+		return 1;
+	}
+	if (c->auth_state == AUTH_PLAIN_SENT ||
+	    c->auth_state == AUTH_LOGIN_PASS) {
+		finish(c, SMTP_CLIENT_EPROTO, 1, "unexpected 334 "
+		    "continuation to AUTH");
+		return 1;
+	}
+	want = c->auth_state == AUTH_LOGIN_SENT ? "Username:" : "Password:";
+	t = r->lines[0];
+	n = strlen(t);
+	while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+		n--;
+	k = r->nlines == 1 ? base64_decode(t, n, ch, sizeof(ch) - 1) : -1;
+	if (k >= 0)
+		ch[k] = '\0';
+	if (k < 0 || strcasecmp((char *)ch, want) != 0) {
+		finish(c, SMTP_CLIENT_EPROTO, 1, "unexpected AUTH LOGIN "
+		    "challenge (expected %s)", want);
+		return 1;
+	}
+	if (c->auth_state == AUTH_LOGIN_SENT) {
+		send_secret_b64(c, "", (unsigned char *)c->auth_user,
+		    strlen(c->auth_user));
+		c->auth_state = AUTH_LOGIN_USER;
+	} else {
+		send_secret_b64(c, "", (unsigned char *)c->auth_pass,
+		    strlen(c->auth_pass));
+		c->auth_state = AUTH_LOGIN_PASS;
+	}
+	return 1;
+}
+
+/* ---- mail transaction (RFC 5321 3.3, RFC 2920) ----------------------- */
+
+/* End of the step: forget the borrowed message and the command lines;
+ * the per-recipient replies stay until the next step. */
+static void
+tx_release(struct smtp_client *c)
+{
+	struct tx *t = &c->tx;
+	size_t i;
+
+	for (i = 0; i < t->ncmds; i++)
+		free(t->cmds[i]);
+	free(t->cmds);
+	t->cmds = NULL;
+	t->ncmds = 0;
+	t->msg = NULL;
+	t->len = t->pos = 0;
+	smtp_reply_free(&t->fail);
+}
+
+static void
+tx_clear(struct smtp_client *c)
+{
+	struct tx *t = &c->tx;
+	size_t i;
+
+	tx_release(c);
+	for (i = 0; i < t->nrcpts; i++)
+		smtp_reply_free(&t->rcpt[i]);
+	free(t->rcpt);
+	memset(t, 0, sizeof(*t));
+}
+
+static void
+reply_dup(struct smtp_reply *dst, const struct smtp_reply *src)
+{
+	size_t i;
+
+	*dst = *src;
+	dst->lines = xcalloc(src->nlines > 0 ? src->nlines : 1,
+	    sizeof(char *));
+	for (i = 0; i < src->nlines; i++)
+		dst->lines[i] = xstrdup(src->lines[i]);
+}
+
+static int
+bad_path(const char *a, int may_be_empty)
+{
+	size_t n;
+
+	if (a == NULL)
+		return 1;
+	n = strlen(a);
+	return (n == 0 && !may_be_empty) || n > SMTP_CLIENT_PATH_MAX ||
+	    strpbrk(a, "\r\n<>") != NULL;
+}
+
+/* A CR not followed by LF, or an LF not preceded by CR. */
+static int
+bare_cr_lf(const char *m, size_t len)
+{
+	const char *p, *q, *end = m + len;
+
+	for (p = m; (q = memchr(p, '\n', (size_t)(end - p))) != NULL;
+	    p = q + 1)
+		if (q == m || q[-1] != '\r')
+			return 1;
+	for (p = m; (q = memchr(p, '\r', (size_t)(end - p))) != NULL;
+	    p = q + 1)
+		if (q + 1 == end || q[1] != '\n')
+			return 1;
+	return 0;
+}
+
+static double
+tx_timeout(struct smtp_client *c, size_t k)
+{
+	if (k == 0)
+		return c->to.mail;
+	if (k <= c->tx.nrcpts)
+		return c->to.rcpt;
+	return c->to.data_init;
+}
+
+static const char *
+tx_name(struct smtp_client *c, size_t k)
+{
+	if (k == 0)
+		return "MAIL";
+	if (k <= c->tx.nrcpts)
+		return "RCPT";
+	return "DATA";
+}
+
+static void
+tx_add(struct smtp_client *c, const void *p, size_t n)
+{
+	if (evbuffer_add(bufferevent_get_output(c->bev), p, n) == -1)
+		fatalx("smtp_client: out of memory for the message");
+}
+
+/*
+ * Queue up to TX_CHUNK octets of the message, dot-stuffed (RFC 5321
+ * 4.5.2: a line starting with "." gets another), and after the last one
+ * the CRLF it may lack and ".".  Runs of lines go out in one piece; only
+ * a line starting with "." splits a run.
+ */
+static void
+tx_write(struct smtp_client *c)
+{
+	struct tx *t = &c->tx;
+	size_t budget = TX_CHUNK, start, limit;
+	const char *nl;
+
+	while (budget > 0 && t->pos < t->len) {
+		if (t->bol && t->msg[t->pos] == '.')
+			tx_add(c, ".", 1);
+		start = t->pos;
+		limit = t->len - t->pos > budget ? t->pos + budget : t->len;
+		t->bol = 0;
+		while (t->pos < limit) {
+			nl = memchr(t->msg + t->pos, '\n', limit - t->pos);
+			if (nl == NULL) {
+				t->pos = limit;
+				t->bol = 0;
+				break;
+			}
+			t->pos = (size_t)(nl - t->msg) + 1;
+			t->bol = 1;
+			if (t->pos < t->len && t->msg[t->pos] == '.')
+				break;
+		}
+		tx_add(c, t->msg + start, t->pos - start);
+		budget -= t->pos - start;
+	}
+	if (t->pos < t->len)
+		return;
+	if (t->len > 0 && (t->len < 2 ||
+	    memcmp(t->msg + t->len - 2, "\r\n", 2) != 0))
+		tx_add(c, "\r\n", 2);
+	tx_add(c, ".\r\n", 3);
+	t->phase = TX_END;
+	c->step_name = "end of data";
+}
+
+/* The output buffer drained: the next block of the message, or, once
+ * "." is out, the wait for the final reply starts. */
+static void
+writecb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	(void)bev;
+	if (c->step != STEP_SEND)
+		return;
+	if (c->tx.phase == TX_BODY) {
+		arm(c, c->to.data_block);
+		tx_write(c);
+	} else if (c->tx.phase == TX_END && !c->tx.end_armed) {
+		c->tx.end_armed = 1;
+		arm(c, c->to.data_end);
+	}
+}
+
+/* Report the refusal kept for the end (MAIL, or every RCPT). */
+static int
+tx_fail(struct smtp_client *c)
+{
+	struct tx *t = &c->tx;
+	int mail = strcmp(t->fail_step, "MAIL") == 0;
+
+	smtp_reply_free(&c->last);
+	reply_dup(&c->last, &t->fail);
+	c->step_name = t->fail_step;
+	finish(c, SMTP_CLIENT_EREPLY, 1, mail ? "MAIL refused" :
+	    "no recipient accepted");
+	return 1;
+}
+
+static int
+tx_reply(struct smtp_client *c)
+{
+	struct tx *t = &c->tx;
+	const struct smtp_reply *r = &c->last;
+	int ok = smtp_reply_class(r) == 2;
+	size_t k;
+
+	switch (t->phase) {
+	case TX_BODY:
+		finish(c, SMTP_CLIENT_EPROTO, 1, "server replied before the "
+		    "end of the message data");
+		return 1;
+	case TX_END:
+		if (ok)
+			finish(c, SMTP_CLIENT_OK, 1, NULL);
+		else
+			finish(c, SMTP_CLIENT_EREPLY, 1, "message refused at "
+			    "the end of data");
+		return 1;
+	case TX_ABORT:
+		return tx_fail(c);
+	case TX_CMDS:
+		break;
+	}
+	k = t->nrecv++;
+	if (k == 0) {
+		if (!ok) {
+			reply_dup(&t->fail, r);
+			t->fail_step = "MAIL";
+			if (t->nsent == 1) {
+				finish(c, SMTP_CLIENT_EREPLY, 1,
+				    "MAIL refused");
+				return 1;
+			}
+		}
+	} else if (k <= t->nrcpts) {
+		reply_dup(&t->rcpt[k - 1], r);
+		if (ok)
+			t->accepted++;
+		if (k == t->nrcpts && t->accepted == 0 &&
+		    t->fail_step == NULL) {
+			reply_dup(&t->fail, r);
+			t->fail_step = "RCPT";
+		}
+		if (t->nsent == t->nrecv && t->fail_step != NULL &&
+		    k == t->nrcpts) {
+			/* one at a time: no DATA without a recipient */
+			c->step_name = "RCPT";
+			finish(c, SMTP_CLIENT_EREPLY, 1,
+			    "no recipient accepted");
+			return 1;
+		}
+	} else {
+		c->step_name = "DATA";
+		if (t->fail_step != NULL) {
+			/* pipelined DATA after a refused MAIL or no RCPT:
+			 * the 503/554 is dropped; a 354 gets an empty
+			 * message, ended at once */
+			if (r->code != 354)
+				return tx_fail(c);
+			tx_add(c, ".\r\n", 3);
+			t->phase = TX_ABORT;
+			arm(c, c->to.data_end);
+			return 1;
+		}
+		if (r->code != 354) {
+			finish(c, SMTP_CLIENT_EREPLY, 1, "DATA refused");
+			return 1;
+		}
+		t->phase = TX_BODY;
+		arm(c, c->to.data_block);
+		tx_write(c);
+		return 1;
+	}
+	if (t->nsent == t->nrecv) {
+		/* no PIPELINING: the next command now */
+		tx_add(c, t->cmds[t->nsent], strlen(t->cmds[t->nsent]));
+		t->nsent++;
+	}
+	c->step_name = tx_name(c, t->nrecv);
+	arm(c, tx_timeout(c, t->nrecv));
+	return 0;
+}
+
+void
+smtp_client_send(struct smtp_client *c, const struct smtp_client_envelope *env,
+    const char *message, size_t len, smtp_client_cb cb, void *arg)
+{
+	struct tx *t = &c->tx;
+	struct strbuf sb;
+	size_t i, n;
+
+	if (begin(c, STEP_SEND, "MAIL", c->to.mail, cb, arg, 1) == -1)
+		return;
+	n = env->nrcpts;
+	if (n == 0 || env->rcpts == NULL) {
+		defer(c, SMTP_CLIENT_EUSAGE, "no recipients");
+		return;
+	}
+	if (bad_path(env->from, 1)) {
+		defer(c, SMTP_CLIENT_EUSAGE, "bad reverse-path");
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if (bad_path(env->rcpts[i], 0)) {
+			defer(c, SMTP_CLIENT_EUSAGE, "bad forward-path "
+			    "(recipient %zu)", i);
+			return;
+		}
+	if (env->mail_params != NULL &&
+	    strpbrk(env->mail_params, "\r\n") != NULL) {
+		defer(c, SMTP_CLIENT_EUSAGE, "bad MAIL parameters");
+		return;
+	}
+	for (i = 0; env->rcpt_params != NULL && i < n; i++)
+		if (env->rcpt_params[i] != NULL &&
+		    strpbrk(env->rcpt_params[i], "\r\n") != NULL) {
+			defer(c, SMTP_CLIENT_EUSAGE, "bad RCPT parameters "
+			    "(recipient %zu)", i);
+			return;
+		}
+	if ((message == NULL && len > 0) ||
+	    (message != NULL && bare_cr_lf(message, len))) {
+		defer(c, SMTP_CLIENT_EUSAGE, "bare CR or LF in the message");
+		return;
+	}
+
+	t->ncmds = n + 2;
+	t->cmds = xcalloc(t->ncmds, sizeof(char *));
+	strbuf_init(&sb);
+	strbuf_printf(&sb, "MAIL FROM:<%s>", env->from);
+	if (env->size > 0 && c->have_ehlo && (c->ehlo.ext & SMTP_EXT_SIZE))
+		strbuf_printf(&sb, " SIZE=%zu", env->size);
+	if (env->body_8bit)
+		strbuf_puts(&sb, " BODY=8BITMIME");
+	if (env->smtputf8)
+		strbuf_puts(&sb, " SMTPUTF8");
+	if (env->mail_params != NULL && env->mail_params[0] != '\0')
+		strbuf_printf(&sb, " %s", env->mail_params);
+	strbuf_puts(&sb, "\r\n");
+	t->cmds[0] = strbuf_detach(&sb, NULL);
+	for (i = 0; i < n; i++) {
+		strbuf_init(&sb);
+		strbuf_printf(&sb, "RCPT TO:<%s>", env->rcpts[i]);
+		if (env->rcpt_params != NULL && env->rcpt_params[i] != NULL &&
+		    env->rcpt_params[i][0] != '\0')
+			strbuf_printf(&sb, " %s", env->rcpt_params[i]);
+		strbuf_puts(&sb, "\r\n");
+		t->cmds[i + 1] = strbuf_detach(&sb, NULL);
+	}
+	t->cmds[n + 1] = xstrdup("DATA\r\n");
+	for (i = 0; i < t->ncmds; i++)
+		if (strlen(t->cmds[i]) > CMD_LINE_MAX + 2) {
+			defer(c, SMTP_CLIENT_EUSAGE, "command line too long");
+			return;
+		}
+	t->nrcpts = n;
+	t->rcpt = xcalloc(n, sizeof(*t->rcpt));
+	t->msg = message;
+	t->len = len;
+	t->bol = 1;
+	t->phase = TX_CMDS;
+
+	if (c->have_ehlo && (c->ehlo.ext & SMTP_EXT_PIPELINING)) {
+		/* RFC 2920 3.1: MAIL, RCPTs and DATA in one go */
+		for (i = 0; i < t->ncmds; i++)
+			tx_add(c, t->cmds[i], strlen(t->cmds[i]));
+		t->nsent = t->ncmds;
+	} else {
+		tx_add(c, t->cmds[0], strlen(t->cmds[0]));
+		t->nsent = 1;
+	}
+	await_reply(c);
+}
+
 /* ---- accessors ------------------------------------------------------- */
+
+const struct smtp_reply *
+smtp_client_rcpt_reply(const struct smtp_client *c, size_t i)
+{
+	if (c->tx.rcpt == NULL || i >= c->tx.nrcpts ||
+	    c->tx.rcpt[i].code == 0)
+		return NULL;
+	return &c->tx.rcpt[i];
+}
 
 const struct smtp_reply *
 smtp_client_last_reply(const struct smtp_client *c)

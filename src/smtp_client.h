@@ -30,9 +30,14 @@
  *        starttls           220 to STARTTLS and the handshake done
  *        command            ANY complete reply (the caller looks at code)
  *        quit               a reply to QUIT or the server closing
+ *        auth               235
+ *        send               a 2xx to the end of data (some recipients
+ *                           may still have been refused: see
+ *                           smtp_client_rcpt_reply)
  *   err == SMTP_CLIENT_EREPLY  a well-formed reply that makes the step
- *        fail (greeting not 2xx, EHLO/HELO not 2xx, STARTTLS not 220);
- *        reply is set.
+ *        fail (greeting not 2xx, EHLO/HELO not 2xx, STARTTLS not 220,
+ *        AUTH not 235, MAIL refused, no RCPT accepted, DATA or the end
+ *        of data refused - `step` says which); reply is set.
  *   any other err          the connection is unusable; only
  *        smtp_client_free() (and the accessors) make sense afterwards.
  *
@@ -67,11 +72,31 @@
  *   - Command lines with CR, LF or NUL are refused (no command injection
  *     through caller-supplied strings).
  *
- * Extending (not exposed yet, on purpose): AUTH PLAIN/LOGIN are
- * smtp_client_command() exchanges (334 continuations); MAIL/RCPT/DATA
- * need a body writer with dot-stuffing (smtp_proto has the server-side
- * scanner) and a DATA-termination timeout; PIPELINING needs a queue of
- * expected replies in place of the single `step`.
+ * Authentication (smtp_client_auth): AUTH PLAIN with an initial
+ * response (RFC 4954, 4616) or AUTH LOGIN answering the "Username:" and
+ * "Password:" challenges.  OK only on 235; any other final reply is
+ * EREPLY; a 334 that is not expected (or a challenge we do not know) is
+ * EPROTO.  Refused (EUSAGE) without TLS unless the caller opts in.  The
+ * secret and its base64 never reach result->detail; every copy we make
+ * (including the bytes queued for the socket) is wiped with
+ * OPENSSL_cleanse once sent.  Which mechanism to use is the caller's
+ * choice (smtp_client_ehlo_info()->auth).
+ *
+ * Mail transaction (smtp_client_send): MAIL, one RCPT per recipient,
+ * DATA, the dot-stuffed message and CRLF.CRLF.  With PIPELINING in the
+ * last EHLO (RFC 2920) MAIL, all RCPTs and DATA go out in one write and
+ * the replies are read in order; otherwise one command at a time.  The
+ * per-recipient replies stay available (smtp_client_rcpt_reply) so the
+ * caller can bounce, retry or defer each recipient on its own; the step
+ * succeeds when the message was accepted for at least one recipient.
+ * When MAIL or every RCPT is refused the message is not sent (with
+ * PIPELINING the reply to DATA is read and dropped; should the server
+ * answer it with 354 anyway, a lone "." ends the empty data) and the
+ * session is left as it is (no RSET: the caller may QUIT or try again).
+ * The body is written in chunks as the socket drains (the message is
+ * borrowed, never copied whole), with the RFC 5321 4.5.3.2 deadlines per
+ * command, per data block, and for the final reply.  Not there yet:
+ * BDAT/CHUNKING, BINARYMIME, LMTP's per-recipient final replies.
  */
 #ifndef POSTERN_SMTP_CLIENT_H
 #define POSTERN_SMTP_CLIENT_H
@@ -102,8 +127,9 @@ struct smtp_client_result {
 	enum smtp_client_err	 err;
 	const char		*step;	/* "connect", "TLS handshake",
 					 * "greeting", "EHLO", "HELO",
-					 * "STARTTLS", "QUIT", or the command
-					 * verb */
+					 * "STARTTLS", "QUIT", "AUTH", "MAIL",
+					 * "RCPT", "DATA", "end of data", or
+					 * the command verb */
 	int			 sys_errno;	/* ECONNECT / EIO, else 0 */
 	unsigned long		 tls_error;	/* ETLS: OpenSSL error code
 						 * (0 = peer closed) */
@@ -122,6 +148,12 @@ struct smtp_client_timeouts {
 	double	ehlo;		/* EHLO/HELO/STARTTLS reply, default 300 */
 	double	command;	/* smtp_client_command default, 300 */
 	double	quit;		/* default 10 */
+	double	mail;		/* reply to MAIL, default 300 */
+	double	rcpt;		/* reply to each RCPT, default 300 */
+	double	data_init;	/* reply to DATA, default 120 */
+	double	data_block;	/* each block of the message must be taken
+				 * by the server within, default 180 */
+	double	data_end;	/* reply after the final ".", default 600 */
 };
 
 /* The defaults above. */
@@ -169,6 +201,54 @@ void	smtp_client_command(struct smtp_client *, const char *line,
 	    double timeout, smtp_client_cb, void *arg);
 /* QUIT and wait (briefly) for the reply or the close. */
 void	smtp_client_quit(struct smtp_client *, smtp_client_cb, void *arg);
+
+/*
+ * AUTH `mech` ("PLAIN" or "LOGIN", case-insensitive) as `user` with
+ * `password` (each 1..SMTP_CLIENT_AUTH_MAX octets).  Without an active
+ * TLS session refused (EUSAGE) unless allow_plaintext is set (callers
+ * pass 0 unless configured otherwise, e.g. a loopback relay).
+ */
+#define SMTP_CLIENT_AUTH_MAX	4096
+void	smtp_client_auth(struct smtp_client *, const char *mech,
+	    const char *user, const char *password, int allow_plaintext,
+	    smtp_client_cb, void *arg);
+
+/* Addresses longer than this are refused (RFC 5321 4.5.3.1.3 path). */
+#define SMTP_CLIENT_PATH_MAX	512
+struct smtp_client_envelope {
+	const char	 *from;		/* reverse-path without <>, "" for
+					 * the null reverse-path */
+	const char *const *rcpts;	/* forward-paths without <> */
+	size_t		  nrcpts;	/* >= 1 */
+	size_t		  size;		/* message size for SIZE= (sent only
+					 * when the server advertised SIZE),
+					 * 0 = omit */
+	int		  body_8bit;	/* add BODY=8BITMIME (the caller
+					 * checked the server offers it) */
+	int		  smtputf8;	/* add SMTPUTF8 (likewise) */
+	const char	 *mail_params;	/* extra raw MAIL parameters or NULL
+					 * (e.g. "RET=HDRS ENVID=...") */
+	const char *const *rcpt_params;	/* per recipient extra parameters
+					 * (NOTIFY=, ORCPT=) or NULL; an
+					 * element may be NULL */
+};
+/*
+ * One mail transaction (see the header comment).  `message` is the whole
+ * RFC 5322 message with CRLF line ends; the client dot-stuffs it, adds a
+ * CRLF when it does not end with one, and appends ".".  It is borrowed
+ * until the callback runs (or the client is freed).  EUSAGE, with
+ * nothing sent, for an address with CR, LF, '<' or '>' or longer than
+ * SMTP_CLIENT_PATH_MAX, parameters with CR or LF, no recipients, or a
+ * bare CR or bare LF in the message.  The envelope is copied.
+ */
+void	smtp_client_send(struct smtp_client *,
+	    const struct smtp_client_envelope *, const char *message,
+	    size_t len, smtp_client_cb, void *arg);
+/* The reply to RCPT number i of the last smtp_client_send, or NULL when
+ * none was read (MAIL refused first, an error, i out of range).  Valid
+ * until the next step starts or the client is freed. */
+const struct smtp_reply *smtp_client_rcpt_reply(const struct smtp_client *,
+	    size_t i);
 
 /* Accessors (borrowed, valid until the client is freed or, for the EHLO
  * data, until the next EHLO/HELO or TLS start). */

@@ -6,11 +6,16 @@
  * handshake (in-memory certificate) and EHLO again, timeouts with small
  * values, closed connections, garbage and overlong replies, refused
  * connect, bad command lines, callbacks never run inside a step call.
+ * AUTH PLAIN/LOGIN (exact responses, refusals, plaintext refusal,
+ * unexpected 334); mail transactions with and without PIPELINING,
+ * dot-stuffing, per-recipient replies, refusals at each stage, a close
+ * and a timeout during the data, parameters, usage errors, 1 MiB intact.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +34,7 @@
 #include <openssl/x509.h>
 
 #include "smtp_client.h"
+#include "strbuf.h"
 #include "util.h"
 
 /* ---- the fake server ----------------------------------------------- */
@@ -38,7 +44,9 @@ enum action {
 	A_SILENT,	/* say nothing (timeouts) */
 	A_CLOSE,	/* close the connection */
 	A_STARTTLS,	/* send `reply` then start TLS (server side) */
-	A_RAW		/* send `reply` and then stop reading (injection) */
+	A_RAW,		/* send `reply` and then stop reading (injection) */
+	A_DATA		/* send `reply` (354) and collect message lines up
+			 * to "." (which is then matched as a line) */
 };
 
 struct sstep {
@@ -57,7 +65,12 @@ struct fake {
 	SSL_CTX			*sctx;
 	int			 mismatch;
 	char			 got[20][128];
+	int			 got_read[20];	/* read callback number */
 	size_t			 ngot;
+	int			 nread;
+	int			 data_mode;
+	struct strbuf		 raw;		/* data lines as received */
+	struct strbuf		 body;		/* the same un-stuffed */
 };
 
 static void fake_do(struct fake *f);
@@ -70,6 +83,7 @@ fake_read(struct bufferevent *bev, void *arg)
 	char *line;
 	size_t len;
 
+	f->nread++;
 	/* "*": the next action fires on any bytes (a TLS ClientHello) */
 	if (f->i < f->n && f->script[f->i].expect != NULL &&
 	    strcmp(f->script[f->i].expect, "*") == 0) {
@@ -79,8 +93,21 @@ fake_read(struct bufferevent *bev, void *arg)
 	}
 	while ((line = evbuffer_readln(bufferevent_get_input(bev), &len,
 	    EVBUFFER_EOL_CRLF_STRICT)) != NULL) {
-		if (f->ngot < 20)
+		if (f->data_mode && strcmp(line, ".") != 0) {
+			strbuf_add(&f->raw, line, len);
+			strbuf_add(&f->raw, "\r\n", 2);
+			/* un-stuff: a leading "." was doubled */
+			strbuf_add(&f->body, line + (line[0] == '.'),
+			    len - (line[0] == '.'));
+			strbuf_add(&f->body, "\r\n", 2);
+			free(line);
+			continue;
+		}
+		f->data_mode = 0;
+		if (f->ngot < 20) {
+			f->got_read[f->ngot] = f->nread;
 			bstrlcpy(f->got[f->ngot++], line, sizeof(f->got[0]));
+		}
 		if (f->i >= f->n || strncmp(line, f->script[f->i].expect,
 		    strlen(f->script[f->i].expect)) != 0)
 			f->mismatch = 1;
@@ -109,6 +136,10 @@ fake_do(struct fake *f)
 	switch (s->act) {
 	case A_SEND:
 		bufferevent_write(f->bev, s->reply, strlen(s->reply));
+		break;
+	case A_DATA:
+		bufferevent_write(f->bev, s->reply, strlen(s->reply));
+		f->data_mode = 1;
 		break;
 	case A_SILENT:
 		break;
@@ -152,6 +183,8 @@ fake_start(struct fake *f, struct event_base *base, int fd,
 	f->script = script;
 	f->n = n;
 	f->sctx = sctx;
+	strbuf_init(&f->raw);
+	strbuf_init(&f->body);
 	f->bev = bufferevent_socket_new(base, fd, 0);
 	assert_non_null(f->bev);
 	bufferevent_setcb(f->bev, fake_read, NULL, fake_event, f);
@@ -167,13 +200,16 @@ fake_stop(struct fake *f)
 		bufferevent_free(f->bev);
 	if (f->fd != -1)
 		close(f->fd);
+	strbuf_free(&f->raw);
+	strbuf_free(&f->body);
 }
 
 /* ---- the client driver ---------------------------------------------- */
 
 /* A test runs a list of client steps; each result is recorded, and the
  * chain stops at the first result that is not OK (or at the end). */
-enum cstep { C_GREETING, C_EHLO, C_STARTTLS, C_CMD, C_QUIT, C_END };
+enum cstep { C_GREETING, C_EHLO, C_STARTTLS, C_CMD, C_QUIT, C_AUTH, C_SEND,
+	C_END };
 
 struct drv {
 	struct event_base	*base;
@@ -192,6 +228,12 @@ struct drv {
 	char			 peer_cn[64];
 	int			 ehlo_after_tls_has_starttls;
 	int			 n_ok;
+	const char		*mech;		/* C_AUTH */
+	const char		*user, *pass;
+	int			 allow_plain;
+	const struct smtp_client_envelope *env;	/* C_SEND */
+	const char		*msg;
+	size_t			 msglen;
 };
 
 static void drv_next(struct drv *);
@@ -247,6 +289,13 @@ drv_next(struct drv *d)
 	case C_QUIT:
 		smtp_client_quit(d->c, drv_cb, d);
 		break;
+	case C_AUTH:
+		smtp_client_auth(d->c, d->mech, d->user, d->pass,
+		    d->allow_plain, drv_cb, d);
+		break;
+	case C_SEND:
+		smtp_client_send(d->c, d->env, d->msg, d->msglen, drv_cb, d);
+		break;
 	case C_END:
 		d->done = 1;
 		event_base_loopbreak(d->base);
@@ -269,6 +318,15 @@ attach_cb(struct smtp_client *c, const struct smtp_client_result *r,
 	drv_next(d);
 }
 
+/* Parameters for the next run() (consumed and cleared by it). */
+static struct {
+	const char	*mech, *user, *pass;
+	int		 allow_plain;
+	const struct smtp_client_envelope *env;
+	const char	*msg;
+	size_t		 msglen;
+} args;
+
 /* Run `steps` against `script`; the result of the last step is in d. */
 static void
 run(struct drv *d, const struct sstep *script, size_t n,
@@ -279,13 +337,25 @@ run(struct drv *d, const struct sstep *script, size_t n,
 	struct timeval guard = { 10, 0 };
 	int sv[2];
 
+
 	memset(d, 0, sizeof(*d));
+	/* parameters of C_AUTH / C_SEND, set by the test before run() */
+	d->mech = args.mech;
+	d->user = args.user;
+	d->pass = args.pass;
+	d->allow_plain = args.allow_plain;
+	d->env = args.env;
+	d->msg = args.msg;
+	d->msglen = args.msglen;
+	memset(&args, 0, sizeof(args));
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	d->base = event_base_new();
 	assert_non_null(d->base);
 	smtp_client_timeouts_default(&to);
 	if (timeout > 0)
-		to.greeting = to.ehlo = to.command = to.tls = timeout;
+		to.greeting = to.ehlo = to.command = to.tls = to.mail =
+		    to.rcpt = to.data_init = to.data_block = to.data_end =
+		    timeout;
 	d->c = smtp_client_new(d->base, &to);
 	d->steps = steps;
 	d->cctx = cctx;
@@ -787,6 +857,706 @@ test_free_in_callback(void **state)
 	event_base_free(base);
 }
 
+/* ---- AUTH ------------------------------------------------------------ */
+
+static const enum cstep auth_steps[] = { C_GREETING, C_EHLO, C_AUTH, C_END };
+
+static void
+auth_args(const char *mech, int allow_plain)
+{
+	memset(&args, 0, sizeof(args));
+	args.mech = mech;
+	args.user = "user";
+	args.pass = "secret";
+	args.allow_plain = allow_plain;
+}
+
+/* No trace of the secret or its base64 in the result. */
+static void
+assert_no_secret(const struct drv *d)
+{
+	assert_null(strstr(d->last.detail, "secret"));
+	assert_null(strstr(d->last.detail, "c2VjcmV0"));
+	assert_null(strstr(d->last.detail, "AHVzZXIAc2VjcmV0"));
+}
+
+static void
+test_auth_plain_ok(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "AUTH PLAIN ", A_SEND, "235 2.7.0 Authentication "
+		    "successful\r\n" },
+	};
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	auth_args("PLAIN", 1);
+	run(&d, script, NELEM(script), auth_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_string_equal(d.last.step, "AUTH");
+	assert_int_equal(d.last_code, 235);
+	assert_false(f.mismatch);
+	assert_int_equal(f.ngot, 2);
+	assert_string_equal(f.got[1], "AUTH PLAIN AHVzZXIAc2VjcmV0");
+	finish_run(&d, &f);
+}
+
+static void
+test_auth_login_ok(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "AUTH LOGIN", A_SEND, "334 VXNlcm5hbWU6\r\n" },
+		{ "dXNlcg==", A_SEND, "334 UGFzc3dvcmQ6\r\n" },
+		{ "c2VjcmV0", A_SEND, "235 2.7.0 ok\r\n" },
+	};
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	auth_args("login", 1);
+	run(&d, script, NELEM(script), auth_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 235);
+	assert_false(f.mismatch);
+	assert_int_equal(f.ngot, 4);
+	assert_string_equal(f.got[1], "AUTH LOGIN");
+	assert_string_equal(f.got[2], "dXNlcg==");
+	assert_string_equal(f.got[3], "c2VjcmV0");
+	finish_run(&d, &f);
+}
+
+static void
+test_auth_refused(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "AUTH PLAIN ", A_SEND, "535 5.7.8 Authentication "
+		    "credentials invalid\r\n" },
+		{ "NOOP", A_SEND, "250 ok\r\n" },
+	};
+	static const enum cstep steps2[] = { C_CMD, C_END };
+	static const struct sstep script2[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "AUTH LOGIN", A_SEND, "334 VXNlcm5hbWU6\r\n" },
+		{ "dXNlcg==", A_SEND, "334 UGFzc3dvcmQ6\r\n" },
+		{ "c2VjcmV0", A_SEND, "454 4.7.0 try later\r\n" },
+	};
+	struct timeval guard = { 10, 0 };
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	auth_args("PLAIN", 1);
+	run(&d, script, NELEM(script), auth_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "AUTH");
+	assert_int_equal(d.last_code, 535);
+	assert_no_secret(&d);
+	/* the session goes on */
+	d.steps = steps2;
+	d.i = 0;
+	d.done = 0;
+	drv_next(&d);
+	event_base_loopexit(d.base, &guard);
+	event_base_dispatch(d.base);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 250);
+	finish_run(&d, &f);
+
+	auth_args("LOGIN", 1);
+	run(&d, script2, NELEM(script2), auth_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_int_equal(d.last_code, 454);
+	assert_no_secret(&d);
+	assert_false(f.mismatch);
+	finish_run(&d, &f);
+}
+
+static void
+test_auth_plaintext_refused(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+	};
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	auth_args("PLAIN", 0);
+	run(&d, script, NELEM(script), auth_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EUSAGE);
+	assert_non_null(strstr(d.last.detail, "TLS"));
+	assert_int_equal(f.ngot, 1);	/* EHLO only: nothing sent */
+	finish_run(&d, &f);
+
+	auth_args("CRAM-MD5", 1);
+	run(&d, script, NELEM(script), auth_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EUSAGE);
+	assert_int_equal(f.ngot, 1);
+	finish_run(&d, &f);
+}
+
+static void
+test_auth_unexpected_334(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "AUTH PLAIN ", A_SEND, "334 \r\n" },
+	};
+	static const struct sstep script2[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		/* "Password:" where "Username:" is due */
+		{ "AUTH LOGIN", A_SEND, "334 UGFzc3dvcmQ6\r\n" },
+	};
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	auth_args("PLAIN", 1);
+	run(&d, script, NELEM(script), auth_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EPROTO);
+	assert_int_equal(d.last_code, 334);
+	assert_no_secret(&d);
+	finish_run(&d, &f);
+
+	auth_args("LOGIN", 1);
+	run(&d, script2, NELEM(script2), auth_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EPROTO);
+	assert_int_equal(f.ngot, 2);	/* no user name sent */
+	finish_run(&d, &f);
+}
+
+static void
+test_auth_plain_over_tls(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "STARTTLS", A_STARTTLS, "220 2.0.0 go\r\n" },
+		{ "EHLO client.test", A_SEND, "250-fake.test\r\n250 AUTH "
+		    "PLAIN\r\n" },
+		{ "AUTH PLAIN AHVzZXIAc2VjcmV0", A_SEND, "235 ok\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_STARTTLS,
+		C_EHLO, C_AUTH, C_END };
+	SSL_CTX *sctx = server_ctx();
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	auth_args("PLAIN", 0);	/* TLS is up: no opt-in needed */
+	run(&d, script, NELEM(script), steps, 0, sctx, cctx, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("%s: %s", d.last.step, d.last.detail);
+	assert_int_equal(d.last_code, 235);
+	assert_false(f.mismatch);
+	assert_non_null(smtp_client_ssl(d.c));
+	finish_run(&d, &f);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+}
+
+/* ---- mail transactions ------------------------------------------------ */
+
+static const char EHLO_NOPIPE[] = "250-fake.test\r\n250 SIZE 1000\r\n";
+static const enum cstep send_steps[] = { C_GREETING, C_EHLO, C_SEND,
+	C_END };
+static const char *const rcpt1[] = { "b@y" };
+static const char *const rcpt2[] = { "b@y", "c@y" };
+static const char *const rcpt3[] = { "b@y", "c@y", "d@y" };
+
+static void
+send_args(const struct smtp_client_envelope *env, const char *msg)
+{
+	memset(&args, 0, sizeof(args));
+	args.env = env;
+	args.msg = msg;
+	args.msglen = msg != NULL ? strlen(msg) : 0;
+}
+
+static void
+test_send_no_pipelining(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 2.1.0 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 2.1.5 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "250 2.1.5 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 2.0.0 queued as X\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt2, 2, 0, 0, 0, NULL, NULL
+	};
+	/* ".line", "..", a line that is only ".", no final CRLF */
+	static const char msg[] = "Subject: t\r\n\r\n.line\r\n..\r\n.\r\n"
+	    "mid.dle\r\nend";
+	struct drv d;
+	struct fake f;
+	size_t i;
+
+	(void)state;
+	send_args(&env, msg);
+	run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("%s: %s", d.last.step, d.last.detail);
+	assert_string_equal(d.last.step, "end of data");
+	assert_int_equal(d.last_code, 250);
+	assert_false(f.mismatch);
+	assert_int_equal(f.ngot, 6);
+	assert_string_equal(f.got[1], "MAIL FROM:<a@x>");
+	assert_string_equal(f.got[2], "RCPT TO:<b@y>");
+	assert_string_equal(f.got[3], "RCPT TO:<c@y>");
+	assert_string_equal(f.got[4], "DATA");
+	assert_string_equal(f.got[5], ".");
+	/* one at a time: every command came in its own read */
+	for (i = 2; i < 5; i++)
+		assert_true(f.got_read[i] > f.got_read[i - 1]);
+	assert_string_equal(f.raw.s, "Subject: t\r\n\r\n..line\r\n...\r\n"
+	    "..\r\nmid.dle\r\nend\r\n");
+	assert_string_equal(f.body.s, "Subject: t\r\n\r\n.line\r\n..\r\n"
+	    ".\r\nmid.dle\r\nend\r\n");
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 0)->code, 250);
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 1)->code, 250);
+	assert_null(smtp_client_rcpt_reply(d.c, 2));
+	finish_run(&d, &f);
+}
+
+static void
+test_send_pipelining(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 2.1.0 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 2.1.5 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "550 5.1.1 no such user\r\n" },
+		{ "RCPT TO:<d@y>", A_SEND, "250 2.1.5 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 2.0.0 queued\r\n" },
+	};
+	static const char *const rp[] = { NULL, "NOTIFY=NEVER", "" };
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt3, 3, 123, 1, 1, "RET=HDRS ENVID=e1", rp
+	};
+	struct drv d;
+	struct fake f;
+	size_t i;
+
+	(void)state;
+	send_args(&env, "Subject: p\r\n\r\nhi\r\n");
+	run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("%s: %s", d.last.step, d.last.detail);
+	assert_int_equal(d.last_code, 250);
+	assert_false(f.mismatch);
+	assert_int_equal(f.ngot, 7);
+	assert_string_equal(f.got[1], "MAIL FROM:<a@x> SIZE=123 "
+	    "BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=e1");
+	assert_string_equal(f.got[2], "RCPT TO:<b@y>");
+	assert_string_equal(f.got[3], "RCPT TO:<c@y> NOTIFY=NEVER");
+	assert_string_equal(f.got[4], "RCPT TO:<d@y>");
+	/* MAIL, RCPT x3 and DATA arrived in one read */
+	for (i = 2; i <= 5; i++)
+		assert_int_equal(f.got_read[i], f.got_read[1]);
+	assert_true(f.got_read[6] > f.got_read[5]);
+	assert_string_equal(f.body.s, "Subject: p\r\n\r\nhi\r\n");
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 0)->code, 250);
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 1)->code, 550);
+	assert_string_equal(smtp_client_rcpt_reply(d.c, 1)->enhanced,
+	    "5.1.1");
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 2)->code, 250);
+	assert_null(smtp_client_rcpt_reply(d.c, 3));
+	finish_run(&d, &f);
+}
+
+static void
+test_send_no_rcpt_accepted(void **state)
+{
+	static const struct sstep pipe[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL FROM:<>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "550 5.1.1 no\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "450 4.2.1 later\r\n" },
+		{ "DATA", A_SEND, "554 5.5.1 no valid recipients\r\n" },
+		{ "QUIT", A_SEND, "221 bye\r\n" },
+	};
+	static const struct sstep nopipe[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL FROM:<>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "550 5.1.1 no\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "450 4.2.1 later\r\n" },
+	};
+	/* a server that says 354 to DATA without recipients: a lone "." */
+	static const struct sstep odd[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL FROM:<>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "550 5.1.1 no\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "550 5.1.1 no\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SEND, "554 no recipients\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"", rcpt2, 2, 0, 0, 0, NULL, NULL
+	};
+	static const enum cstep quit_steps[] = { C_QUIT, C_END };
+	struct timeval guard = { 10, 0 };
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	send_args(&env, "Subject: x\r\n\r\nbody\r\n");
+	run(&d, pipe, NELEM(pipe), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "RCPT");
+	assert_int_equal(d.last_code, 450);
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 0)->code, 550);
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 1)->code, 450);
+	assert_int_equal(f.raw.len, 0);		/* no message */
+	assert_int_equal(f.ngot, 5);
+	/* the DATA reply was consumed: QUIT gets its own reply */
+	d.steps = quit_steps;
+	d.i = 0;
+	d.done = 0;
+	drv_next(&d);
+	event_base_loopexit(d.base, &guard);
+	event_base_dispatch(d.base);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 221);
+	assert_false(f.mismatch);
+	finish_run(&d, &f);
+
+	send_args(&env, "Subject: x\r\n\r\nbody\r\n");
+	run(&d, nopipe, NELEM(nopipe), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "RCPT");
+	assert_int_equal(d.last_code, 450);
+	assert_int_equal(f.ngot, 4);		/* no DATA */
+	assert_false(f.mismatch);
+	finish_run(&d, &f);
+
+	send_args(&env, "Subject: x\r\n\r\nbody\r\n");
+	run(&d, odd, NELEM(odd), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "RCPT");
+	assert_int_equal(d.last_code, 550);
+	assert_int_equal(f.raw.len, 0);
+	assert_false(f.mismatch);
+	finish_run(&d, &f);
+}
+
+static void
+test_send_mail_refused(void **state)
+{
+	static const struct sstep nopipe[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL FROM:<a@x>", A_SEND, "553 5.1.8 bad sender\r\n" },
+	};
+	static const struct sstep pipe[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL FROM:<a@x>", A_SEND, "452 4.3.1 full\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "503 5.5.1 MAIL first\r\n" },
+		{ "DATA", A_SEND, "503 5.5.1 MAIL first\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	send_args(&env, "x\r\n");
+	run(&d, nopipe, NELEM(nopipe), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "MAIL");
+	assert_int_equal(d.last_code, 553);
+	assert_int_equal(f.ngot, 2);
+	assert_null(smtp_client_rcpt_reply(d.c, 0));
+	finish_run(&d, &f);
+
+	send_args(&env, "x\r\n");
+	run(&d, pipe, NELEM(pipe), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "MAIL");
+	assert_int_equal(d.last_code, 452);
+	assert_int_equal(f.ngot, 4);
+	assert_int_equal(f.raw.len, 0);
+	assert_false(f.mismatch);
+	finish_run(&d, &f);
+}
+
+static void
+test_send_data_refused(void **state)
+{
+	static const struct sstep eod[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SEND, "452 4.3.1 insufficient storage\r\n" },
+	};
+	static const struct sstep data[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_SEND, "451 4.3.0 not now\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	send_args(&env, "x\r\n");
+	run(&d, eod, NELEM(eod), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "end of data");
+	assert_int_equal(d.last_code, 452);
+	assert_string_equal(f.body.s, "x\r\n");
+	finish_run(&d, &f);
+
+	send_args(&env, "x\r\n");
+	run(&d, data, NELEM(data), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "DATA");
+	assert_int_equal(d.last_code, 451);
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 0)->code, 250);
+	finish_run(&d, &f);
+}
+
+/* A message of `size` octets: lines of varying length, some starting with
+ * "." or being "." or "..", CRLF-ended. */
+static char *
+big_message(size_t size)
+{
+	char *m = xmalloc(size + 1);
+	size_t i = 0, n = 0, ll;
+
+	while (i < size) {
+		ll = 1 + (n * 37) % 150;
+		if (i + ll + 2 > size)
+			ll = size - i >= 3 ? size - i - 2 : 0;
+		if (ll == 0) {
+			while (i < size)
+				m[i++] = 'z';	/* tail without CRLF */
+			break;
+		}
+		memset(m + i, 'a' + (int)(n % 26), ll);
+		if (n % 7 == 0)
+			m[i] = '.';
+		if (n % 11 == 0 && ll >= 2)
+			m[i + 1] = '.';
+		i += ll;
+		m[i++] = '\r';
+		m[i++] = '\n';
+		n++;
+	}
+	m[size] = '\0';
+	return m;
+}
+
+static void
+test_send_closed_mid_data(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ "*", A_CLOSE, NULL },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	char *m = big_message(4 << 20);
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	send_args(&env, m);
+	run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ECLOSED);
+	assert_string_equal(d.last.step, "DATA");
+	finish_run(&d, &f);
+	free(m);
+}
+
+static void
+test_send_block_timeout(void **state)
+{
+	/* the server stops reading in the middle of the data */
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ "*", A_RAW, "" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	char *m = big_message(4 << 20);
+	double t0 = mono_now();
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	send_args(&env, m);
+	run(&d, script, NELEM(script), send_steps, 0.3, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ETIMEOUT);
+	assert_string_equal(d.last.step, "DATA");
+	assert_non_null(strstr(d.last.detail, "message data"));
+	assert_true(mono_now() - t0 < 3);
+	finish_run(&d, &f);
+	free(m);
+}
+
+static void
+test_send_end_timeout(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SILENT, NULL },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	double t0 = mono_now();
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	send_args(&env, "x\r\n");
+	run(&d, script, NELEM(script), send_steps, 0.3, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ETIMEOUT);
+	assert_string_equal(d.last.step, "end of data");
+	assert_true(mono_now() - t0 < 3);
+	assert_false(f.mismatch);
+	assert_string_equal(f.body.s, "x\r\n");
+	finish_run(&d, &f);
+}
+
+static void
+test_send_usage(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+	};
+	static const char *const badr[] = { "b@y", "c<d@y" };
+	static const char *const crlf[] = { "b@y\r\nRSET" };
+	char longaddr[600];
+	const char *const longr[] = { longaddr };
+	const struct smtp_client_envelope envs[] = {
+		{ "a@x", badr, 2, 0, 0, 0, NULL, NULL },
+		{ "a@x", crlf, 1, 0, 0, 0, NULL, NULL },
+		{ "a>@x", rcpt1, 1, 0, 0, 0, NULL, NULL },
+		{ "a@x", longr, 1, 0, 0, 0, NULL, NULL },
+		{ "a@x", rcpt1, 0, 0, 0, 0, NULL, NULL },
+		{ "a@x", rcpt1, 1, 0, 0, 0, "X=1\r\nRSET", NULL },
+	};
+	static const struct smtp_client_envelope good = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	static const char *const badmsg[] = {
+		"a\nb\r\n", "a\r\nb\n", "a\rb\r\n", "a\r\nb\r", "\n"
+	};
+	struct drv d;
+	struct fake f;
+	size_t i;
+
+	(void)state;
+	memset(longaddr, 'a', sizeof(longaddr) - 3);
+	memcpy(longaddr + sizeof(longaddr) - 3, "@y", 3);
+	for (i = 0; i < NELEM(envs); i++) {
+		send_args(&envs[i], "x\r\n");
+		run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+		assert_int_equal(d.last.err, SMTP_CLIENT_EUSAGE);
+		assert_int_equal(f.ngot, 1);
+		finish_run(&d, &f);
+	}
+	for (i = 0; i < NELEM(badmsg); i++) {
+		send_args(&good, badmsg[i]);
+		run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+		assert_int_equal(d.last.err, SMTP_CLIENT_EUSAGE);
+		assert_non_null(strstr(d.last.detail, "bare"));
+		assert_int_equal(f.ngot, 1);
+		finish_run(&d, &f);
+	}
+}
+
+static void
+test_send_1mib(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SEND, "250 2.0.0 queued\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt1, 1, 1 << 20, 0, 0, NULL, NULL
+	};
+	size_t size = 1 << 20;
+	char *m = big_message(size);
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	/* ends with CRLF: the un-stuffed body is the message itself */
+	m[size - 2] = '\r';
+	m[size - 1] = '\n';
+	send_args(&env, m);
+	run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("%s: %s", d.last.step, d.last.detail);
+	assert_false(f.mismatch);
+	assert_int_equal(f.body.len, size);
+	assert_memory_equal(f.body.s, m, size);
+	assert_true(f.raw.len > size);		/* some lines were stuffed */
+	finish_run(&d, &f);
+
+	/* and without the final CRLF: one is added */
+	m[size - 2] = 'z';
+	m[size - 1] = 'z';
+	send_args(&env, m);
+	run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(f.body.len, size + 2);
+	assert_memory_equal(f.body.s, m, size);
+	assert_memory_equal(f.body.s + size, "\r\n", 2);
+	finish_run(&d, &f);
+	free(m);
+}
+
 int
 main(void)
 {
@@ -807,7 +1577,25 @@ main(void)
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_free_in_callback),
+		cmocka_unit_test(test_auth_plain_ok),
+		cmocka_unit_test(test_auth_login_ok),
+		cmocka_unit_test(test_auth_refused),
+		cmocka_unit_test(test_auth_plaintext_refused),
+		cmocka_unit_test(test_auth_unexpected_334),
+		cmocka_unit_test(test_auth_plain_over_tls),
+		cmocka_unit_test(test_send_no_pipelining),
+		cmocka_unit_test(test_send_pipelining),
+		cmocka_unit_test(test_send_no_rcpt_accepted),
+		cmocka_unit_test(test_send_mail_refused),
+		cmocka_unit_test(test_send_data_refused),
+		cmocka_unit_test(test_send_closed_mid_data),
+		cmocka_unit_test(test_send_end_timeout),
+		cmocka_unit_test(test_send_block_timeout),
+		cmocka_unit_test(test_send_usage),
+		cmocka_unit_test(test_send_1mib),
 	};
 
+	/* a write to a closed socket must be an error, not a signal */
+	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
