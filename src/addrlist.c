@@ -72,7 +72,6 @@ static int	is_ctext(int);
 static int	is_qp(int);
 static int	is_word(const struct token *);
 static int	is_special(const struct token *, int);
-static int	utf8_valid(const unsigned char *, size_t);
 static size_t	fold_at(const struct parser *, size_t);
 static int	fail(struct parser *, const char *);
 static int	skip_comment(struct parser *);
@@ -134,39 +133,6 @@ static int
 is_special(const struct token *t, int c)
 {
 	return t->type == T_SPECIAL && t->c == c;
-}
-
-/* Well-formed UTF-8 (RFC 3629): no overlongs, surrogates, or > U+10FFFF. */
-static int
-utf8_valid(const unsigned char *s, size_t len)
-{
-	size_t i = 0, need, k;
-	uint32_t cp, min;
-	unsigned char c;
-
-	while (i < len) {
-		c = s[i++];
-		if (c < 0x80)
-			continue;
-		if (c >= 0xc2 && c <= 0xdf) {
-			need = 1, cp = c & 0x1f, min = 0x80;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2, cp = c & 0x0f, min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3, cp = c & 0x07, min = 0x10000;
-		} else
-			return 0;
-		if (len - i < need)
-			return 0;
-		for (k = 0; k < need; k++, i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-	}
-	return 1;
 }
 
 /* RFC 5322 3.2.2 fold: CRLF followed by WSP.  Octets of CRLF, or 0. */

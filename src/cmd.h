@@ -25,5 +25,9 @@ int	cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
 /* SPEC: one line "postern: <what failed>: <why> (<what to do>)" on
  * stderr; returns 1, the exit status of a failed operation. */
 int	cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A usage error of `postern CMD SUB`: one line "postern: CMD SUB: <what>
+ * (see `postern CMD --help`)" on stderr; returns 2. */
+int	cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
 
 #endif

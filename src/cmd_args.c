@@ -54,3 +54,16 @@ cmd_fail(const char *fmt, ...)
 	fputc('\n', stderr);
 	return 1;
 }
+
+int
+cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "postern: %s %s: ", cmd, sub);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see `postern %s --help`)\n", cmd);
+	return 2;
+}

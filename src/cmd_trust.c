@@ -47,22 +47,6 @@ usage(FILE *f)
 	    "system CAs.\n");
 }
 
-static int
-usage_error(const char *sub, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int
-usage_error(const char *sub, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "postern: trust %s: ", sub);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see `postern trust --help`)\n");
-	return 2;
-}
-
 enum { O_NAME = 256, O_FORCE };
 
 /* Options: -c FILE, --help, and for add --name/--force.  Returns -1 to go
@@ -93,7 +77,7 @@ parse(const char *sub, int argc, char **argv, const char **cpath,
 		case O_NAME:
 		case O_FORCE:
 			if (name == NULL)
-				return usage_error(sub, "%s does not take %s",
+				return cmd_usage_error("trust", sub, "%s does not take %s",
 				    sub, argv[optind - 1]);
 			if (c == O_NAME)
 				*name = optarg;
@@ -101,10 +85,10 @@ parse(const char *sub, int argc, char **argv, const char **cpath,
 				*force = 1;
 			break;
 		case ':':
-			return usage_error(sub, "option %s needs a value",
+			return cmd_usage_error("trust", sub, "option %s needs a value",
 			    argv[optind - 1]);
 		default:
-			return usage_error(sub, "unknown option '%s'",
+			return cmd_usage_error("trust", sub, "unknown option '%s'",
 			    argv[optind - 1]);
 		}
 	}
@@ -137,16 +121,16 @@ t_add(const char *cpath, int argc, char **argv)
 	if ((r = parse("add", argc, argv, &cpath, &name, &force)) >= 0)
 		return r;
 	if (optind >= argc)
-		return usage_error("add", "which file? give the certificate "
+		return cmd_usage_error("trust", "add", "which file? give the certificate "
 		    "file to trust");
 	if (optind + 1 < argc)
-		return usage_error("add", "unexpected argument '%s'",
+		return cmd_usage_error("trust", "add", "unexpected argument '%s'",
 		    argv[optind + 1]);
 	file = argv[optind];
 	if (name == NULL)
-		return usage_error("add", "--name NAME is required");
+		return cmd_usage_error("trust", "add", "--name NAME is required");
 	if (!truststore_valid_name(name))
-		return usage_error("add", "--name '%s' is not a valid name "
+		return cmd_usage_error("trust", "add", "--name '%s' is not a valid name "
 		    "(letters, digits, '.', '_' and '-', not starting with "
 		    "'.')", name);
 	if (certstore_read_certs(file, &certs, why, sizeof(why)) == -1)
@@ -227,7 +211,7 @@ t_list(const char *cpath, int argc, char **argv)
 	if ((r = parse("list", argc, argv, &cpath, NULL, NULL)) >= 0)
 		return r;
 	if (optind < argc)
-		return usage_error("list", "unexpected argument '%s'",
+		return cmd_usage_error("trust", "list", "unexpected argument '%s'",
 		    argv[optind]);
 	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
@@ -297,13 +281,13 @@ t_remove(const char *cpath, int argc, char **argv)
 	if ((r = parse("remove", argc, argv, &cpath, NULL, NULL)) >= 0)
 		return r;
 	if (optind >= argc)
-		return usage_error("remove", "which entry? give its NAME");
+		return cmd_usage_error("trust", "remove", "which entry? give its NAME");
 	if (optind + 1 < argc)
-		return usage_error("remove", "unexpected argument '%s'",
+		return cmd_usage_error("trust", "remove", "unexpected argument '%s'",
 		    argv[optind + 1]);
 	name = argv[optind];
 	if (!truststore_valid_name(name))
-		return usage_error("remove", "'%s' is not a valid name", name);
+		return cmd_usage_error("trust", "remove", "'%s' is not a valid name", name);
 	if ((conf = conf_load_for_command(cpath)) == NULL)
 		return 1;
 	if (truststore_path(conf->data_dir, name, path, sizeof(path)) == -1 ||

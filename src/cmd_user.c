@@ -67,22 +67,6 @@ usage(FILE *f)
 	    "a running daemon\nsees changes without restart.\n");
 }
 
-static int
-usage_error(const char *sub, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int
-usage_error(const char *sub, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "postern: user %s: ", sub);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see `postern user --help`)\n");
-	return 2;
-}
-
 enum {
 	O_IDENTITY = 256, O_ADD_IDENTITY, O_REMOVE_IDENTITY, O_RATE, O_DAY
 };
@@ -165,16 +149,16 @@ parse(const char *sub, int argc, char **argv, int allow, struct opts *o)
 			usage(stdout);
 			return 0;
 		case ':':
-			return usage_error(sub, "option %s needs a value",
+			return cmd_usage_error("user", sub, "option %s needs a value",
 			    argv[optind - 1]);
 		case '?':
-			return usage_error(sub, "unknown option '%s'",
+			return cmd_usage_error("user", sub, "unknown option '%s'",
 			    argv[optind - 1]);
 		}
 		need = c == O_IDENTITY ? A_IDENTITY : c == O_RATE ||
 		    c == O_DAY ? A_QUOTA : A_MODIFY;
 		if (!(allow & need))
-			return usage_error(sub, "%s does not take --%s%s", sub,
+			return cmd_usage_error("user", sub, "%s does not take --%s%s", sub,
 			    lo[li].name, c == O_IDENTITY &&
 			    (allow & A_MODIFY) ? " (use --add-identity)" : "");
 		switch (c) {
@@ -183,7 +167,7 @@ parse(const char *sub, int argc, char **argv, int allow, struct opts *o)
 		case O_REMOVE_IDENTITY:
 			if ((why = userdb_identity_normalize(optarg, norm,
 			    sizeof(norm))) != NULL)
-				return usage_error(sub, "identity '%s' is "
+				return cmd_usage_error("user", sub, "identity '%s' is "
 				    "not a domain, .subdomain wildcard or "
 				    "address: %s", optarg, why);
 			if (c == O_REMOVE_IDENTITY)
@@ -195,7 +179,7 @@ parse(const char *sub, int argc, char **argv, int allow, struct opts *o)
 		case O_DAY:
 			if (parse_count(optarg, c == O_RATE ? &o->rate :
 			    &o->day) == -1)
-				return usage_error(sub, "%s needs a whole "
+				return cmd_usage_error("user", sub, "%s needs a whole "
 				    "number from 0 (no limit) to %ld, not "
 				    "'%s'", c == O_RATE ? "--max-send-rate" :
 				    "--max-24-hour-send", COUNT_MAX, optarg);
@@ -212,13 +196,13 @@ take_name(const char *sub, int argc, char **argv, const char **name)
 	const char *why;
 
 	if (optind >= argc)
-		return usage_error(sub, "which user? give the user NAME");
+		return cmd_usage_error("user", sub, "which user? give the user NAME");
 	if (optind + 1 < argc)
-		return usage_error(sub, "unexpected argument '%s'",
+		return cmd_usage_error("user", sub, "unexpected argument '%s'",
 		    argv[optind + 1]);
 	*name = argv[optind];
 	if ((why = userdb_name_invalid(*name)) != NULL)
-		return usage_error(sub, "'%s' is not a valid user name: %s",
+		return cmd_usage_error("user", sub, "'%s' is not a valid user name: %s",
 		    *name, why);
 	return -1;
 }
@@ -417,7 +401,7 @@ u_add(const char *cpath, int argc, char **argv)
 	}
 	if (o.nadd > USERDB_MAX_IDENTITIES) {
 		opts_free(&o);
-		return usage_error("add", "more than %d identities",
+		return cmd_usage_error("user", "add", "more than %d identities",
 		    USERDB_MAX_IDENTITIES);
 	}
 	snprintf(what, sizeof(what), "add user %s", name);
@@ -600,7 +584,7 @@ u_modify(const char *cpath, int argc, char **argv)
 	}
 	if (o.nadd == 0 && o.ndel == 0 && o.rate < 0 && o.day < 0) {
 		opts_free(&o);
-		return usage_error("modify", "nothing to change: give "
+		return cmd_usage_error("user", "modify", "nothing to change: give "
 		    "--add-identity, --remove-identity, --max-send-rate or "
 		    "--max-24-hour-send");
 	}
@@ -680,7 +664,7 @@ u_list(const char *cpath, int argc, char **argv)
 	}
 	if (optind < argc) {
 		opts_free(&o);
-		return usage_error("list", "unexpected argument '%s'",
+		return cmd_usage_error("user", "list", "unexpected argument '%s'",
 		    argv[optind]);
 	}
 	if ((conf = conf_load_for_command(o.cpath)) == NULL)

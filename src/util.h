@@ -28,6 +28,9 @@ int	 bsnprintf(char *dst, size_t size, const char *fmt, ...)
 int	 ascii_casecmp(const char *, const char *);
 int	 ascii_ncasecmp(const char *, const char *, size_t);
 
+/* Well-formed UTF-8 (RFC 3629): no overlongs, surrogates, or > U+10FFFF. */
+int	 utf8_valid(const unsigned char *, size_t);
+
 /* Free n strings and the array holding them; NULL is fine. */
 void	 strv_free(char **v, size_t n);
 
