@@ -25,33 +25,8 @@
 #include "userdb.h"
 #include "util.h"
 
-static char tmpdir[256];
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
-setup(void **state)
-{
-	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_userdb.XXXXXX");
-	if (mkdtemp(tmpdir) == NULL)
-		return -1;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
+#define TEST_TMPDIR_PREFIX "test_userdb"
+#include "test_tmpdir.h"
 
 static void
 put_file(const char *path, const char *text)
