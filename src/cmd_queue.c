@@ -136,6 +136,34 @@ rcpt_summary(struct strbuf *sb, const struct envelope *env,
 	}
 }
 
+/*
+ * One recipient's delivery state, as `list` prints it under the message
+ * line and `show` after "RID n:": "<addr> pending attempts 2 next
+ * 2026-12-03T18:40:00Z last error: 451 4.7.1 try later" ("next now" when
+ * due; no next once delivered or bounced; no last error when none).
+ */
+static void
+rcpt_detail(struct strbuf *sb, const struct env_rcpt *r,
+    const struct rcpt_state *st, int64_t now)
+{
+	static const char *status[] = { "pending", "delivered", "bounced" };
+	char t[32];
+
+	strbuf_printf(sb, "<%s> %s attempts %d", r->addr, status[st->status],
+	    st->attempts);
+	if (st->status == RCPT_PENDING) {
+		if (st->next_attempt > now) {
+			fmt_time(st->next_attempt, t, sizeof(t));
+			strbuf_printf(sb, " next %s", t);
+		} else
+			strbuf_puts(sb, " next now");
+	}
+	if (st->last_error[0] != '\0') {
+		strbuf_puts(sb, " last error: ");
+		strbuf_printable(sb, st->last_error, strlen(st->last_error));
+	}
+}
+
 static int
 list_area(const struct qctx *q, enum spool_area area, int count_only,
     size_t *total)
@@ -144,8 +172,9 @@ list_area(const struct qctx *q, enum spool_area area, int count_only,
 	struct rcpt_state *st;
 	struct envelope env;
 	uint64_t *mids;
-	size_t n, i;
+	size_t n, i, k;
 	char why[512], t[32];
+	int64_t now = wall_now();
 	int fd;
 
 	if (spool_list(q->spool, area, &mids, &n) == -1)
@@ -171,6 +200,11 @@ list_area(const struct qctx *q, enum spool_area area, int count_only,
 		    (unsigned long long)env.msg_size, env.from);
 		rcpt_summary(&sb, &env, st);
 		printf("%s\n", sb.s);
+		for (k = 0; k < env.nrcpts; k++) {
+			strbuf_reset(&sb);
+			rcpt_detail(&sb, &env.rcpts[k], &st[k], now);
+			printf("    RID %zu %s\n", k, sb.s);
+		}
 		free(st);
 		envelope_clear(&env);
 	}
@@ -234,10 +268,7 @@ q_show(const struct qctx *q, uint64_t mid)
 		printf("AUTH:      %s\n", env.auth_user);
 	for (i = 0; i < env.nrcpts; i++) {
 		struct strbuf sb = STRBUF_INIT;
-		struct envelope one = env;
-		one.rcpts = &env.rcpts[i];
-		one.nrcpts = 1;
-		rcpt_summary(&sb, &one, &st[i]);
+		rcpt_detail(&sb, &env.rcpts[i], &st[i], wall_now());
 		printf("RID %zu:     %s\n", i, sb.s);
 		strbuf_free(&sb);
 	}

@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "nexthop.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -147,7 +148,6 @@ static int	 valid_local_user(const char *);
 static int	 valid_address(const char *);
 static int	 valid_domain_or_address(const char *);
 static int	 valid_nonempty(const char *);
-static int	 valid_port_text(const char *);
 static int	 valid_next_hop(const char *);
 static int	 valid_template(const char *, char *);
 static char	*default_hostname(void);
@@ -944,63 +944,14 @@ valid_nonempty(const char *s)
 	return s[0] != '\0';
 }
 
-static int
-valid_port_text(const char *s)
-{
-	long v = 0;
-
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return 0;
-		v = v * 10 + (*s - '0');
-		if (v > 65535)
-			return 0;
-	}
-	return v >= 1;
-}
-
-/* "host", "host:port", "[address]:port", "lmtp:" + one of those or /path. */
+/* routes.hosts: any form nexthop_parse() takes (see nexthop.h). */
 static int
 valid_next_hop(const char *h)
 {
-	char host[256];
-	const char *end, *rest = h;
-	unsigned char buf[16];
-	size_t len;
+	struct nexthop nh;
+	char why[256];
 
-	if (strncmp(h, "lmtp:", 5) == 0) {
-		rest = h + 5;
-		if (rest[0] == '/')
-			return rest[1] != '\0';
-	}
-	if (rest[0] == '[') {
-		if ((end = strchr(rest, ']')) == NULL)
-			return 0;
-		len = (size_t)(end - rest - 1);
-		if (len == 0 || len >= sizeof(host))
-			return 0;
-		memcpy(host, rest + 1, len);
-		host[len] = '\0';
-		if (inet_pton(AF_INET, host, buf) != 1 &&
-		    inet_pton(AF_INET6, host, buf) != 1)
-			return 0;
-		end++;
-	} else {
-		if ((end = strchr(rest, ':')) == NULL)
-			end = rest + strlen(rest);
-		len = (size_t)(end - rest);
-		if (len == 0 || len >= sizeof(host))
-			return 0;
-		memcpy(host, rest, len);
-		host[len] = '\0';
-		if (!valid_domain(host))
-			return 0;
-	}
-	if (*end == '\0')
-		return 1;
-	return *end == ':' && valid_port_text(end + 1);
+	return nexthop_parse(h, &nh, why, sizeof(why)) == 0;
 }
 
 /*
@@ -1752,7 +1703,8 @@ parse_route_hosts(struct loadctx *ctx, const config_setting_t *g,
 	int e;
 
 	get_strlist(ctx, g, "hosts", valid_next_hop, "a next hop (host, "
-	    "host:port, [address]:port or lmtp:...)", &r->hosts, &r->nhosts);
+	    "host:port, [host or address]:port or lmtp:...)", &r->hosts,
+	    &r->nhosts);
 	if ((s = get_typed(g, "hosts", K_STRLIST)) != NULL &&
 	    config_setting_length(s) == 0)
 		report(ctx, s, "'hosts' must not be empty");

@@ -5,9 +5,10 @@
  * served first; loopback and private reverse zones are answered locally by
  * libunbound's default local zones.
  *
- * Now: the reverse lookup of a client address with forward confirmation
- * (the "reverse dns host H verified yes|no" of the New SMTP log line).
- * Callers: listener.c.
+ * Two lookups: the reverse lookup of a client address with forward
+ * confirmation (the "reverse dns host H verified yes|no" of the New SMTP
+ * log line; listener.c), and the hosts and addresses of an outbound next
+ * hop (RFC 5321 5.1 MX resolution, RFC 7505 null MX; outbound delivery).
  */
 #ifndef POSTERN_DNS_H
 #define POSTERN_DNS_H
@@ -31,7 +32,74 @@ int	dns_init(struct event_base *, const struct conf *, char *why,
  */
 unsigned long dns_rdns(const struct sockaddr *, double timeout,
 	    dns_rdns_cb, void *arg);
-/* Cancel: the callback will not run. */
+
+#define DNS_MAX_HOSTS	16	/* hosts kept per next hop (lowest MX first) */
+#define DNS_MAX_ADDRS	8	/* addresses kept per host */
+
+struct dns_addr {
+	struct sockaddr_storage	ss;	/* AF_INET or AF_INET6, port set */
+	socklen_t		len;
+};
+
+struct dns_host {
+	char		 name[256];	/* host name (no trailing dot) or IP
+					 * address text */
+	int		 pref;		/* MX preference; 0 for implicit MX
+					 * and direct hosts */
+	struct dns_addr	 addrs[DNS_MAX_ADDRS];	/* IPv6 first, then IPv4 */
+	size_t		 naddrs;	/* >= 1 in a DNS_OK answer */
+};
+
+enum dns_status {
+	DNS_OK,		/* hosts[0..nhosts) with nhosts >= 1 */
+	DNS_TEMPFAIL,	/* try again later (timeout, SERVFAIL, no address) */
+	DNS_PERMFAIL,	/* the domain or host does not exist (NXDOMAIN) */
+	DNS_NULLMX	/* RFC 7505 null MX: the domain accepts no mail */
+};
+
+struct dns_hosts {
+	enum dns_status	 status;
+	char		 why[256];	/* not DNS_OK: admin-readable reason */
+	struct dns_host	*hosts;		/* in the order to try; NULL unless
+					 * DNS_OK */
+	size_t		 nhosts;
+};
+
+/* The answer, borrowed for the call only. */
+typedef void (*dns_hosts_cb)(void *arg, const struct dns_hosts *);
+
+/*
+ * Resolve a next hop into the hosts to try and their addresses, all
+ * bounded by one deadline of `timeout` seconds.  The callback always runs
+ * exactly once, never from inside this call.  Returns a request id for
+ * dns_cancel().
+ *
+ * mx = 1 (RFC 5321 5.1): MX records of `name`, sorted by preference, in
+ * random order within one preference, duplicates and "." targets dropped,
+ * at most DNS_MAX_HOSTS.  No MX records: the implicit MX, `name` itself
+ * with preference 0.  MX records whose targets are all "." (RFC 7505):
+ * DNS_NULLMX.  NXDOMAIN: DNS_PERMFAIL.  SERVFAIL, other errors or the
+ * deadline while the MX query is pending: DNS_TEMPFAIL.
+ * mx = 0: `name` itself (also when it is an IPv4 or IPv6 address, which
+ * is answered without a query; so is an address given with mx = 1).
+ *
+ * Then A and AAAA of every host, in parallel.  Hosts without an address
+ * are dropped; addresses are IPv6 first, then IPv4, at most
+ * DNS_MAX_ADDRS per host, each family keeping at least half of them when
+ * both have more.  No host with an address: DNS_PERMFAIL when every A and
+ * AAAA query answered NXDOMAIN, else DNS_TEMPFAIL (timeouts, SERVFAIL,
+ * hosts with no A or AAAA record).  At the deadline, the hosts that
+ * already have an address are the answer (DNS_OK), if there are any.
+ * `port` (1..65535) is set in every address.
+ */
+unsigned long dns_hosts(const char *name, int mx, int port, double timeout,
+	    dns_hosts_cb, void *arg);
+
+/* Cancel a dns_rdns() or dns_hosts() request: its callback will not run,
+ * its queries are cancelled.  Unknown or finished ids are ignored. */
 void	dns_cancel(unsigned long id);
+/* Cancel every request (callbacks do not run) and free the resolver; for
+ * orderly exits and tests.  dns_init() may be called again afterwards. */
+void	dns_shutdown(void);
 
 #endif

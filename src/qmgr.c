@@ -13,6 +13,15 @@
  * syncfs, and only then records the recipients as delivered and removes
  * spool copies that have nothing left to do.  A crash at any point leaves
  * the spool copy in place: at-least-once, never lost.
+ *
+ * Remote recipients (a route with hosts, or no route: MX) are grouped by
+ * domain and handed to deliver_smtp; the message stays open (locked,
+ * mapped) and marked busy in the table until every group has reported.
+ * Then the state is written (or the spool copy removed), bounced
+ * recipients get one DSN to the sender (never for the null sender), and
+ * a recipient deferred past delivery.max_queue_lifetime is bounced.
+ * TLS failures on destinations that require TLS send an alert mail to
+ * alerts.recipients, at most one per domain per hour.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,12 +30,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "deliver_local.h"
+#include "deliver_smtp.h"
+#include "dns.h"
+#include "dsn.h"
+#include "ids.h"
 #include "log.h"
 #include "qmgr.h"
 #include "spool.h"
@@ -36,12 +50,44 @@
 #define QMGR_BATCH	256
 #define QMGR_RESCAN	60
 #define QMGR_MAXDEV	16
+#define QMGR_MAX_FLIGHT	1000	/* messages in remote delivery at once */
+#define QMGR_ALERT_GAP	3600	/* one alert per domain per hour */
+#define QMGR_ALERTS	256
 
 struct qentry {
 	uint64_t	mid;
 	int64_t		next;		/* wall clock of next attempt */
 	int		used;
+	int		busy;		/* in remote delivery */
 };
+
+/* Recipients of one domain that go out by SMTP. */
+struct rgroup {
+	char	 domain[256];
+	size_t	*rids;
+	size_t	 n;
+};
+
+struct job {
+	struct job		*next;		/* in q->flights */
+	struct qmgr		*q;
+	uint64_t		 mid;
+	int			 fd;
+	struct envelope		 env;
+	struct rcpt_state	*st;
+	struct local_copy	*copies;	/* one per local recipient */
+	size_t			*copy_rid;
+	size_t			 ncopies;
+	struct rgroup		*groups;	/* remote recipients */
+	size_t			 ngroups;
+	size_t			 inflight;	/* groups not reported yet */
+	char			*map;		/* content, mapped */
+	size_t			 maplen;
+	struct dsn_rcpt		*bounces;	/* recipients bounced now */
+	char		       **btext;		/* their owned strings */
+	size_t			 nbounces;
+};
+
 
 struct qmgr {
 	struct event_base	*base;
@@ -51,7 +97,15 @@ struct qmgr {
 	size_t			 cap, n;
 	struct event		*run_ev, *tick_ev, *notify_ev, *usr1_ev;
 	struct event		*term_ev;
+	struct job		*flights;	/* in remote delivery */
+	size_t			 nflights;
+	struct {
+		char	domain[256];
+		int64_t	when;
+	}			 alerts[QMGR_ALERTS];
 };
+
+static struct qmgr *the_qmgr;	/* for deliver_smtp's alert callback */
 
 /* ---------------------------------------------------------- the table */
 
@@ -76,6 +130,7 @@ tab_find(struct qmgr *q, uint64_t mid, int create)
 			if (old[k].used) {
 				struct qentry *e = tab_find(q, old[k].mid, 1);
 				e->next = old[k].next;
+				e->busy = old[k].busy;
 			}
 		free(old);
 	}
@@ -88,6 +143,7 @@ tab_find(struct qmgr *q, uint64_t mid, int create)
 			q->tab[i].used = 1;
 			q->tab[i].mid = mid;
 			q->tab[i].next = 0;
+			q->tab[i].busy = 0;
 			q->n++;
 			return &q->tab[i];
 		}
@@ -123,6 +179,7 @@ tab_remove(struct qmgr *q, uint64_t mid)
 		q->n--;
 		e = tab_find(q, moved.mid, 1);
 		e->next = moved.next;
+		e->busy = moved.busy;
 	}
 }
 
@@ -175,6 +232,7 @@ next_attempt(struct qmgr *q, uint64_t mid)
 static void
 rescan(struct qmgr *q)
 {
+	struct job *f;
 	uint64_t *mids;
 	size_t n, i;
 
@@ -186,21 +244,13 @@ rescan(struct qmgr *q)
 	for (i = 0; i < n; i++)
 		tab_find(q, mids[i], 1)->next = next_attempt(q, mids[i]);
 	free(mids);
+	for (f = q->flights; f; f = f->next)
+		tab_find(q, f->mid, 1)->busy = 1;
 	log_debug("queue manager: %zu messages in the queue", q->n);
 	schedule_run(q);
 }
 
 /* ---------------------------------------------------- a delivery round */
-
-struct job {
-	uint64_t		 mid;
-	int			 fd;
-	struct envelope		 env;
-	struct rcpt_state	*st;
-	struct local_copy	*copies;	/* one per local recipient */
-	size_t			*copy_rid;
-	size_t			 ncopies;
-};
 
 struct devsync {
 	dev_t	dev;
@@ -227,9 +277,9 @@ log_rids(const char *event, const char *tmpl, uint64_t mid, const size_t *rids,
 
 	snprintf(m, sizeof(m), "%llu", (unsigned long long)mid);
 	rid_list(&sb, rids, n);
-	mlog(strcmp(event, "delayed") == 0 ? LOG_LVL_WARNING : LOG_LVL_INFO,
-	    event, tmpl, "mid", m, "rids", sb.s, "text", extra ? extra : "",
-	    NULL);
+	mlog(strcmp(event, "delayed") == 0 || strcmp(event, "bounced") == 0 ?
+	    LOG_LVL_WARNING : LOG_LVL_INFO, event, tmpl, "mid", m, "rids",
+	    sb.s, "text", extra ? extra : "", NULL);
 	strbuf_free(&sb);
 }
 
@@ -277,6 +327,7 @@ job_open(struct qmgr *q, struct job *j)
 	char why[512], path[4096];
 	struct stat a, b;
 
+	j->q = q;
 	j->fd = spool_open_msg(q->spool, SPOOL_QUEUE, j->mid, 1, &j->env, why,
 	    sizeof(why));
 	if (j->fd == -1) {
@@ -307,44 +358,160 @@ job_open(struct qmgr *q, struct job *j)
 static void
 job_close(struct job *j)
 {
+	size_t i;
+
+	if (j->map != NULL)
+		munmap(j->map, j->maplen);
 	if (j->fd != -1)
 		close(j->fd);
 	envelope_clear(&j->env);
 	free(j->st);
 	free(j->copies);
 	free(j->copy_rid);
+	for (i = 0; i < j->ngroups; i++)
+		free(j->groups[i].rids);
+	free(j->groups);
+	for (i = 0; i < j->nbounces * 3; i++)
+		free(j->btext[i]);
+	free(j->btext);
+	free(j->bounces);
+	j->map = NULL;
+	j->fd = -1;
+	j->groups = NULL;
+	j->ngroups = j->nbounces = 0;
+	j->btext = NULL;
+	j->bounces = NULL;
+}
+
+/* Has this message been queued longer than delivery.max_queue_lifetime? */
+static int
+expired(const struct qmgr *q, const struct job *j)
+{
+	return wall_now() - j->env.received >= q->conf->max_queue_lifetime;
+}
+
+/* Record a permanent failure; the DSN is sent when the job completes. */
+static void
+rcpt_bounce(struct qmgr *q, struct job *j, size_t rid, const char *why,
+    const char *status, const char *remote, int smtp_diag, int log)
+{
+	struct rcpt_state *st = &j->st[rid];
+	struct dsn_rcpt *b;
+
+	st->status = RCPT_FAILED;
+	st->attempts++;
+	bstrlcpy(st->last_error, why, sizeof(st->last_error));
+	if (log)
+		log_rids("bounced", "Bounced: MID {mid} to RID {rids} - {text}",
+		    j->mid, &rid, 1, why);
+	j->bounces = xrealloc(j->bounces, (j->nbounces + 1) *
+	    sizeof(*j->bounces));
+	j->btext = xrealloc(j->btext, (j->nbounces + 1) * 3 *
+	    sizeof(*j->btext));
+	b = &j->bounces[j->nbounces];
+	memset(b, 0, sizeof(*b));
+	j->btext[j->nbounces * 3] = xstrdup(why);
+	j->btext[j->nbounces * 3 + 1] = xstrdup(remote ? remote : "");
+	j->btext[j->nbounces * 3 + 2] = xstrdup(status && status[0] == '5' ?
+	    status : "5.0.0");
+	b->addr = j->env.rcpts[rid].addr;
+	b->orcpt = j->env.rcpts[rid].orcpt;
+	b->status = j->btext[j->nbounces * 3 + 2];
+	b->remote_mta = remote && remote[0] ? j->btext[j->nbounces * 3 + 1] :
+	    NULL;
+	b->diagnostic = j->btext[j->nbounces * 3];
+	b->smtp_diag = smtp_diag;
+	b->last_attempt = wall_now();
+	j->nbounces++;
+}
+
+/* A temporary failure: try again later, or bounce once too old. */
+static void
+rcpt_defer(struct qmgr *q, struct job *j, size_t rid, const char *why,
+    int log)
+{
+	struct rcpt_state *st = &j->st[rid];
+	char text[700];
+
+	if (expired(q, j)) {
+		snprintf(text, sizeof(text), "message expired after %lld s in "
+		    "the queue (delivery.max_queue_lifetime = %d s); last "
+		    "error: %s", (long long)(wall_now() - j->env.received),
+		    q->conf->max_queue_lifetime, why);
+		/* RFC 3463 4.4.7; a DSN with Action: failed wants 5.x.x */
+		rcpt_bounce(q, j, rid, text, "5.4.7", NULL, 0, 1);
+		return;
+	}
+	st->attempts++;
+	st->next_attempt = wall_now() + qmgr_backoff(q->conf, st->attempts,
+	    (double)random() / ((double)RAND_MAX + 1));
+	bstrlcpy(st->last_error, why, sizeof(st->last_error));
+	if (log)
+		log_rids("delayed", "Delayed: MID {mid} to RID {rids} - {text}",
+		    j->mid, &rid, 1, why);
 }
 
 static void
 rcpt_delay(struct qmgr *q, struct job *j, size_t rid, const char *why)
 {
-	struct rcpt_state *st = &j->st[rid];
-
-	st->attempts++;
-	st->next_attempt = wall_now() + qmgr_backoff(q->conf, st->attempts,
-	    (double)random() / ((double)RAND_MAX + 1));
-	bstrlcpy(st->last_error, why, sizeof(st->last_error));
-	log_rids("delayed", "Delayed: MID {mid} to RID {rids} - {text}",
-	    j->mid, &rid, 1, why);
+	rcpt_defer(q, j, rid, why, 1);
 }
 
-/* Phase 1: write local copies into tmp/, delay what cannot go now. */
+/* Lower-cased domain of an address, "" when it has none. */
+static void
+addr_domain(const char *addr, char *buf, size_t len)
+{
+	const char *at = strrchr(addr, '@');
+	size_t i;
+
+	bstrlcpy(buf, at ? at + 1 : "", len);
+	for (i = 0; buf[i]; i++)
+		if (buf[i] >= 'A' && buf[i] <= 'Z')
+			buf[i] = (char)(buf[i] - 'A' + 'a');
+}
+
+static void
+group_add(struct job *j, const char *domain, size_t rid)
+{
+	struct rgroup *g;
+	size_t i;
+
+	for (i = 0; i < j->ngroups; i++)
+		if (strcmp(j->groups[i].domain, domain) == 0)
+			break;
+	if (i == j->ngroups) {
+		j->groups = xrealloc(j->groups, (j->ngroups + 1) *
+		    sizeof(*j->groups));
+		g = &j->groups[j->ngroups++];
+		memset(g, 0, sizeof(*g));
+		bstrlcpy(g->domain, domain, sizeof(g->domain));
+	}
+	g = &j->groups[i];
+	g->rids = xrealloc(g->rids, (g->n + 1) * sizeof(*g->rids));
+	g->rids[g->n++] = rid;
+}
+
+/* Phase 1: write local copies into tmp/, group remote recipients, delay
+ * what cannot go now. */
 static void
 job_write(struct qmgr *q, struct job *j, struct devsync *ds, size_t *nds)
 {
 	const struct conf_route *r;
-	const char *dom;
-	char dir[4096], why[512];
+	char dir[4096], why[512], dom[256];
 	size_t i;
 
 	for (i = 0; i < j->env.nrcpts; i++) {
 		if (j->st[i].status != RCPT_PENDING)
 			continue;
-		dom = strrchr(j->env.rcpts[i].addr, '@');
-		r = conf_route_for(q->conf, dom ? dom + 1 : "");
+		addr_domain(j->env.rcpts[i].addr, dom, sizeof(dom));
+		r = conf_route_for(q->conf, dom);
 		if (r == NULL || r->maildir == NULL) {
-			rcpt_delay(q, j, i, "no local route; delivery by SMTP "
-			    "is not available in this version");
+			if (dom[0] == '\0') {
+				rcpt_bounce(q, j, i, "recipient address has "
+				    "no domain", "5.1.3", NULL, 0, 1);
+				continue;
+			}
+			group_add(j, dom, i);
 			continue;
 		}
 		if (deliver_local_maildir(r, j->env.rcpts[i].addr, dir,
@@ -390,14 +557,11 @@ job_publish(struct qmgr *q, struct job *j, int flushed)
 	j->ncopies = k;
 }
 
-/* Phase 3 (after the second flush): record and finish. */
+/* Phase 3 (after the second flush): the local copies are delivered. */
 static void
-job_finish(struct qmgr *q, struct job *j)
+job_local_done(struct job *j)
 {
-	char m[32];
 	size_t i;
-	int left = 0;
-	int64_t next = INT64_MAX;
 
 	for (i = 0; i < j->ncopies; i++)
 		j->st[j->copy_rid[i]].status = RCPT_DELIVERED;
@@ -405,6 +569,97 @@ job_finish(struct qmgr *q, struct job *j)
 		log_rids("message_done", "Message done MID {mid} to RID {rids} "
 		    "local response 'delivered to maildir'", j->mid,
 		    j->copy_rid, j->ncopies, NULL);
+	j->ncopies = 0;
+}
+
+/* Put a message we generate (bounce, alert) into the queue.  Returns its
+ * MID or 0. */
+static uint64_t
+inject(struct qmgr *q, const char *from, const char *const *rcpts, size_t n,
+    const struct strbuf *msg)
+{
+	struct envelope env;
+	char why[512];
+	uint64_t mid;
+
+	dsn_envelope(&env, q->conf, ids_next(ID_MID), from, rcpts, n,
+	    msg->s, msg->len, wall_now());
+	if (spool_inject(q->spool, &env, msg->s, msg->len, why,
+	    sizeof(why)) == -1) {
+		log_crit("cannot queue a generated message: %s", why);
+		envelope_clear(&env);
+		return 0;
+	}
+	mid = env.mid;
+	envelope_clear(&env);
+	tab_find(q, mid, 1)->next = 0;
+	schedule_run(q);
+	return mid;
+}
+
+/* One DSN for the recipients bounced in this attempt. */
+static void
+job_send_bounce(struct qmgr *q, struct job *j)
+{
+	struct strbuf sb = STRBUF_INIT;
+	struct dsn_rcpt *want;
+	char why[512], m[32], nm[32];
+	const char *to[1];
+	size_t i, n = 0;
+	uint64_t mid;
+
+	if (j->nbounces == 0)
+		return;
+	if (j->env.from[0] == '\0') {
+		log_debug("MID %llu: no bounce for the null sender",
+		    (unsigned long long)j->mid);
+		return;
+	}
+	want = xcalloc(j->nbounces, sizeof(*want));
+	for (i = 0; i < j->nbounces; i++) {
+		const struct env_rcpt *er = NULL;
+		size_t k;
+		for (k = 0; k < j->env.nrcpts; k++)
+			if (j->env.rcpts[k].addr == j->bounces[i].addr)
+				er = &j->env.rcpts[k];
+		/* RFC 3461 4.1: NOTIFY without FAILURE asks for none. */
+		if (er != NULL && !dsn_notify_failure(er->notify))
+			continue;
+		want[n++] = j->bounces[i];
+	}
+	if (n == 0) {
+		free(want);
+		return;
+	}
+	if (dsn_build_bounce(&sb, q->conf, &j->env, j->fd, want, n,
+	    wall_now(), why, sizeof(why)) == -1) {
+		log_crit("MID %llu: cannot build the bounce: %s",
+		    (unsigned long long)j->mid, why);
+		goto out;
+	}
+	to[0] = j->env.from;
+	if ((mid = inject(q, "", to, 1, &sb)) != 0) {
+		snprintf(m, sizeof(m), "%llu", (unsigned long long)j->mid);
+		snprintf(nm, sizeof(nm), "%llu", (unsigned long long)mid);
+		mlog(LOG_LVL_INFO, "bounce", "Bounce MID {bmid} for MID {mid} "
+		    "to <{to}>", "bmid", nm, "mid", m, "to", j->env.from, NULL);
+	}
+out:
+	strbuf_free(&sb);
+	free(want);
+}
+
+/* Every recipient has been tried: bounce, record, finish or reschedule. */
+static void
+job_complete(struct qmgr *q, struct job *j)
+{
+	char m[32];
+	size_t i;
+	int left = 0;
+	int64_t next = INT64_MAX;
+	struct qentry *e;
+
+	job_send_bounce(q, j);
 	for (i = 0; i < j->env.nrcpts; i++)
 		if (j->st[i].status == RCPT_PENDING) {
 			left++;
@@ -422,7 +677,91 @@ job_finish(struct qmgr *q, struct job *j)
 	if (spool_state_write(q->spool, j->mid, j->st, j->env.nrcpts) == -1)
 		log_warn("MID %llu: cannot write delivery state",
 		    (unsigned long long)j->mid);
-	tab_find(q, j->mid, 1)->next = next;
+	e = tab_find(q, j->mid, 1);
+	e->next = next;
+	e->busy = 0;
+}
+
+/* deliver_smtp reports one group. */
+static void
+group_done(void *arg, const struct dsmtp_result *res, size_t n)
+{
+	struct job *j = arg, **pp;
+	struct qmgr *q = j->q;
+	size_t i;
+	int was_full;
+
+	for (i = 0; i < n; i++) {
+		const struct dsmtp_result *r = &res[i];
+		switch (r->outcome) {
+		case DSMTP_DELIVERED:
+			j->st[r->rid].status = RCPT_DELIVERED;
+			break;
+		case DSMTP_BOUNCED:
+			rcpt_bounce(q, j, r->rid, r->text, r->status, r->remote,
+			    r->smtp_diag, 0);
+			break;
+		case DSMTP_DEFERRED:
+			rcpt_defer(q, j, r->rid, r->text, 0);
+			break;
+		}
+	}
+	if (--j->inflight > 0)
+		return;
+	job_complete(q, j);
+	for (pp = &q->flights; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	was_full = q->nflights >= QMGR_MAX_FLIGHT;
+	q->nflights--;
+	job_close(j);
+	free(j);
+	if (was_full)
+		schedule_run(q);
+}
+
+/* Hand the remote groups of a message to deliver_smtp.  The job then
+ * belongs to the flight list until the last group reports. */
+static void
+job_send_remote(struct qmgr *q, struct job *j)
+{
+	struct job *fj = xmalloc(sizeof(*fj));
+	size_t i;
+
+	*fj = *j;
+	memset(j, 0, sizeof(*j));
+	j->fd = -1;
+	if (fj->env.msg_size > 0) {
+		fj->map = mmap(NULL, fj->env.msg_size, PROT_READ, MAP_PRIVATE,
+		    fj->fd, 0);
+		if (fj->map == MAP_FAILED) {
+			fj->map = NULL;
+			for (i = 0; i < fj->ngroups; i++) {
+				size_t k;
+				for (k = 0; k < fj->groups[i].n; k++)
+					rcpt_delay(q, fj, fj->groups[i].rids[k],
+					    "cannot map the spool file");
+			}
+			job_complete(q, fj);
+			job_close(fj);
+			free(fj);
+			return;
+		}
+		fj->maplen = fj->env.msg_size;
+	}
+	tab_find(q, fj->mid, 1)->busy = 1;
+	fj->next = q->flights;
+	q->flights = fj;
+	q->nflights++;
+	/* +1: the callbacks may run from inside submit */
+	fj->inflight = fj->ngroups + 1;
+	for (i = 0; i < fj->ngroups; i++)
+		deliver_smtp_submit(fj->groups[i].domain, fj->mid, &fj->env,
+		    fj->map ? fj->map : "", fj->env.msg_size, fj->groups[i].rids,
+		    fj->groups[i].n, group_done, fj);
+	group_done(fj, NULL, 0);
 }
 
 static void
@@ -430,17 +769,21 @@ run_round(struct qmgr *q)
 {
 	struct job *jobs;
 	struct devsync ds[QMGR_MAXDEV];
-	size_t nj = 0, nds = 0, i;
+	size_t nj = 0, nds = 0, i, room;
 	int64_t now = wall_now();
 	int flushed;
 
-	if (paused(q) || q->n == 0)
+	if (paused(q) || q->n == 0 || q->nflights >= QMGR_MAX_FLIGHT)
 		return;
-	jobs = xcalloc(QMGR_BATCH, sizeof(*jobs));
-	for (i = 0; i < q->cap && nj < QMGR_BATCH; i++)
-		if (q->tab[i].used && q->tab[i].next <= now)
+	room = QMGR_MAX_FLIGHT - q->nflights;
+	if (room > QMGR_BATCH)
+		room = QMGR_BATCH;
+	jobs = xcalloc(room, sizeof(*jobs));
+	for (i = 0; i < q->cap && nj < room; i++)
+		if (q->tab[i].used && !q->tab[i].busy && q->tab[i].next <= now)
 			jobs[nj++].mid = q->tab[i].mid;
 	for (i = 0; i < nj; i++) {
+		jobs[i].fd = -1;
 		if (job_open(q, &jobs[i]) == -1)
 			continue;
 		job_write(q, &jobs[i], ds, &nds);
@@ -452,16 +795,74 @@ run_round(struct qmgr *q)
 	if (sync_devs(ds, nds) == -1)
 		log_warn("queue manager: flushing maildirs failed");
 	for (i = 0; i < nj; i++) {
-		if (jobs[i].fd != -1)
-			job_finish(q, &jobs[i]);
+		if (jobs[i].fd != -1) {
+			job_local_done(&jobs[i]);
+			if (jobs[i].ngroups > 0) {
+				job_send_remote(q, &jobs[i]);
+				continue;
+			}
+			job_complete(q, &jobs[i]);
+		}
 		job_close(&jobs[i]);
 	}
 	for (i = 0; i < nds; i++)
 		close(ds[i].fd);
 	free(jobs);
 	/* A full batch means more may be due right now. */
-	if (nj == QMGR_BATCH)
+	if (nj == room && q->nflights < QMGR_MAX_FLIGHT)
 		schedule_run(q);
+}
+
+/* ------------------------------------------------------------- alerts */
+
+static void
+alert(const char *domain, const char *host, const char *reason)
+{
+	struct qmgr *q = the_qmgr;
+	struct strbuf sb = STRBUF_INIT;
+	int64_t now = wall_now();
+	size_t i, slot = 0;
+	char nm[32], why[512];
+	uint64_t mid;
+
+	if (q == NULL)
+		return;
+	for (i = 0; i < QMGR_ALERTS; i++) {
+		if (strcmp(q->alerts[i].domain, domain) == 0) {
+			if (now - q->alerts[i].when < QMGR_ALERT_GAP)
+				return;
+			slot = i;
+			break;
+		}
+		if (q->alerts[i].when < q->alerts[slot].when)
+			slot = i;
+	}
+	bstrlcpy(q->alerts[slot].domain, domain, sizeof(q->alerts[slot].domain));
+	q->alerts[slot].when = now;
+	if (q->conf->nalert_recipients == 0) {
+		mlog(LOG_LVL_WARNING, "alert", "Alert not sent (no "
+		    "alerts.recipients): TLS failure domain {domain} host "
+		    "{host}: {reason}", "domain", domain, "host", host,
+		    "reason", reason, NULL);
+		return;
+	}
+	if (dsn_build_alert(&sb, q->conf, domain, host, reason, now, why,
+	    sizeof(why)) == -1) {
+		log_warnx("cannot build the TLS alert for %s: %s", domain, why);
+		strbuf_free(&sb);
+		return;
+	}
+	if ((mid = inject(q, q->conf->alert_from,
+	    (const char *const *)q->conf->alert_recipients,
+	    q->conf->nalert_recipients, &sb)) == 0) {
+		strbuf_free(&sb);
+		return;
+	}
+	strbuf_free(&sb);
+	snprintf(nm, sizeof(nm), "%llu", (unsigned long long)mid);
+	mlog(LOG_LVL_WARNING, "alert", "Alert MID {mid} TLS failure domain "
+	    "{domain} host {host}: {reason}", "mid", nm, "domain", domain,
+	    "host", host, "reason", reason, NULL);
 }
 
 /* ------------------------------------------------------------- events */
@@ -519,6 +920,7 @@ qmgr_run(struct event_base *base, const struct conf *conf,
 {
 	struct qmgr q;
 	struct timeval sec = { 1, 0 };
+	char why[512];
 
 	memset(&q, 0, sizeof(q));
 	q.base = base;
@@ -537,8 +939,16 @@ qmgr_run(struct event_base *base, const struct conf *conf,
 	event_add(q.notify_ev, NULL);
 	event_add(q.usr1_ev, NULL);
 	event_add(q.term_ev, NULL);
+	if (dns_init(base, conf, why, sizeof(why)) == -1)
+		log_warnx("queue manager: %s; delivery by MX will fail", why);
+	if (deliver_smtp_init(base, conf, alert, why, sizeof(why)) == -1)
+		log_crit("queue manager: outbound TLS cannot be set up: %s; "
+		    "remote delivery will fail", why);
+	the_qmgr = &q;
 	rescan(&q);
 	event_base_dispatch(base);
+	the_qmgr = NULL;
+	deliver_smtp_shutdown();
 	event_free(q.run_ev);
 	event_free(q.tick_ev);
 	event_free(q.notify_ev);

@@ -19,7 +19,9 @@
  * the write callback, TX_CHUNK stuffed octets at a time, whenever the
  * output buffer has drained.  Secrets (AUTH) are queued as evbuffer
  * references whose cleanup wipes them, so no unwiped copy is left in
- * libevent's buffers.
+ * libevent's buffers.  After the ".", SMTP keeps the one final reply
+ * (tx.eod); LMTP reads tx.accepted final replies and files each under
+ * the next recipient with a 2xx to RCPT (tx.final[], cursor tx.fnext).
  */
 #include <sys/socket.h>
 #include <errno.h>
@@ -97,6 +99,11 @@ struct tx {
 	size_t			  len, pos;
 	int			  bol;	/* pos is at a line start */
 	int			  end_armed;
+	int			  lmtp;		/* the mode at the start */
+	struct smtp_reply	  eod;		/* SMTP: end-of-data reply */
+	struct smtp_reply	 *final;	/* LMTP: per recipient */
+	size_t			  nfinal;	/* LMTP: final replies read */
+	size_t			  fnext;	/* LMTP: next recipient */
 };
 
 struct smtp_client {
@@ -116,6 +123,7 @@ struct smtp_client {
 	struct smtp_ehlo	 ehlo;
 	int			 have_ehlo;
 	int			 esmtp;
+	int			 lmtp;		/* RFC 2033 mode */
 	char			 helo_name[256];
 
 	int			 eof;		/* peer closed */
@@ -212,6 +220,21 @@ smtp_client_set_timeouts(struct smtp_client *c,
     const struct smtp_client_timeouts *t)
 {
 	c->to = *t;
+}
+
+void
+smtp_client_set_lmtp(struct smtp_client *c, int on)
+{
+	if (c->step != STEP_NONE || c->dres_pending)
+		fatalx("smtp_client: LMTP mode changed while %s is running",
+		    c->step_name ? c->step_name : "a step");
+	c->lmtp = on != 0;
+}
+
+int
+smtp_client_lmtp(const struct smtp_client *c)
+{
+	return c->lmtp;
 }
 
 void
@@ -369,6 +392,10 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	else if (c->step == STEP_SEND && c->tx.phase == TX_BODY)
 		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "message data not taken "
 		    "by the server within %g s", c->step_timeout);
+	else if (c->step == STEP_SEND && c->tx.phase == TX_END && c->tx.lmtp)
+		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "not all final replies to "
+		    "end of data within %g s (LMTP: %zu of %zu read)",
+		    c->step_timeout, c->tx.nfinal, c->tx.accepted);
 	else
 		finish(c, SMTP_CLIENT_ETIMEOUT, 0, "no reply to %s within %g s",
 		    c->step_name, c->step_timeout);
@@ -665,6 +692,13 @@ process_input(struct smtp_client *c)
 			    "connection during the message data");
 			return 1;
 		}
+		if (c->step == STEP_SEND && c->tx.phase == TX_END &&
+		    c->tx.lmtp && c->tx.nfinal > 0) {
+			finish(c, SMTP_CLIENT_ECLOSED, 0, "server closed the "
+			    "connection after %zu of %zu final replies (LMTP)",
+			    c->tx.nfinal, c->tx.accepted);
+			return 1;
+		}
 		finish(c, SMTP_CLIENT_ECLOSED, 0, "server closed the "
 		    "connection %s %s", smtp_reply_pending(&c->parser) > 0 ||
 		    c->parser.cur.nlines > 0 ? "in the middle of the reply to" :
@@ -746,14 +780,15 @@ got_reply(struct smtp_client *c, struct smtp_reply *r)
 			c->have_ehlo = 1;
 			c->esmtp = 1;
 			finish(c, SMTP_CLIENT_OK, 1, NULL);
-		} else if (cls == 5) {
-			/* RFC 5321 3.2: fall back to HELO */
+		} else if (cls == 5 && !c->lmtp) {
+			/* RFC 5321 3.2: fall back to HELO (not LMTP) */
 			c->step = STEP_HELO;
 			c->step_name = "HELO";
 			bufferevent_write(c->bev, "HELO ", 5);
 			send_line(c, c->helo_name);
 		} else
-			finish(c, SMTP_CLIENT_EREPLY, 1, "EHLO refused");
+			finish(c, SMTP_CLIENT_EREPLY, 1, "%s refused",
+			    c->step_name);
 		return 1;
 	case STEP_HELO:
 		if (cls == 2) {
@@ -893,17 +928,18 @@ void
 smtp_client_ehlo(struct smtp_client *c, const char *name, smtp_client_cb cb,
     void *arg)
 {
-	if (begin(c, STEP_EHLO, "EHLO", c->to.ehlo, cb, arg, 1) == -1)
+	if (begin(c, STEP_EHLO, c->lmtp ? "LHLO" : "EHLO", c->to.ehlo, cb,
+	    arg, 1) == -1)
 		return;
 	if (bad_line(name) || strchr(name, ' ') != NULL ||
 	    strlen(name) >= sizeof(c->helo_name)) {
-		defer(c, SMTP_CLIENT_EUSAGE, "bad EHLO name");
+		defer(c, SMTP_CLIENT_EUSAGE, "bad %s name", c->step_name);
 		return;
 	}
 	bstrlcpy(c->helo_name, name, sizeof(c->helo_name));
 	c->have_ehlo = 0;
 	c->esmtp = 0;
-	bufferevent_write(c->bev, "EHLO ", 5);
+	bufferevent_write(c->bev, c->lmtp ? "LHLO " : "EHLO ", 5);
 	send_line(c, name);
 	await_reply(c);
 }
@@ -1129,9 +1165,14 @@ tx_clear(struct smtp_client *c)
 	size_t i;
 
 	tx_release(c);
-	for (i = 0; i < t->nrcpts; i++)
+	for (i = 0; i < t->nrcpts; i++) {
 		smtp_reply_free(&t->rcpt[i]);
+		if (t->final != NULL)
+			smtp_reply_free(&t->final[i]);
+	}
 	free(t->rcpt);
+	free(t->final);
+	smtp_reply_free(&t->eod);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -1281,6 +1322,45 @@ tx_fail(struct smtp_client *c)
 	return 1;
 }
 
+/*
+ * LMTP (RFC 2033 4.2): after the ".", one reply per recipient accepted at
+ * RCPT, in RCPT order.  File c->last under the next such recipient; once
+ * all are in, OK when one of them is 2xx (its reply, the first, is the
+ * result's), else EREPLY with the last.
+ */
+static int
+tx_lmtp_final(struct smtp_client *c)
+{
+	struct tx *t = &c->tx;
+	size_t i;
+
+	for (i = t->fnext; i < t->nrcpts &&
+	    smtp_reply_class(&t->rcpt[i]) != 2; i++)
+		;
+	if (i >= t->nrcpts) {
+		/* cannot happen: we stop after t->accepted replies */
+		finish(c, SMTP_CLIENT_EPROTO, 1, "more final replies than "
+		    "accepted recipients");
+		return 1;
+	}
+	reply_dup(&t->final[i], &c->last);
+	t->fnext = i + 1;
+	if (++t->nfinal < t->accepted)
+		return 0;	/* the next one may be buffered already */
+	for (i = 0; i < t->nrcpts; i++)
+		if (smtp_reply_class(&t->final[i]) == 2)
+			break;
+	if (i == t->nrcpts) {
+		finish(c, SMTP_CLIENT_EREPLY, 1, "message refused at the end "
+		    "of data for every recipient");
+		return 1;
+	}
+	smtp_reply_free(&c->last);
+	reply_dup(&c->last, &t->final[i]);
+	finish(c, SMTP_CLIENT_OK, 1, NULL);
+	return 1;
+}
+
 static int
 tx_reply(struct smtp_client *c)
 {
@@ -1295,6 +1375,9 @@ tx_reply(struct smtp_client *c)
 		    "end of the message data");
 		return 1;
 	case TX_END:
+		if (t->lmtp)
+			return tx_lmtp_final(c);
+		reply_dup(&t->eod, r);
 		if (ok)
 			finish(c, SMTP_CLIENT_OK, 1, NULL);
 		else
@@ -1342,6 +1425,17 @@ tx_reply(struct smtp_client *c)
 			 * message, ended at once */
 			if (r->code != 354)
 				return tx_fail(c);
+			if (t->lmtp) {
+				/* RFC 2033 4.2 forbids this 354: how many
+				 * replies would follow the "."?  None, one?
+				 * Give the connection up. */
+				c->dead = 1;
+				bstrlcpy(c->dead_why, "LMTP server accepted "
+				    "DATA without a recipient",
+				    sizeof(c->dead_why));
+				bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+				return tx_fail(c);
+			}
 			tx_add(c, ".\r\n", 3);
 			t->phase = TX_ABORT;
 			arm(c, c->to.data_end);
@@ -1440,6 +1534,9 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_envelope *env,
 		}
 	t->nrcpts = n;
 	t->rcpt = xcalloc(n, sizeof(*t->rcpt));
+	t->lmtp = c->lmtp;
+	if (t->lmtp)
+		t->final = xcalloc(n, sizeof(*t->final));
 	t->msg = message;
 	t->len = len;
 	t->bol = 1;
@@ -1466,6 +1563,19 @@ smtp_client_rcpt_reply(const struct smtp_client *c, size_t i)
 	    c->tx.rcpt[i].code == 0)
 		return NULL;
 	return &c->tx.rcpt[i];
+}
+
+const struct smtp_reply *
+smtp_client_data_reply(const struct smtp_client *c, size_t i)
+{
+	const struct tx *t = &c->tx;
+
+	if (t->rcpt == NULL || i >= t->nrcpts ||
+	    smtp_reply_class(&t->rcpt[i]) != 2)
+		return NULL;
+	if (t->lmtp)
+		return t->final[i].code != 0 ? &t->final[i] : NULL;
+	return t->eod.code != 0 ? &t->eod : NULL;
 }
 
 const struct smtp_reply *

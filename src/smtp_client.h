@@ -3,9 +3,9 @@
  * server, driven asynchronously on a libevent event_base.  Used by
  * `postern cert fetch` now, and by delivery, `postern send` and `postern
  * probe` later.  It knows the protocol (RFC 5321, 3207 STARTTLS, 8314
- * implicit TLS) and nothing of delivery policy: which TLS is required,
- * what to do on a 4xx, whether to verify certificates - the caller
- * decides, step by step.
+ * implicit TLS, 2033 LMTP) and nothing of delivery policy: which TLS is
+ * required, what to do on a 4xx, whether to verify certificates - the
+ * caller decides, step by step.
  *
  * Model: a step machine the caller composes.  Each step function starts
  * one step and returns at once; its callback runs exactly once, later,
@@ -27,17 +27,21 @@
  *        connect / tls      connected / handshake done (reply NULL)
  *        greeting           a 2xx greeting
  *        ehlo               a 2xx to EHLO, or to HELO after a 5xx to EHLO
+ *                           (LMTP: a 2xx to LHLO)
  *        starttls           220 to STARTTLS and the handshake done
  *        command            ANY complete reply (the caller looks at code)
  *        quit               a reply to QUIT or the server closing
  *        auth               235
  *        send               a 2xx to the end of data (some recipients
  *                           may still have been refused: see
- *                           smtp_client_rcpt_reply)
+ *                           smtp_client_rcpt_reply); LMTP: a 2xx final
+ *                           reply for at least one recipient (see
+ *                           smtp_client_data_reply for each)
  *   err == SMTP_CLIENT_EREPLY  a well-formed reply that makes the step
- *        fail (greeting not 2xx, EHLO/HELO not 2xx, STARTTLS not 220,
- *        AUTH not 235, MAIL refused, no RCPT accepted, DATA or the end
- *        of data refused - `step` says which); reply is set.
+ *        fail (greeting not 2xx, EHLO/HELO/LHLO not 2xx, STARTTLS not
+ *        220, AUTH not 235, MAIL refused, no RCPT accepted, DATA or the
+ *        end of data refused (LMTP: for every recipient); `step` says
+ *        which); reply is set.
  *   any other err          the connection is unusable; only
  *        smtp_client_free() (and the accessors) make sense afterwards.
  *
@@ -96,7 +100,27 @@
  * The body is written in chunks as the socket drains (the message is
  * borrowed, never copied whole), with the RFC 5321 4.5.3.2 deadlines per
  * command, per data block, and for the final reply.  Not there yet:
- * BDAT/CHUNKING, BINARYMIME, LMTP's per-recipient final replies.
+ * BDAT/CHUNKING, BINARYMIME.
+ *
+ * LMTP (RFC 2033): smtp_client_set_lmtp() before the first step puts the
+ * client in LMTP mode for the whole session, over TCP
+ * (smtp_client_connect) or a UNIX socket the caller connected
+ * (smtp_client_attach_fd).  smtp_client_ehlo() then sends LHLO (step
+ * "LHLO"; no HELO fallback: any reply but 2xx is EREPLY) and its
+ * extensions are parsed as for EHLO.  After the end of data
+ * smtp_client_send() reads one final reply per recipient accepted at
+ * RCPT, in RCPT order (RFC 2033 4.2), each bounded like any reply, all
+ * within the one data_end deadline; smtp_client_data_reply() gives each
+ * recipient its own.  The step is OK when at least one of them is 2xx
+ * (result reply: the first 2xx one), EREPLY ("end of data", reply: the
+ * last one) when none is.  On a timeout or a close part way through, the
+ * replies read so far stay available: a recipient with a 2xx final reply
+ * HAS been delivered and must not be sent again; the others are in doubt
+ * (no reply).  Should an LMTP server answer a pipelined DATA with 354
+ * although no RCPT was accepted (RFC 2033 4.2 says it MUST NOT), there is
+ * no telling how many replies would follow: the step reports the RCPT
+ * refusal (EREPLY) as usual, but the connection is given up (the next
+ * step fails with ECLOSED).
  */
 #ifndef POSTERN_SMTP_CLIENT_H
 #define POSTERN_SMTP_CLIENT_H
@@ -126,7 +150,7 @@ enum smtp_client_err {
 struct smtp_client_result {
 	enum smtp_client_err	 err;
 	const char		*step;	/* "connect", "TLS handshake",
-					 * "greeting", "EHLO", "HELO",
+					 * "greeting", "EHLO", "HELO", "LHLO",
 					 * "STARTTLS", "QUIT", "AUTH", "MAIL",
 					 * "RCPT", "DATA", "end of data", or
 					 * the command verb */
@@ -167,14 +191,24 @@ void	smtp_client_free(struct smtp_client *);
 /* Change deadlines for the steps started from now on. */
 void	smtp_client_set_timeouts(struct smtp_client *,
 	    const struct smtp_client_timeouts *);
+/*
+ * LMTP (RFC 2033) when `on` is non-zero, SMTP (the default) otherwise:
+ * LHLO instead of EHLO, one final reply per accepted recipient after the
+ * data (see the header comment).  Set it before the first step and leave
+ * it for the session; calling it while a step runs is a programming
+ * error (fatalx).
+ */
+void	smtp_client_set_lmtp(struct smtp_client *, int on);
+/* 1 in LMTP mode, else 0. */
+int	smtp_client_lmtp(const struct smtp_client *);
 
 /* TCP connect to `sa` (any family; resolution is the caller's job). */
 void	smtp_client_connect(struct smtp_client *, const struct sockaddr *sa,
 	    socklen_t salen, smtp_client_cb, void *arg);
 /*
  * Use an already connected socket instead (tests, socketpairs, LMTP over
- * a UNIX socket later); the client owns it from now on.  The callback
- * runs as for a connect that succeeded.
+ * a UNIX socket); the client owns it from now on.  The callback runs as
+ * for a connect that succeeded.
  */
 void	smtp_client_attach_fd(struct smtp_client *, int fd, smtp_client_cb,
 	    void *arg);
@@ -188,7 +222,9 @@ void	smtp_client_tls(struct smtp_client *, SSL_CTX *, const char *servername,
 	    smtp_client_cb, void *arg);
 /* Read the greeting (220, or 554 for "go away" = EREPLY). */
 void	smtp_client_greeting(struct smtp_client *, smtp_client_cb, void *arg);
-/* EHLO `name`; on a 5xx, HELO `name` (then smtp_client_esmtp() is 0). */
+/* EHLO `name`; on a 5xx, HELO `name` (then smtp_client_esmtp() is 0).
+ * In LMTP mode LHLO `name`, and nothing else (smtp_client_esmtp() is 1
+ * after a 2xx). */
 void	smtp_client_ehlo(struct smtp_client *, const char *name,
 	    smtp_client_cb, void *arg);
 /* STARTTLS, then the handshake as smtp_client_tls().  Whether the server
@@ -248,6 +284,17 @@ void	smtp_client_send(struct smtp_client *,
  * none was read (MAIL refused first, an error, i out of range).  Valid
  * until the next step starts or the client is freed. */
 const struct smtp_reply *smtp_client_rcpt_reply(const struct smtp_client *,
+	    size_t i);
+/*
+ * The final reply for recipient i of the last smtp_client_send: SMTP:
+ * the one reply to the end of data, the same for every recipient
+ * accepted at RCPT; LMTP: that recipient's own reply (RFC 2033 4.2).
+ * NULL for a recipient not accepted at RCPT, i out of range, or when no
+ * final reply was read for it (DATA refused, an error or a timeout
+ * before it came).  Kept whatever the step's result; valid as long as
+ * smtp_client_rcpt_reply.
+ */
+const struct smtp_reply *smtp_client_data_reply(const struct smtp_client *,
 	    size_t i);
 
 /* Accessors (borrowed, valid until the client is freed or, for the EHLO

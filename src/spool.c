@@ -13,6 +13,10 @@
  * file in it), then passes the batch back through a pipe.  While one batch
  * syncs the next one gathers, so concurrent sessions share fsyncs and no
  * reply is sent before its own file is covered.
+ *
+ * spool_inject() is the synchronous path for messages the queue manager
+ * makes itself: the same writer (spool_msg_*, finish_file), then fsync,
+ * rename and directory fsyncs in the caller's thread.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -419,6 +423,71 @@ spool_msg_commit(struct spool_msg *m, const struct envelope *env,
 	sp->pending_tail = &m->next;
 	pthread_cond_signal(&sp->cond);
 	pthread_mutex_unlock(&sp->lock);
+}
+
+int
+spool_inject(struct spool *sp, struct envelope *env, const char *data,
+    size_t len, char *why, size_t whylen)
+{
+	struct spool_msg *m;
+	char from[4096], to[4096];
+	struct stat st;
+	int fd, r, e;
+
+	if (env->mid == 0) {
+		bsnprintf(why, whylen, "spool: inject without a MID");
+		return -1;
+	}
+	spool_path(sp, SPOOL_QUEUE, env->mid, to, sizeof(to));
+	if (lstat(to, &st) == 0) {
+		bsnprintf(why, whylen, "spool: MID %llu already exists",
+		    (unsigned long long)env->mid);
+		return -1;
+	}
+	if ((m = spool_msg_new(sp, env->mid, why, whylen)) == NULL)
+		return -1;
+	env->msg_size = len;
+	spool_msg_write(m, data, len);
+	if (flush_wbuf(m) == -1 || finish_file(m, env) == -1) {
+		bsnprintf(why, whylen, "spool: cannot write MID %llu into %s",
+		    (unsigned long long)env->mid, sp->dir);
+		spool_msg_abort(m);
+		return -1;
+	}
+	fd = m->fd;
+	m->fd = -1;
+	r = fsync(fd);
+	e = errno;
+	if (close(fd) == -1 && r == 0) {
+		r = -1;
+		e = errno;
+	}
+	if (r == -1) {
+		bsnprintf(why, whylen, "spool: cannot flush MID %llu: %s",
+		    (unsigned long long)env->mid, strerror(e));
+		spool_msg_abort(m);
+		return -1;
+	}
+	spool_path(sp, SPOOL_INCOMING, env->mid, from, sizeof(from));
+	if (rename(from, to) == -1) {
+		bsnprintf(why, whylen, "spool: cannot move MID %llu into the "
+		    "queue: %s", (unsigned long long)env->mid, strerror(errno));
+		spool_msg_abort(m);
+		return -1;
+	}
+	msg_free(m);
+	/* The new entry in queue/ and the old one gone from incoming/. */
+	snprintf(from, sizeof(from), "%s/%s", sp->dir,
+	    area_names[SPOOL_QUEUE]);
+	snprintf(to, sizeof(to), "%s/%s", sp->dir, area_names[SPOOL_INCOMING]);
+	if (fsync_dir(from) == -1 || fsync_dir(to) == -1) {
+		bsnprintf(why, whylen, "spool: cannot flush %s: %s", from,
+		    strerror(errno));
+		spool_path(sp, SPOOL_QUEUE, env->mid, to, sizeof(to));
+		unlink(to);
+		return -1;
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- reading */

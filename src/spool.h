@@ -6,6 +6,8 @@
  * the file to the group-commit thread, which renames a whole batch into
  * spool/queue/ and makes it durable with one syncfs(2); only then is the
  * caller's callback run (in the event loop thread) so it may answer 250.
+ * spool_inject() writes a message made locally (bounce, alert) the same
+ * way, synchronously.
  *
  * Readers (queue manager, `postern queue`) list, open, verify, move and
  * delete spool files, and keep per-recipient delivery state in
@@ -47,6 +49,19 @@ typedef void (*spool_commit_cb)(void *arg, uint64_t mid, int ok);
 /* Finish and commit; `msg` is owned by the spool from here on. */
 void	spool_msg_commit(struct spool_msg *, const struct envelope *,
 	    spool_commit_cb, void *arg);
+/*
+ * Write a whole message (content `data`, len octets, with CRLF line ends)
+ * into spool/queue synchronously and durably, as if it had been received
+ * and committed: same file format, file fsync, rename from incoming/,
+ * fsync of both directories, all before returning.  For messages the
+ * queue manager makes itself (bounces, alerts: see dsn.h).  env->mid must
+ * be set (ids_next(ID_MID)) and unused; env->msg_size is set to len here.
+ * No state file is written (all recipients pending, due now); the caller
+ * schedules it (a queue manager also finds it at its next rescan).  Does
+ * not use the commit thread.  0, or -1 with why (nothing is left behind).
+ */
+int	spool_inject(struct spool *, struct envelope *env, const char *data,
+	    size_t len, char *why, size_t whylen);
 
 /* --- reading --- */
 /* Message IDs in an area, sorted ascending (malloc'd array). */

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BASE_CONFIG, RawSMTP, _esc, queue_count, wait_for
+from conftest import BASE_CONFIG, RawSMTP, _esc, free_port, queue_count, wait_for
 from test_tls import insecure_ctx, start, three_ports
 
 MSG = ("From: Alice <alice@example.org>\r\nTo: bob@remote.example\r\n"
@@ -41,7 +41,14 @@ def auth_config(limits="", accepted_extra="", plain_listener=False):
     t = t.replace('accepted = {{ action = "accept"; }};',
                   'accepted = {{ action = "accept"; ' + _esc(accepted_extra) +
                   ' }};')
-    assert "127.0.0.99" in t and "submission" in t, "BASE_CONFIG changed"
+    # relayed mail for remote.example waits in the queue: its next hop is
+    # a loopback port nobody listens on, and the retry is an hour away
+    route = '{{ domain = "localhost"; maildir = "data/mail/%d/%u"; }}'
+    t = t.replace(route, route + ',\n  {{ domain = "remote.example"; '
+                  'hosts = [ "[127.0.0.1]:%d" ]; }}' % free_port())
+    assert "remote.example" in t and "127.0.0.99" in t and \
+        "submission" in t, "BASE_CONFIG changed"
+    t += "delivery = {{ retry_min = 3600; retry_max = 7200; }};\n"
     t += _esc(limits) + "\n"
     return t, inbound, sub, smtps
 

@@ -3,10 +3,15 @@ with the daemon running and stopped (SPEC "One binary")."""
 import re
 import time
 
-from conftest import (RawSMTP, queue_count, queued_mid, read_bytes, run,
-                      wait_for)
+from conftest import (BASE_CONFIG, RawSMTP, free_port, queue_count,
+                      queued_mid, read_bytes, run, wait_for)
 
 PAUSED = "delivery = { paused = true; };"
+
+# The indented per-recipient line under each message line of `queue list`.
+RID_RE = re.compile(r"^    RID (\d+) <([^>]*)> (pending|delivered|bounced) "
+                    r"attempts (\d+)(?: next (now|\d{4}-\d\d-\d\dT"
+                    r"\d\d:\d\d:\d\dZ))?(?: last error: (.+))?$")
 
 
 def send(server, rcpt="bob@example.com", subject="queued"):
@@ -25,11 +30,31 @@ def q(server, *args):
     return server.cli("queue", *args)
 
 
-def listing(server):
+def list_output(server):
     p = q(server, "list")
     assert p.returncode == 0, p.stderr
-    lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
+    return p.stdout
+
+
+def listing(server):
+    """{MID: message line} (the lines that begin with a MID)."""
+    lines = [ln for ln in list_output(server).splitlines()
+             if ln and not ln[0].isspace()]
     return {int(ln.split()[0]): ln for ln in lines}
+
+
+def rcpt_lines(server):
+    """{MID: [RID_RE match per recipient line under that message]}."""
+    out, mid = {}, None
+    for ln in list_output(server).splitlines():
+        if ln and not ln[0].isspace():
+            mid = int(ln.split()[0])
+            out[mid] = []
+        elif ln.strip():
+            m = RID_RE.match(ln)
+            assert m and mid is not None, f"bad recipient line {ln!r}"
+            out[mid].append(m)
+    return out
 
 
 def test_list_and_count_while_paused(server_factory):
@@ -37,12 +62,18 @@ def test_list_and_count_while_paused(server_factory):
     mids = [send(s, subject=f"m{i}") for i in range(3)]
     p = q(s, "list")
     assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
+    lines = [ln for ln in p.stdout.splitlines() if not ln[0].isspace()]
     assert len(lines) == 3, p.stdout
     assert sorted(int(ln.split()[0]) for ln in lines) == sorted(mids)
     for ln in lines:
         assert re.match(r"^\d+ ", ln)
         assert "<alice@example.com>" in ln and "<bob@example.com>" in ln
+    # under each message line, one line per recipient
+    all_lines = p.stdout.splitlines()
+    assert len(all_lines) == 6, p.stdout
+    for i in (1, 3, 5):
+        assert all_lines[i] == "    RID 0 <bob@example.com> pending " \
+            "attempts 0 next now", p.stdout
     p = q(s, "list", "--count")
     assert p.returncode == 0 and p.stdout == "3\n"
     assert s.maildir_files("example.com", "bob") == []
@@ -56,7 +87,8 @@ def test_show(server_factory):
     out = p.stdout
     assert re.search(rf"^MID:\s+{mid}\b", out, re.M), out
     assert re.search(r"^From:\s+<alice@example\.com>$", out, re.M), out
-    assert re.search(r"^RID 0:\s+<bob@example\.com> pending", out, re.M), out
+    assert re.search(r"^RID 0:\s+<bob@example\.com> pending attempts 0 "
+                     r"next now$", out, re.M), out
     assert "127.0.0.1" in out
     # the header section as stored
     assert "Received: from client.test" in out
@@ -125,13 +157,30 @@ def test_resume_with_paused_config_says_so(server_factory):
     assert "stays paused" in p.stdout
 
 
+def dead_route_server(server_factory, extra):
+    """A server whose route for remote.test points at a loopback port
+    nobody listens on: every attempt for it fails and is delayed
+    (connection refused; "no local route" without an SMTP client)."""
+    dead = free_port()
+    local_route = '{{ domain = "localhost"; maildir = "data/mail/%d/%u"; }}'
+    assert local_route in BASE_CONFIG
+    config = BASE_CONFIG.replace(
+        local_route, '{{ domain = "remote.test"; hosts = [ "[127.0.0.1]:'
+        + str(dead) + '" ]; }},\n  ' + local_route)
+    return server_factory(config=config, extra=extra).start()
+
+
+def delayed_re(mid, rid):
+    return rf"Delayed: (?:DCID \d+ )?MID {mid} to RID \[{rid}\] - "
+
+
 def test_retry_deferred_message(server_factory):
-    # No SMTP client in this version: remote mail is deferred; retry_min
-    # is long, so only `queue retry` brings the next attempt forward.
-    s = server_factory(extra="delivery = { retry_min = 3600; "
-                       "retry_max = 7200; };").start()
-    mid = send(s, rcpt="carol@remote.example", subject="deferred")
-    s.wait_log(rf"Warning: Delayed: MID {mid} to RID \[0\] - ")
+    # remote.test cannot be reached: the mail is deferred; retry_min is
+    # long, so only `queue retry` brings the next attempt forward.
+    s = dead_route_server(server_factory, "delivery = { retry_min = 3600; "
+                          "retry_max = 7200; };")
+    mid = send(s, rcpt="carol@remote.test", subject="deferred")
+    s.wait_log(rf"Warning: {delayed_re(mid, 0)}")
     # the state file is written right after the log line
     ln = wait_for(lambda: [x for x in [listing(s)[mid]] if "attempts 1" in x],
                   10, "attempts 1")[0]
@@ -139,11 +188,11 @@ def test_retry_deferred_message(server_factory):
     p = q(s, "retry", str(mid))
     assert p.returncode == 0, p.stderr
     assert p.stdout == f"MID {mid} scheduled for delivery now\n"
-    s.wait_log(rf"Delayed: MID {mid} to RID \[0\] - ", count=2)
+    s.wait_log(delayed_re(mid, 0), count=2)
     p = q(s, "retry")
     assert p.returncode == 0 and p.stdout == \
         "1 messages scheduled for delivery now\n"
-    s.wait_log(rf"Delayed: MID {mid} to RID \[0\] - ", count=3)
+    s.wait_log(delayed_re(mid, 0), count=3)
     wait_for(lambda: "attempts 3" in listing(s)[mid], 10, "attempts 3")
 
 
@@ -217,3 +266,57 @@ def test_bad_config_is_an_error(tmp_path):
     p = run("queue", "-c", str(bad), "list", cwd=str(tmp_path))
     assert p.returncode == 1
     assert re.search(r"bad\.conf:2: ", p.stderr), p.stderr
+
+
+def test_list_shows_attempts_next_and_last_error(server_factory):
+    # remote.test cannot be reached, so that recipient stays pending
+    # while the local one is delivered.
+    s = dead_route_server(server_factory, "delivery = { retry_min = 60; "
+                          "retry_max = 120; };")
+    with RawSMTP(s.port) as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<alice@example.com>", expect="250 2.1.0")
+        c.cmd("RCPT TO:<bob@example.com>", expect="250 2.1.5")
+        c.cmd("RCPT TO:<carol@remote.test>", expect="250 2.1.5")
+        c.cmd("DATA", expect=354)
+        c.send("From: alice@example.com\r\nSubject: two\r\n\r\nhi\r\n.\r\n")
+        mid = queued_mid(c.reply())
+    s.wait_log(delayed_re(mid, 1))
+    s.wait_maildir("example.com", "bob")
+
+    def settled():
+        r = rcpt_lines(s).get(mid)
+        return r if r and r[1].group(4) != "0" and r[0].group(3) == \
+            "delivered" else None
+    rids = wait_for(settled, 10, "recipient state after the first attempt")
+    assert len(rids) == 2
+    bob, carol = rids
+    assert (bob.group(1), bob.group(2)) == ("0", "bob@example.com")
+    assert bob.group(5) is None          # no next once delivered
+    assert (carol.group(1), carol.group(2), carol.group(3)) == \
+        ("1", "carol@remote.test", "pending")
+    assert int(carol.group(4)) >= 1
+    # retry_min = 60: the next attempt is in the future, as a UTC time
+    assert re.match(r"\d{4}-", carol.group(5)), carol.group(0)
+    assert carol.group(6) and carol.group(6).strip(), carol.group(0)
+    # the message line itself is unchanged in form
+    ln = listing(s)[mid]
+    assert re.match(rf"^{mid} active \S+ \d+ bytes from <alice@example.com> "
+                    r"to <bob@example.com> delivered attempts \d+, "
+                    r"<carol@remote.test> pending attempts \d+ next ", ln), ln
+    p = q(s, "list", "--count")
+    assert p.returncode == 0 and p.stdout == "1\n"
+    # show has the same per-recipient state
+    p = q(s, "show", str(mid))
+    assert p.returncode == 0, p.stderr
+    m = re.search(r"^RID 1:\s+<carol@remote\.test> pending attempts (\d+) "
+                  r"next \S+Z last error: (.+)$", p.stdout, re.M)
+    assert m and int(m.group(1)) >= 1 and m.group(2).strip(), p.stdout
+    assert re.search(r"^RID 0:\s+<bob@example\.com> delivered attempts \d+$",
+                     p.stdout, re.M), p.stdout
+    # after `queue retry` the recipient is due now
+    assert q(s, "pause").returncode == 0
+    assert q(s, "retry", str(mid)).returncode == 0
+    carol = rcpt_lines(s)[mid][1]
+    assert carol.group(5) == "now", carol.group(0)
+    assert carol.group(6), carol.group(0)   # the last error stays

@@ -10,6 +10,10 @@
  * unexpected 334); mail transactions with and without PIPELINING,
  * dot-stuffing, per-recipient replies, refusals at each stage, a close
  * and a timeout during the data, parameters, usage errors, 1 MiB intact.
+ * The final reply per recipient (smtp_client_data_reply) in SMTP; LMTP
+ * (RFC 2033): LHLO, one final reply per accepted recipient, all of them
+ * refused, a server that stalls or trickles them past the deadline, a
+ * 354 without recipients, and a session over a real UNIX socket.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <arpa/inet.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -45,9 +51,12 @@ enum action {
 	A_CLOSE,	/* close the connection */
 	A_STARTTLS,	/* send `reply` then start TLS (server side) */
 	A_RAW,		/* send `reply` and then stop reading (injection) */
-	A_DATA		/* send `reply` (354) and collect message lines up
+	A_DATA,		/* send `reply` (354) and collect message lines up
 			 * to "." (which is then matched as a line) */
+	A_DRIP		/* send `reply` one line every DRIP_INTERVAL */
 };
+
+#define DRIP_INTERVAL	0.4
 
 struct sstep {
 	const char	*expect;	/* prefix of the client's line; NULL =
@@ -71,6 +80,8 @@ struct fake {
 	int			 data_mode;
 	struct strbuf		 raw;		/* data lines as received */
 	struct strbuf		 body;		/* the same un-stuffed */
+	struct event		*drip;		/* A_DRIP */
+	const char		*drip_p;	/* what is left to send */
 };
 
 static void fake_do(struct fake *f);
@@ -128,9 +139,30 @@ fake_event(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
+fake_drip(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake *f = arg;
+	struct timeval tv = { 0, (suseconds_t)(DRIP_INTERVAL * 1e6) };
+	const char *nl;
+	size_t n;
+
+	(void)fd;
+	(void)what;
+	if (f->bev == NULL || f->drip_p == NULL || *f->drip_p == '\0')
+		return;
+	nl = strchr(f->drip_p, '\n');
+	n = nl != NULL ? (size_t)(nl - f->drip_p) + 1 : strlen(f->drip_p);
+	bufferevent_write(f->bev, f->drip_p, n);
+	f->drip_p += n;
+	if (*f->drip_p != '\0')
+		evtimer_add(f->drip, &tv);
+}
+
+static void
 fake_do(struct fake *f)
 {
 	const struct sstep *s = &f->script[f->i++];
+	struct timeval tv = { 0, (suseconds_t)(DRIP_INTERVAL * 1e6) };
 	SSL *ssl;
 
 	switch (s->act) {
@@ -142,6 +174,13 @@ fake_do(struct fake *f)
 		f->data_mode = 1;
 		break;
 	case A_SILENT:
+		break;
+	case A_DRIP:
+		/* the first line after one interval too */
+		f->drip = evtimer_new(f->base, fake_drip, f);
+		assert_non_null(f->drip);
+		f->drip_p = s->reply;
+		evtimer_add(f->drip, &tv);
 		break;
 	case A_CLOSE:
 		if (s->reply != NULL)
@@ -196,6 +235,8 @@ fake_start(struct fake *f, struct event_base *base, int fd,
 static void
 fake_stop(struct fake *f)
 {
+	if (f->drip != NULL)
+		event_free(f->drip);
 	if (f->bev != NULL)
 		bufferevent_free(f->bev);
 	if (f->fd != -1)
@@ -325,6 +366,9 @@ static struct {
 	const struct smtp_client_envelope *env;
 	const char	*msg;
 	size_t		 msglen;
+	int		 lmtp;		/* smtp_client_set_lmtp(c, 1) */
+	int		 have_fds;	/* use fds instead of a socketpair */
+	int		 fds[2];	/* client, fake server */
 } args;
 
 /* Run `steps` against `script`; the result of the last step is in d. */
@@ -335,8 +379,7 @@ run(struct drv *d, const struct sstep *script, size_t n,
 {
 	struct smtp_client_timeouts to;
 	struct timeval guard = { 10, 0 };
-	int sv[2];
-
+	int sv[2], lmtp;
 
 	memset(d, 0, sizeof(*d));
 	/* parameters of C_AUTH / C_SEND, set by the test before run() */
@@ -347,8 +390,14 @@ run(struct drv *d, const struct sstep *script, size_t n,
 	d->env = args.env;
 	d->msg = args.msg;
 	d->msglen = args.msglen;
+	lmtp = args.lmtp;
+	if (args.have_fds) {
+		sv[0] = args.fds[0];
+		sv[1] = args.fds[1];
+	} else
+		assert_int_equal(socketpair(AF_UNIX,
+		    SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	memset(&args, 0, sizeof(args));
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	d->base = event_base_new();
 	assert_non_null(d->base);
 	smtp_client_timeouts_default(&to);
@@ -357,6 +406,8 @@ run(struct drv *d, const struct sstep *script, size_t n,
 		    to.rcpt = to.data_init = to.data_block = to.data_end =
 		    timeout;
 	d->c = smtp_client_new(d->base, &to);
+	if (lmtp)
+		smtp_client_set_lmtp(d->c, 1);
 	d->steps = steps;
 	d->cctx = cctx;
 	d->cmd = "NOOP";
@@ -1557,6 +1608,467 @@ test_send_1mib(void **state)
 	free(m);
 }
 
+/* ---- final replies and LMTP (RFC 2033) ------------------------------- */
+
+/* Run more steps on the session `d` is left with. */
+static void
+run_more(struct drv *d, const enum cstep *steps)
+{
+	struct timeval guard = { 10, 0 };
+
+	d->steps = steps;
+	d->i = 0;
+	d->done = 0;
+	drv_next(d);
+	event_base_loopexit(d->base, &guard);
+	event_base_dispatch(d->base);
+	assert_true(d->done);
+	assert_false(d->cb_inside);
+}
+
+static void
+lmtp_args(const struct smtp_client_envelope *env, const char *msg)
+{
+	send_args(env, msg);
+	args.lmtp = 1;
+}
+
+static const char LHLO_REPLY[] = "250-lmtp.test\r\n250-PIPELINING\r\n"
+    "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE 5000\r\n";
+static const enum cstep quit_only[] = { C_QUIT, C_END };
+
+static void
+test_data_reply_smtp(void **state)
+{
+	static const struct sstep ok[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "550 5.1.1 no\r\n" },
+		{ "RCPT TO:<d@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SEND, "250 2.0.0 queued as Q\r\n" },
+		{ "QUIT", A_SEND, "221 bye\r\n" },
+	};
+	static const struct sstep eod[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "550 5.1.1 no\r\n" },
+		{ "RCPT TO:<d@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SEND, "452 4.3.1 full\r\n" },
+	};
+	static const struct sstep data[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_SEND, "451 4.3.0 not now\r\n" },
+	};
+	static const struct smtp_client_envelope env3 = {
+		"a@x", rcpt3, 3, 0, 0, 0, NULL, NULL
+	};
+	static const struct smtp_client_envelope env1 = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	struct event_base *base = event_base_new();
+	struct smtp_client *c = smtp_client_new(base, NULL);
+	const struct smtp_reply *r;
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	/* no transaction yet */
+	assert_null(smtp_client_data_reply(c, 0));
+	assert_false(smtp_client_lmtp(c));
+	smtp_client_free(c);
+	event_base_free(base);
+
+	/* the one end-of-data reply for each recipient accepted at RCPT */
+	send_args(&env3, "x\r\n");
+	run(&d, ok, NELEM(ok), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_false(f.mismatch);
+	r = smtp_client_data_reply(d.c, 0);
+	assert_non_null(r);
+	assert_int_equal(r->code, 250);
+	assert_string_equal(smtp_reply_text(r, 0), "queued as Q");
+	assert_ptr_equal(smtp_client_data_reply(d.c, 2), r);
+	assert_null(smtp_client_data_reply(d.c, 1));	/* 550 at RCPT */
+	assert_null(smtp_client_data_reply(d.c, 3));
+	/* valid until the next step starts */
+	run_more(&d, quit_only);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_false(f.mismatch);
+	assert_null(smtp_client_data_reply(d.c, 0));
+	finish_run(&d, &f);
+
+	/* refused at the end of data: the refusal for each of them */
+	send_args(&env3, "x\r\n");
+	run(&d, eod, NELEM(eod), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "end of data");
+	assert_int_equal(smtp_client_data_reply(d.c, 0)->code, 452);
+	assert_int_equal(smtp_client_data_reply(d.c, 2)->code, 452);
+	assert_null(smtp_client_data_reply(d.c, 1));
+	finish_run(&d, &f);
+
+	/* DATA refused: no final reply at all */
+	send_args(&env1, "x\r\n");
+	run(&d, data, NELEM(data), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "DATA");
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 0)->code, 250);
+	assert_null(smtp_client_data_reply(d.c, 0));
+	finish_run(&d, &f);
+}
+
+static void
+test_lmtp_lhlo(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 lmtp.test LMTP ready\r\n" },
+		{ "LHLO client.test", A_SEND, LHLO_REPLY },
+		{ "QUIT", A_SEND, "221 2.0.0 bye\r\n" },
+	};
+	static const struct sstep refused[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "LHLO client.test", A_SEND, "500 5.5.1 what is LHLO\r\n" },
+	};
+	static const struct sstep busy[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "LHLO client.test", A_SEND, "421 4.3.2 shutting down\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_QUIT,
+		C_END };
+	static const enum cstep steps2[] = { C_GREETING, C_EHLO, C_END };
+	const struct smtp_ehlo *e;
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	lmtp_args(NULL, NULL);
+	run(&d, script, NELEM(script), steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 221);
+	assert_int_equal(d.n_ok, 2);
+	assert_false(f.mismatch);
+	assert_int_equal(f.ngot, 2);
+	assert_string_equal(f.got[0], "LHLO client.test");
+	assert_true(smtp_client_lmtp(d.c));
+	assert_true(smtp_client_esmtp(d.c));
+	e = smtp_client_ehlo_info(d.c);
+	assert_non_null(e);
+	assert_string_equal(e->domain, "lmtp.test");
+	assert_int_equal(e->ext, SMTP_EXT_PIPELINING |
+	    SMTP_EXT_ENHANCEDSTATUSCODES | SMTP_EXT_8BITMIME | SMTP_EXT_SIZE);
+	assert_int_equal(e->size, 5000);
+	finish_run(&d, &f);
+
+	/* a 5xx to LHLO: EREPLY, and no HELO */
+	lmtp_args(NULL, NULL);
+	run(&d, refused, NELEM(refused), steps2, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "LHLO");
+	assert_int_equal(d.last_code, 500);
+	assert_non_null(strstr(d.last.detail, "LHLO refused"));
+	assert_int_equal(f.ngot, 1);
+	assert_false(f.mismatch);
+	assert_null(smtp_client_ehlo_info(d.c));
+	assert_false(smtp_client_esmtp(d.c));
+	finish_run(&d, &f);
+
+	lmtp_args(NULL, NULL);
+	run(&d, busy, NELEM(busy), steps2, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "LHLO");
+	assert_int_equal(d.last_code, 421);
+	assert_int_equal(f.ngot, 1);
+	finish_run(&d, &f);
+}
+
+static void
+test_lmtp_send(void **state)
+{
+	/* RCPT 2 refused; one final reply each for RCPT 1 and 3 */
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "LHLO", A_SEND, LHLO_REPLY },
+		{ "MAIL FROM:<a@x> SIZE=3", A_SEND, "250 2.1.0 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 2.1.5 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "550 5.1.1 no such user\r\n" },
+		{ "RCPT TO:<d@y>", A_SEND, "250 2.1.5 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 2.0.0 <b@y> delivered\r\n"
+		    "452-4.2.2 <d@y> mailbox\r\n452 4.2.2 full\r\n" },
+		{ "QUIT", A_SEND, "221 bye\r\n" },
+	};
+	/* no PIPELINING; the 2xx comes second: still the result's reply */
+	static const struct sstep second[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "LHLO", A_SEND, "250 lmtp.test\r\n" },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SEND, "451 4.3.0 <b@y> try later\r\n"
+		    "250 2.0.0 <c@y> ok\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt3, 3, 3, 0, 0, NULL, NULL
+	};
+	static const struct smtp_client_envelope env2 = {
+		"a@x", rcpt2, 2, 0, 0, 0, NULL, NULL
+	};
+	const struct smtp_reply *r;
+	struct drv d;
+	struct fake f;
+	size_t i;
+
+	(void)state;
+	lmtp_args(&env, "x\r\n");
+	run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("%s: %s", d.last.step, d.last.detail);
+	assert_string_equal(d.last.step, "end of data");
+	assert_int_equal(d.last_code, 250);
+	assert_false(f.mismatch);
+	assert_string_equal(f.body.s, "x\r\n");
+	/* pipelined: MAIL, the RCPTs and DATA in one read */
+	for (i = 2; i <= 5; i++)
+		assert_int_equal(f.got_read[i], f.got_read[1]);
+	assert_int_equal(smtp_client_rcpt_reply(d.c, 1)->code, 550);
+	r = smtp_client_data_reply(d.c, 0);
+	assert_non_null(r);
+	assert_int_equal(r->code, 250);
+	assert_string_equal(smtp_reply_text(r, 0), "<b@y> delivered");
+	assert_null(smtp_client_data_reply(d.c, 1));
+	r = smtp_client_data_reply(d.c, 2);
+	assert_non_null(r);
+	assert_int_equal(r->code, 452);
+	assert_string_equal(r->enhanced, "4.2.2");
+	assert_int_equal(r->nlines, 2);
+	assert_null(smtp_client_data_reply(d.c, 3));
+	/* all replies consumed: QUIT gets its own */
+	run_more(&d, quit_only);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 221);
+	assert_false(f.mismatch);
+	finish_run(&d, &f);
+
+	lmtp_args(&env2, "x\r\n");
+	run(&d, second, NELEM(second), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 250);
+	assert_string_equal(smtp_reply_text(d.last.reply, 0), "<c@y> ok");
+	assert_false(f.mismatch);
+	assert_int_equal(smtp_client_data_reply(d.c, 0)->code, 451);
+	assert_int_equal(smtp_client_data_reply(d.c, 1)->code, 250);
+	finish_run(&d, &f);
+}
+
+static void
+test_lmtp_all_refused(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "LHLO", A_SEND, LHLO_REPLY },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SEND, "554 5.6.0 <b@y> content rejected\r\n"
+		    "552 5.2.2 <c@y> over quota\r\n" },
+		{ "QUIT", A_SEND, "221 bye\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt2, 2, 0, 0, 0, NULL, NULL
+	};
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	lmtp_args(&env, "x\r\n");
+	run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "end of data");
+	assert_int_equal(d.last_code, 552);		/* the last one */
+	assert_int_equal(smtp_client_data_reply(d.c, 0)->code, 554);
+	assert_int_equal(smtp_client_data_reply(d.c, 1)->code, 552);
+	/* the session goes on */
+	run_more(&d, quit_only);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 221);
+	assert_false(f.mismatch);
+	finish_run(&d, &f);
+}
+
+static void
+test_lmtp_final_timeout(void **state)
+{
+	/* one final reply of two, then silence */
+	static const struct sstep stall[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "LHLO", A_SEND, LHLO_REPLY },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SEND, "250 2.0.0 <b@y> delivered\r\n" },
+	};
+	/* each reply within the deadline of the one before, both not: the
+	 * deadline is for all of them (DRIP_INTERVAL < 0.6 < 2 x it) */
+	static const struct sstep drip[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "LHLO", A_SEND, LHLO_REPLY },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_DRIP, "250 2.0.0 <b@y> delivered\r\n"
+		    "250 2.0.0 <c@y> delivered\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt2, 2, 0, 0, 0, NULL, NULL
+	};
+	double t0 = mono_now();
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	lmtp_args(&env, "x\r\n");
+	run(&d, stall, NELEM(stall), send_steps, 0.3, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ETIMEOUT);
+	assert_string_equal(d.last.step, "end of data");
+	assert_non_null(strstr(d.last.detail, "1 of 2"));
+	assert_true(mono_now() - t0 < 3);
+	assert_false(f.mismatch);
+	/* b@y was delivered (must not be sent again); c@y is in doubt */
+	assert_int_equal(smtp_client_data_reply(d.c, 0)->code, 250);
+	assert_null(smtp_client_data_reply(d.c, 1));
+	finish_run(&d, &f);
+
+	t0 = mono_now();
+	lmtp_args(&env, "x\r\n");
+	run(&d, drip, NELEM(drip), send_steps, 0.6, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ETIMEOUT);
+	assert_string_equal(d.last.step, "end of data");
+	assert_true(mono_now() - t0 < 3);
+	assert_int_equal(smtp_client_data_reply(d.c, 0)->code, 250);
+	assert_null(smtp_client_data_reply(d.c, 1));
+	finish_run(&d, &f);
+}
+
+static void
+test_lmtp_354_without_rcpt(void **state)
+{
+	/* RFC 2033 4.2: DATA MUST fail when no RCPT succeeded */
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "LHLO", A_SEND, LHLO_REPLY },
+		{ "MAIL", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "550 5.1.1 no\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "450 4.2.1 later\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt2, 2, 0, 0, 0, NULL, NULL
+	};
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	lmtp_args(&env, "x\r\n");
+	run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "RCPT");
+	assert_int_equal(d.last_code, 450);
+	assert_null(smtp_client_data_reply(d.c, 0));
+	assert_null(smtp_client_data_reply(d.c, 1));
+	assert_int_equal(f.raw.len, 0);
+	assert_int_equal(f.ngot, 5);		/* no "." */
+	/* the connection was given up */
+	run_more(&d, quit_only);
+	assert_int_equal(d.last.err, SMTP_CLIENT_ECLOSED);
+	assert_non_null(strstr(d.last.detail, "without a recipient"));
+	assert_int_equal(f.ngot, 5);		/* no QUIT either */
+	finish_run(&d, &f);
+}
+
+static void
+test_lmtp_unix_socket(void **state)
+{
+	/* lmtp:/path: the caller connects a UNIX socket and attaches it */
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 lmtp.test LMTP ready\r\n" },
+		{ "LHLO client.test", A_SEND, LHLO_REPLY },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 2.1.0 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 2.1.5 ok\r\n" },
+		{ "RCPT TO:<c@y>", A_SEND, "250 2.1.5 ok\r\n" },
+		{ "DATA", A_DATA, "354 go\r\n" },
+		{ ".", A_SEND, "250 2.0.0 <b@y> saved\r\n"
+		    "250 2.0.0 <c@y> saved\r\n" },
+		{ "QUIT", A_SEND, "221 bye\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_SEND, C_QUIT,
+		C_END };
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt2, 2, 0, 0, 0, NULL, NULL
+	};
+	char dir[] = "/tmp/postern-lmtp.XXXXXX";
+	struct sockaddr_un sun, peer;
+	socklen_t plen = sizeof(peer);
+	struct drv d;
+	struct fake f;
+	int ls, cs, ss;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	assert_true((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path),
+	    "%s/lmtp", dir) < sizeof(sun.sun_path));
+	ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(ls != -1);
+	assert_int_equal(bind(ls, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(ls, 1), 0);
+	cs = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(cs != -1);
+	assert_int_equal(connect(cs, (struct sockaddr *)&sun, sizeof(sun)),
+	    0);
+	ss = accept(ls, NULL, NULL);
+	assert_true(ss != -1);
+	assert_int_equal(fcntl(ss, F_SETFL, fcntl(ss, F_GETFL) | O_NONBLOCK),
+	    0);
+	close(ls);
+
+	lmtp_args(&env, "Subject: u\r\n\r\nover a UNIX socket\r\n");
+	args.have_fds = 1;
+	args.fds[0] = cs;
+	args.fds[1] = ss;
+	run(&d, script, NELEM(script), steps, 0, NULL, NULL, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("%s: %s", d.last.step, d.last.detail);
+	assert_int_equal(d.last_code, 221);
+	assert_int_equal(d.n_ok, 3);
+	assert_false(f.mismatch);
+	assert_int_equal(f.ngot, 7);
+	assert_string_equal(f.body.s, "Subject: u\r\n\r\nover a UNIX "
+	    "socket\r\n");
+	assert_int_equal(smtp_client_fd(d.c), cs);
+	assert_int_equal(getpeername(cs, (struct sockaddr *)&peer, &plen), 0);
+	assert_int_equal(peer.sun_family, AF_UNIX);
+	assert_string_equal(peer.sun_path, sun.sun_path);
+	/* the send's final replies were dropped when QUIT started */
+	assert_null(smtp_client_data_reply(d.c, 0));
+	finish_run(&d, &f);
+	assert_int_equal(unlink(sun.sun_path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
@@ -1593,6 +2105,13 @@ main(void)
 		cmocka_unit_test(test_send_block_timeout),
 		cmocka_unit_test(test_send_usage),
 		cmocka_unit_test(test_send_1mib),
+		cmocka_unit_test(test_data_reply_smtp),
+		cmocka_unit_test(test_lmtp_lhlo),
+		cmocka_unit_test(test_lmtp_send),
+		cmocka_unit_test(test_lmtp_all_refused),
+		cmocka_unit_test(test_lmtp_final_timeout),
+		cmocka_unit_test(test_lmtp_354_without_rcpt),
+		cmocka_unit_test(test_lmtp_unix_socket),
 	};
 
 	/* a write to a closed socket must be an error, not a signal */
