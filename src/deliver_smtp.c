@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -42,6 +43,8 @@
 #define DSMTP_MAX_TARGETS	64
 #define DSMTP_DNS_TIMEOUT	30.0
 #define DSMTP_PASSWORD_MAX	1024
+#define DSMTP_IDLE_HOLD		2	/* seconds an idle connection waits
+					 * for the next message */
 
 struct ditem {
 	struct ditem		*next;
@@ -75,6 +78,7 @@ struct dq {
 	struct ditem		*head, **tailp;
 	size_t			 nitems;
 	int			 nconns;
+	struct dconn		*idle;		/* connections waiting for work */
 	/* resolution */
 	int			 resolved;	/* targets ready */
 	size_t			 hop;		/* next route hop to resolve */
@@ -99,6 +103,11 @@ struct dconn {
 	int			 need_rset;
 	int			 nmsgs;
 	struct ditem		*cur;
+	struct dconn		*next_idle;
+	struct event		*idle_ev;
+	int			 idle;		/* in dq->idle */
+	int			 reused;	/* this message after an idle
+						 * wait */
 	char			 peer_ip[64];
 	char			 port_s[16];
 	char			 error[512];	/* why this target failed */
@@ -116,6 +125,9 @@ static void	conn_try(struct dconn *);
 static void	conn_next_target(struct dconn *, const char *why);
 static void	conn_next_msg(struct dconn *);
 static void	dq_kick(struct dq *);
+static void	idle_leave(struct dconn *);
+static void	on_quit(struct smtp_client *,
+		    const struct smtp_client_result *, void *);
 static void	resolve_next_hop(struct dq *);
 
 /* ------------------------------------------------------------ helpers */
@@ -447,7 +459,7 @@ static void
 hosts_cb(void *arg, const struct dns_hosts *h)
 {
 	struct dq *q = arg;
-	size_t i, k;
+	size_t i, k, limit;
 	int lmtp = 0;
 
 	q->dns_id = 0;
@@ -460,7 +472,28 @@ hosts_cb(void *arg, const struct dns_hosts *h)
 	}
 	switch (h->status) {
 	case DNS_OK:
-		for (i = 0; i < h->nhosts; i++)
+		limit = h->nhosts;
+		if (q->route == NULL)
+			for (i = 0; i < h->nhosts; i++)
+				/* RFC 5321 5.1: we are an MX of this domain:
+				 * only hosts more preferred than we are. */
+				if (ascii_casecmp(h->hosts[i].name,
+				    dconf->hostname) == 0) {
+					for (limit = 0; limit < h->nhosts &&
+					    h->hosts[limit].pref <
+					    h->hosts[i].pref; limit++)
+						;
+					break;
+				}
+		if (limit == 0) {
+			bsnprintf(q->last_error, sizeof(q->last_error),
+			    "mail for %s loops back to myself: %s is its "
+			    "best MX host", q->domain, dconf->hostname);
+			q->dns_perm = 1;
+			bstrlcpy(q->dns_status, "5.4.6",
+			    sizeof(q->dns_status));
+		}
+		for (i = 0; i < limit; i++)
 			for (k = 0; k < h->hosts[i].naddrs; k++)
 				add_target(q, h->hosts[i].name,
 				    (const struct sockaddr *)&h->hosts[i].
@@ -534,6 +567,12 @@ dq_kick(struct dq *q)
 
 	if (!q->resolved)
 		return;
+	while (q->nitems > 0 && q->idle != NULL) {
+		dc = q->idle;
+		idle_leave(dc);
+		dc->reused = 1;
+		conn_next_msg(dc);
+	}
 	while (q->nitems > 0 && q->nconns < q->max_conns &&
 	    q->nconns < q->window && (size_t)q->nconns < q->nitems) {
 		dc = xcalloc(1, sizeof(*dc));
@@ -548,10 +587,57 @@ dq_kick(struct dq *q)
 /* ------------------------------------------------------- connections */
 
 static void
+idle_leave(struct dconn *dc)
+{
+	struct dconn **pp;
+
+	if (!dc->idle)
+		return;
+	for (pp = &dc->dq->idle; *pp; pp = &(*pp)->next_idle)
+		if (*pp == dc) {
+			*pp = dc->next_idle;
+			break;
+		}
+	dc->idle = 0;
+	dc->next_idle = NULL;
+	event_del(dc->idle_ev);
+}
+
+static void
+idle_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dconn *dc = arg;
+
+	idle_leave(dc);
+	smtp_client_quit(dc->c, on_quit, dc);
+}
+
+/* No message waits: keep the connection a moment for the next one. */
+static void
+idle_enter(struct dconn *dc)
+{
+	struct timeval tv = { DSMTP_IDLE_HOLD, 0 };
+
+	if (dc->idle_ev == NULL)
+		dc->idle_ev = evtimer_new(dbase, idle_timeout_cb, dc);
+	if (dc->idle_ev == NULL) {
+		smtp_client_quit(dc->c, on_quit, dc);
+		return;
+	}
+	dc->idle = 1;
+	dc->next_idle = dc->dq->idle;
+	dc->dq->idle = dc;
+	event_add(dc->idle_ev, &tv);
+}
+
+static void
 conn_free(struct dconn *dc)
 {
 	struct dq *q = dc->dq;
 
+	idle_leave(dc);
+	if (dc->idle_ev != NULL)
+		event_free(dc->idle_ev);
 	smtp_client_free(dc->c);
 	if (dc->cur != NULL) {
 		/* Should not happen: every path finishes its item first. */
@@ -1178,8 +1264,12 @@ conn_next_msg(struct dconn *dc)
 	struct dq *q = dc->dq;
 	struct ditem *it;
 
-	if (dc->nmsgs >= DSMTP_MSGS_PER_CONN || q->nitems == 0) {
+	if (dc->nmsgs >= DSMTP_MSGS_PER_CONN) {
 		smtp_client_quit(dc->c, on_quit, dc);
+		return;
+	}
+	if (q->nitems == 0) {
+		idle_enter(dc);
 		return;
 	}
 	if (dc->need_rset) {
@@ -1245,11 +1335,28 @@ on_sent(struct smtp_client *c, const struct smtp_client_result *r, void *arg)
 {
 	struct dconn *dc = arg;
 	struct ditem *it = dc->cur;
+	struct dq *q = dc->dq;
 	const char *host = cur_target(dc)->name;
 	char why[600], text[400];
 	size_t i;
 
 	dc->cur = NULL;
+	if (dc->reused && (r->err == SMTP_CLIENT_ECLOSED ||
+	    r->err == SMTP_CLIENT_EIO) && smtp_client_rcpt_reply(c, 0) ==
+	    NULL && (r->step == NULL || strcmp(r->step, "MAIL") == 0)) {
+		/* The server dropped the connection while it idled: not the
+		 * message's fault; it goes first on a fresh connection. */
+		log_debug("DCID %s: idle connection was closed by the server",
+		    dc->dcid_s);
+		it->next = q->head;
+		q->head = it;
+		if (q->tailp == &q->head)
+			q->tailp = &it->next;
+		q->nitems++;
+		conn_free(dc);
+		return;
+	}
+	dc->reused = 0;
 	if (r->err == SMTP_CLIENT_OK || (r->err == SMTP_CLIENT_EREPLY &&
 	    r->step != NULL && strcmp(r->step, "MAIL") != 0)) {
 		for (i = 0; i < it->n; i++) {

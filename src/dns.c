@@ -264,9 +264,10 @@ timeout_cb(evutil_socket_t fd, short what, void *arg)
 	finish(r);
 }
 
-/* Wire-format name (RFC 1035 3.1) to text without the final dot. */
-static int
-wire_name(const unsigned char *p, size_t len, char *out, size_t outlen)
+/* Wire-format name (RFC 1035 3.1) to text without the final dot (see
+ * dns.h). */
+int
+dns_wire_name(const unsigned char *p, size_t len, char *out, size_t outlen)
 {
 	size_t i = 0, o = 0;
 
@@ -286,6 +287,25 @@ wire_name(const unsigned char *p, size_t len, char *out, size_t outlen)
 	if (o == 0)
 		return -1;
 	out[o] = '\0';
+	return 0;
+}
+
+/* MX rdata (RFC 1035 3.3.9): preference, then the target's wire-format
+ * name; "" for the root (RFC 7505 null MX) (see dns.h). */
+int
+dns_parse_mx_rdata(const unsigned char *d, size_t len, int *pref, char *name,
+    size_t namelen)
+{
+	if (len < 3 || namelen == 0)
+		return -1;
+	if (d[2] == 0) {
+		*pref = d[0] << 8 | d[1];
+		name[0] = '\0';
+		return 0;
+	}
+	if (dns_wire_name(d + 2, len - 2, name, namelen) == -1)
+		return -1;
+	*pref = d[0] << 8 | d[1];
 	return 0;
 }
 
@@ -309,8 +329,8 @@ answer_cb(void *arg, int err, struct ub_result *res)
 		goto out;
 	}
 	if (r->step == 0) {
-		if (wire_name((unsigned char *)res->data[0], (size_t)res->len[0],
-		    r->host, sizeof(r->host)) == -1)
+		if (dns_wire_name((unsigned char *)res->data[0],
+		    (size_t)res->len[0], r->host, sizeof(r->host)) == -1)
 			r->host[0] = '\0';
 		else {
 			r->step = 1;
@@ -858,7 +878,6 @@ static int
 mx_hosts(struct hosts_req *r, const struct ub_result *res)
 {
 	struct mx_rr *rr;
-	const unsigned char *d;
 	size_t n = 0, i, j, nrr;
 	int nroot = 0, pref;
 	char name[256];
@@ -867,17 +886,14 @@ mx_hosts(struct hosts_req *r, const struct ub_result *res)
 		;
 	rr = xcalloc(nrr, sizeof(*rr));
 	for (i = 0; i < nrr; i++) {
-		d = (const unsigned char *)res->data[i];
-		if (res->len[i] < 3)
+		if (res->len[i] < 0 || dns_parse_mx_rdata((const unsigned char *)
+		    res->data[i], (size_t)res->len[i], &pref, name,
+		    sizeof(name)) == -1)
 			continue;
-		pref = d[0] << 8 | d[1];
-		if (d[2] == 0) {
+		if (name[0] == '\0') {
 			nroot++;
 			continue;
 		}
-		if (wire_name(d + 2, (size_t)res->len[i] - 2, name,
-		    sizeof(name)) == -1)
-			continue;
 		for (j = 0; j < n; j++)
 			if (ascii_casecmp(rr[j].name, name) == 0)
 				break;

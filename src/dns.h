@@ -102,4 +102,23 @@ void	dns_cancel(unsigned long id);
  * orderly exits and tests.  dns_init() may be called again afterwards. */
 void	dns_shutdown(void);
 
+/*
+ * For tests and fuzzing: the parsers of answer data (untrusted), pure
+ * functions.  Both return 0 or -1; out/name are NUL-terminated on 0 only.
+ *
+ * dns_wire_name: a wire-format name (RFC 1035 3.1) in p[0..len), ending at
+ * its root label or at len, into text without the final dot; -1 for a
+ * compression pointer, a label running past len, a label character <= 0x20,
+ * >= 0x7f or '.', the root name alone, or no room in out[0..outlen).
+ *
+ * dns_parse_mx_rdata: MX rdata (RFC 1035 3.3.9), *pref the preference
+ * (0..65535) and name the target as with dns_wire_name, or "" when the
+ * target is the root (RFC 7505 null MX); -1 when shorter than 3 bytes or
+ * the target is not a name dns_wire_name accepts.
+ */
+int	dns_wire_name(const unsigned char *p, size_t len, char *out,
+	    size_t outlen);
+int	dns_parse_mx_rdata(const unsigned char *d, size_t len, int *pref,
+	    char *name, size_t namelen);
+
 #endif

@@ -956,7 +956,8 @@ resolver = {{ local_data = [
   "mxtest.example. MX 10 mx1.mxtest.example.",
   "mxtest.example. MX 20 mx2.mxtest.example.",
   "mx1.mxtest.example. A 127.0.0.2", "mx2.mxtest.example. A 127.0.0.3",
-  "nullmx.example. MX 0 .", "implicit.example. A 127.0.0.4" ]; }};
+  "nullmx.example. MX 0 .", "implicit.example. A 127.0.0.4",
+  "selfmx.example. MX 10 {EHLO_NAME}.", "{EHLO_NAME}. A 127.0.0.6" ]; }};
 tls = {{ system_cas = false; }};
 alerts = {{ recipients = [ "postmaster@localhost" ]; from = "postern@{EHLO_NAME}"; }};
 """

@@ -155,6 +155,23 @@ def test_queued_messages_share_connections(server_factory, pki,
     settle(s, WAIT)
 
 
+def test_idle_connection_is_reused_for_the_next_message(server_factory,
+                                                        pki, peer_factory):
+    """A message that arrives while the last connection to its destination
+    is still held open (2 s) goes over that same connection."""
+    peer = peer_factory()
+    s = relay_server(server_factory, pki, peer.port)
+    dcids = []
+    for i in range(3):
+        mid = send(s, "bob@relay.test", subject=f"seq-{i}")
+        dcid, _resp = wait_done(s, mid)
+        dcids.append(dcid)
+    peer.wait_messages(3, WAIT)
+    assert len(set(dcids)) == 1, dcids
+    assert peer.connections == 1, peer.connections
+    settle(s, WAIT)
+
+
 def test_several_recipients_one_transaction(server_factory, pki,
                                             peer_factory):
     peer = peer_factory()
@@ -388,5 +405,19 @@ def test_null_mx_bounces_without_connecting(server_factory, pki):
     everything = squash(text_of(dsn) + "\n" + status + "\n" +
                         read_bytes(files[0]).decode("utf-8", "replace"))
     assert re.search(r"null[ -]MX|7505", everything, re.I), everything
+    settle(s, WAIT)
+    assert not log_lines(s, r"New SMTP DCID "), s.log()
+
+
+def test_mx_naming_ourselves_bounces_as_loop(server_factory, pki):
+    # RFC 5321 5.1: when our own hostname is the best MX of a domain there
+    # is nobody more preferred to hand the mail to: a bounce, no connection
+    s = start_delivery_server(server_factory, pki)
+    mid = send(s, "x@selfmx.example", subject="loop-test")
+    s.wait_log(bounced_rx(mid), timeout=WAIT)
+    assert re.search(r"loops back to myself", s.log()), s.log()
+    files = s.wait_maildir("example.com", "alice", 1, timeout=WAIT)
+    status, _headers = dsn_parts(parse_mail(files[0]))
+    assert re.search(r"^Status:\s*5\.4\.6", status, re.M), status
     settle(s, WAIT)
     assert not log_lines(s, r"New SMTP DCID "), s.log()
