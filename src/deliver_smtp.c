@@ -89,6 +89,7 @@ struct dq {
 	size_t			 ntargets;
 	char			 last_error[512];
 	int			 started;	/* resolution begun */
+	int			 kicking, rekick;	/* dq_kick re-entry */
 };
 
 struct dconn {
@@ -567,19 +568,30 @@ dq_kick(struct dq *q)
 
 	if (!q->resolved)
 		return;
-	while (q->nitems > 0 && q->idle != NULL) {
-		dc = q->idle;
-		idle_leave(dc);
-		dc->reused = 1;
-		conn_next_msg(dc);
+	/* A connection can fail inside conn_try (a UNIX socket) and come
+	 * back here through conn_free: the outer call does the work. */
+	if (q->kicking) {
+		q->rekick = 1;
+		return;
 	}
-	while (q->nitems > 0 && q->nconns < q->max_conns &&
-	    q->nconns < q->window && (size_t)q->nconns < q->nitems) {
-		dc = xcalloc(1, sizeof(*dc));
-		dc->dq = q;
-		q->nconns++;
-		conn_try(dc);
-	}
+	q->kicking = 1;
+	do {
+		q->rekick = 0;
+		while (q->nitems > 0 && q->idle != NULL) {
+			dc = q->idle;
+			idle_leave(dc);
+			dc->reused = 1;
+			conn_next_msg(dc);
+		}
+		while (q->nitems > 0 && q->nconns < q->max_conns &&
+		    q->nconns < q->window && (size_t)q->nconns < q->nitems) {
+			dc = xcalloc(1, sizeof(*dc));
+			dc->dq = q;
+			q->nconns++;
+			conn_try(dc);
+		}
+	} while (q->rekick);
+	q->kicking = 0;
 	if (q->nitems == 0 && q->nconns == 0)
 		dq_free(q);
 }

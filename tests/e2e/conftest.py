@@ -18,6 +18,11 @@ BIN = os.environ.get("POSTERN_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "postern")
 BIN = os.path.abspath(BIN)
 SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer")
+# a child that died of anything but the tests' own kill -9 (abort on a
+# double free, a segfault, ...) fails the test even when the master's
+# restart hid it from the test's own assertions
+CRASH_RE = re.compile(r"exited \(signal (?!9\))\d+\)|double free|"
+                      r"corrupted size|segmentation fault", re.I)
 
 
 def free_port():
@@ -199,10 +204,11 @@ def server_factory(tmp_path):
     for s in servers:
         s.stop()
         text = s.stderr() + s.log()
-        if SANITIZER_RE.search(text):
+        if SANITIZER_RE.search(text) or CRASH_RE.search(text):
             bad.append(text[-6000:])
     if bad:
-        pytest.fail("sanitizer report from postern:\n" + "\n".join(bad))
+        pytest.fail("sanitizer report or crash from postern:\n" +
+                    "\n".join(bad))
 
 
 @pytest.fixture
