@@ -9,6 +9,9 @@
 #   tls on|off       offer STARTTLS (RSA-2048 self-signed, like Postfix's)
 #   proclimit N      raise the connection limits so N connections fit
 #   restart | clean | qcount | pid | stop
+#                    qcount: messages still in the queue or held (`postern
+#                    queue list --count`; reads the spool, daemon running
+#                    or not); stop: SIGTERM, SIGKILL after 15 s
 # env: PORT (2600) SINK_PORT (2526) POSTERN_BIN (build/postern of this
 #      checkout) POSTERN_BENCH_DIR (/tmp/postern-bench)
 # Same durability as Postfix: postern fsyncs (syncfs) message, envelope and
@@ -80,11 +83,29 @@ start() {
     done
 }
 
+# The master gives its children 12 s after SIGTERM (serve.c WORKER_GRACE
+# + 2) before SIGKILL; wait a little longer than that, then kill what is
+# left of the daemon's process group, so that a restart never runs beside
+# an old daemon (the listeners are SO_REUSEPORT: both would accept).
 stop() {
     pid=$(pidof_master)
     [ -n "$pid" ] || return 0
+    # a pid file can outlive its daemon: signal only a `postern serve`
+    if ! tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -q 'postern serve'; then
+        rm -f "$D/data/postern.pid"; return 0
+    fi
+    pgid=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ' || true)
     kill "$pid" 2>/dev/null || true
-    i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "postern (pid $pid) did not stop in 15 s: SIGKILL" >&2
+        mine=$(ps -o pgid= -p $$ | tr -d ' ')
+        if [ -n "$pgid" ] && [ "$pgid" -gt 1 ] && [ "$pgid" != "$mine" ]; then
+            kill -KILL "-$pgid" 2>/dev/null || true
+        fi
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.2
+    fi
     rm -f "$D/data/postern.pid"
 }
 
@@ -102,5 +123,5 @@ clean)   "$BIN" queue -c "$CONF" delete --all >/dev/null ;;
 qcount)  "$BIN" queue -c "$CONF" list --count ;;
 pid)     pidof_master ;;
 stop)    stop ;;
-*)       sed -n '2,16p' "$0"; exit 2 ;;
+*)       sed -n '2,18p' "$0"; exit 2 ;;
 esac

@@ -174,13 +174,17 @@ spawn(int role)
 
 	if (pid != 0)
 		return pid;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Dispositions first, then unblock: a SIGHUP the master got while
+	 * forking must not kill the child before its loop watches it. */
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_IGN);
-	signal(SIGUSR1, role == -1 ? SIG_DFL : SIG_IGN);
+	signal(SIGHUP, SIG_IGN);	/* watched in the loop (log reopen) */
+	signal(SIGUSR1, SIG_IGN);	/* the queue manager watches it (rescan)
+					 * and rescans at start anyway */
 	signal(SIGUSR2, SIG_IGN);	/* workers watch it in their loop */
 	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	_exit((role == -1 ? qmgr_main() : worker_main(role)) == 0 ? 0 : 1);
 }
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import BASE_CONFIG
+from conftest import BASE_CONFIG, wait_for
 
 
 def recv_line(s):
@@ -229,6 +229,9 @@ def test_stale_pid_file_never_signals_another_process(server_factory):
     import subprocess
     srv = server_factory().start()
     pidfile = os.path.join(srv.data, "postern.pid")
+    # the listeners accept before the master writes its pid file
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read(), 10,
+             "pid file")
     assert int(open(pidfile).read()) == srv.proc.pid
     srv.stop()
     assert not os.path.exists(pidfile)      # removed on a clean stop
