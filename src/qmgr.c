@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,6 +54,7 @@
 #define QMGR_MAX_FLIGHT	1000	/* messages in remote delivery at once */
 #define QMGR_ALERT_GAP	3600	/* one alert per domain per hour */
 #define QMGR_ALERTS	256
+#define QMGR_STOP_GRACE	8	/* s for deliveries under way at SIGTERM */
 
 struct qentry {
 	uint64_t	mid;
@@ -99,6 +101,8 @@ struct qmgr {
 	struct event		*term_ev;
 	struct job		*flights;	/* in remote delivery */
 	size_t			 nflights;
+	size_t			 max_flight;	/* each holds an fd */
+	int			 stopping;	/* SIGTERM: finish, start none */
 	struct {
 		char	domain[256];
 		int64_t	when;
@@ -714,10 +718,14 @@ group_done(void *arg, const struct dsmtp_result *res, size_t n)
 			*pp = j->next;
 			break;
 		}
-	was_full = q->nflights >= QMGR_MAX_FLIGHT;
+	was_full = q->nflights >= q->max_flight;
 	q->nflights--;
 	job_close(j);
 	free(j);
+	if (q->stopping && q->nflights == 0) {
+		event_base_loopexit(q->base, NULL);
+		return;
+	}
 	if (was_full)
 		schedule_run(q);
 }
@@ -773,9 +781,10 @@ run_round(struct qmgr *q)
 	int64_t now = wall_now();
 	int flushed;
 
-	if (paused(q) || q->n == 0 || q->nflights >= QMGR_MAX_FLIGHT)
+	if (q->stopping || paused(q) || q->n == 0 ||
+	    q->nflights >= q->max_flight)
 		return;
-	room = QMGR_MAX_FLIGHT - q->nflights;
+	room = q->max_flight - q->nflights;
 	if (room > QMGR_BATCH)
 		room = QMGR_BATCH;
 	jobs = xcalloc(room, sizeof(*jobs));
@@ -809,7 +818,7 @@ run_round(struct qmgr *q)
 		close(ds[i].fd);
 	free(jobs);
 	/* A full batch means more may be due right now. */
-	if (nj == room && q->nflights < QMGR_MAX_FLIGHT)
+	if (nj == room && q->nflights < q->max_flight)
 		schedule_run(q);
 }
 
@@ -910,8 +919,18 @@ static void
 term_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct qmgr *q = arg;
+	struct timeval grace = { QMGR_STOP_GRACE, 0 };
 
-	event_base_loopexit(q->base, NULL);
+	/* Start nothing new; transactions under way get a few seconds to
+	 * end, so a stop or a reload rarely makes a duplicate. */
+	q->stopping = 1;
+	if (q->nflights == 0) {
+		event_base_loopexit(q->base, NULL);
+		return;
+	}
+	log_info("queue manager: stopping; waiting up to %d s for %zu "
+	    "messages in delivery", QMGR_STOP_GRACE, q->nflights);
+	event_base_loopexit(q->base, &grace);
 }
 
 int
@@ -920,6 +939,7 @@ qmgr_run(struct event_base *base, const struct conf *conf,
 {
 	struct qmgr q;
 	struct timeval sec = { 1, 0 };
+	struct rlimit rl;
 	char why[512];
 
 	memset(&q, 0, sizeof(q));
@@ -927,6 +947,12 @@ qmgr_run(struct event_base *base, const struct conf *conf,
 	q.conf = conf;
 	q.spool = spool;
 	srandom((unsigned)getpid() ^ (unsigned)wall_now());
+	/* in-flight messages hold their spool file open: leave at least
+	 * half of the descriptors for connections and maildir files */
+	q.max_flight = QMGR_MAX_FLIGHT;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 2 < q.max_flight)
+		q.max_flight = rl.rlim_cur / 2 > 16 ? rl.rlim_cur / 2 : 16;
 	q.run_ev = evtimer_new(base, run_cb, &q);
 	q.tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, &q);
 	q.notify_ev = event_new(base, notify_fd, EV_READ | EV_PERSIST,

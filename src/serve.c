@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -186,6 +187,28 @@ spawn(int role)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	_exit((role == -1 ? qmgr_main() : worker_main(role)) == 0 ? 0 : 1);
+}
+
+/*
+ * Connections, spool files in delivery and maildir files all take file
+ * descriptors: use the hard limit (a service manager's soft default of
+ * 1024 is too small for an MTA), up to 1 << 20.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1 << 20))
+		rl.rlim_max = 1 << 20;
+	if (rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fprintf(stderr, "postern: cannot raise the open file limit to "
+		    "%lu: %s\n", (unsigned long)rl.rlim_cur, strerror(errno));
 }
 
 /* Make data_dir belong to the unprivileged user (created as root). */
@@ -694,6 +717,7 @@ cmd_serve(int argc, char **argv)
 	}
 	if (prepare_data_dir(sconf->user, sconf->data_dir) == -1)
 		return 1;
+	raise_fd_limit();
 	/* Detached with log "-": the log goes to data_dir/postern.log. */
 	if (!foreground && strcmp(sconf->log_file, "-") == 0) {
 		snprintf(logpath, sizeof(logpath), "%s/postern.log",

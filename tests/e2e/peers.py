@@ -239,7 +239,7 @@ class SMTPPeer:
                  auth=None, auth_before_tls=False, require_tls=False,
                  rcpt_replies=None, replies=None, accept_close=False,
                  pipelining=True, name="peer.test", timeout=30.0,
-                 max_data=64 * 1024 * 1024):
+                 max_data=64 * 1024 * 1024, eightbit=True):
         assert tls in (None, "starttls", "implicit"), tls
         assert ipaddress.ip_address(host).is_loopback, host
         assert tls is None or cert is not None, "TLS needs a certificate"
@@ -255,6 +255,7 @@ class SMTPPeer:
         self.replies = dict(replies or {})
         self.accept_close = accept_close
         self.pipelining = pipelining
+        self.eightbit = eightbit
         self.name = name
         self.timeout = timeout
         self.max_data = max_data
@@ -536,7 +537,8 @@ class SMTPPeer:
             ext = [self.name]
             if self.pipelining:
                 ext.append("PIPELINING")
-            ext += ["SIZE 104857600", "8BITMIME", "ENHANCEDSTATUSCODES"]
+            ext += ["SIZE 104857600"] + (["8BITMIME"] if self.eightbit
+                                          else []) + ["ENHANCEDSTATUSCODES"]
             if self.tls_mode == "starttls" and not c.tls:
                 ext.append("STARTTLS")
             if self._auth_offered(c):

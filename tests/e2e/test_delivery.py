@@ -421,3 +421,72 @@ def test_mx_naming_ourselves_bounces_as_loop(server_factory, pki):
     assert re.search(r"^Status:\s*5\.4\.6", status, re.M), status
     settle(s, WAIT)
     assert not log_lines(s, r"New SMTP DCID "), s.log()
+
+
+def test_stop_lets_a_delivery_under_way_finish(server_factory, pki,
+                                               peer_factory):
+    """SIGTERM while the next hop is still answering the end of data: the
+    queue manager waits for the reply, records the delivery and removes
+    the spool copy, so a restart delivers nothing twice."""
+    import threading
+    import time
+    started = threading.Event()
+
+    def slow_eod(_c, _data):
+        started.set()
+        time.sleep(2)
+        return None         # then the peer records it and says 250
+
+    peer = peer_factory(replies={"EOD": slow_eod})
+    s = relay_server(server_factory, pki, peer.port)
+    mid = send(s, "bob@relay.test", subject="slow-eod")
+    assert started.wait(WAIT), s.log()
+    s.stop()
+    assert re.search(rf"Message finished MID {mid} done", s.log()), s.log()
+    assert queue_count(s) == 0
+    s.start()
+    settle(s, WAIT)
+    assert len(peer.wait_messages(1, WAIT)) == 1
+    time.sleep(1.5)         # a duplicate would have been sent by now
+    assert len(peer.messages) == 1, peer.messages
+
+
+def _send_8bit(s, rcpt, body):
+    import smtplib
+    msg = (b"From: alice@example.com\r\nTo: " + rcpt.encode() +
+           b"\r\nSubject: eight\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n")
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=20) as c:
+        c.ehlo("client.test")
+        c.sendmail("alice@example.com", [rcpt], msg,
+                   mail_options=["BODY=8BITMIME"])
+
+
+def test_8bit_data_only_to_peers_offering_8bitmime(server_factory, pki,
+                                                   peer_factory):
+    """RFC 6152: 8-bit content goes with BODY=8BITMIME to a peer that
+    offers it; to one that does not it is bounced (never sent raw); a
+    message declared 8BITMIME that is 7-bit after all is sent plain."""
+    seven = peer_factory(eightbit=False)
+    eight = peer_factory()
+    s = start_delivery_server(
+        server_factory, pki, relay_port=seven.port,
+        extra_routes=',\n  { domain = "eight.test"; hosts = '
+                     '[ "[127.0.0.1]:%d" ]; }' % eight.port)
+    _send_8bit(s, "bob@eight.test", "Grüße".encode())
+    got = eight.wait_messages(1, WAIT)
+    assert "Grüße".encode() in got[0].data
+    assert any(v.upper() == "MAIL" and "BODY=8BITMIME" in str(d).upper()
+               for _n, v, d in eight.commands), eight.commands
+    _send_8bit(s, "carol@relay.test", "plain ascii after all".encode())
+    got = seven.wait_messages(1, WAIT)
+    assert b"plain ascii after all" in got[0].data
+    _send_8bit(s, "dave@relay.test", "Grüße".encode())
+    s.wait_log(r"Bounced: DCID \d+ MID \d+ to RID \[0\] - .*8BITMIME",
+               timeout=WAIT)
+    files = s.wait_maildir("example.com", "alice", 1, timeout=WAIT)
+    status, _h = dsn_parts(parse_mail(files[0]))
+    assert re.search(r"^Status:\s*5\.6\.3", status, re.M), status
+    settle(s, WAIT)
+    assert len(seven.messages) == 1
