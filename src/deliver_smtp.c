@@ -217,40 +217,22 @@ route_implicit(const struct dq *q)
 	return q->route != NULL && q->route->tls == ROUTE_TLS_IMPLICIT;
 }
 
-static int
-has_8bit(const char *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if ((unsigned char)p[i] >= 0x80)
-			return 1;
-	return 0;
-}
-
-/* Length of the header section (up to and including the empty line). */
-static size_t
-header_len(const char *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i + 3 < len; i++)
-		if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' &&
-		    p[i + 3] == '\n')
-			return i + 4;
-	return len;
-}
-
 /* ------------------------------------------------------------- items */
 
 /* Log the item's results, grouped by outcome and text, then report. */
 static void
 item_finish(struct ditem *it, const char *dcid)
 {
+	static const char *const tmpl[2][2] = {
+		{ "Delayed: MID {mid} to RID {rids} - {text}",
+		  "Delayed: DCID {dcid} MID {mid} to RID {rids} - {text}" },
+		{ "Bounced: MID {mid} to RID {rids} - {text}",
+		  "Bounced: DCID {dcid} MID {mid} to RID {rids} - {text}" },
+	};
 	struct strbuf sb = STRBUF_INIT;
 	char mid[32];
 	size_t i, j;
-	int *done = xcalloc(it->n, sizeof(*done));
+	int *done = xcalloc(it->n, sizeof(*done)), b;
 
 	bsnprintf(mid, sizeof(mid), "%llu", (unsigned long long)it->mid);
 	for (i = 0; i < it->n; i++) {
@@ -275,26 +257,13 @@ item_finish(struct ditem *it, const char *dcid)
 			    r->text, NULL);
 			break;
 		case DSMTP_DEFERRED:
-			if (dcid != NULL)
-				mlog(LOG_LVL_WARNING, "delayed", "Delayed: DCID "
-				    "{dcid} MID {mid} to RID {rids} - {text}",
-				    "dcid", dcid, "mid", mid, "rids", sb.s,
-				    "text", r->text, NULL);
-			else
-				mlog(LOG_LVL_WARNING, "delayed", "Delayed: MID "
-				    "{mid} to RID {rids} - {text}", "mid", mid,
-				    "rids", sb.s, "text", r->text, NULL);
-			break;
 		case DSMTP_BOUNCED:
-			if (dcid != NULL)
-				mlog(LOG_LVL_WARNING, "bounced", "Bounced: DCID "
-				    "{dcid} MID {mid} to RID {rids} - {text}",
-				    "dcid", dcid, "mid", mid, "rids", sb.s,
-				    "text", r->text, NULL);
-			else
-				mlog(LOG_LVL_WARNING, "bounced", "Bounced: MID "
-				    "{mid} to RID {rids} - {text}", "mid", mid,
-				    "rids", sb.s, "text", r->text, NULL);
+			b = r->outcome == DSMTP_BOUNCED;
+			/* no DCID when no connection was made; the list of
+			 * pairs ends early then */
+			mlog(LOG_LVL_WARNING, b ? "bounced" : "delayed",
+			    tmpl[b][dcid != NULL], "mid", mid, "rids", sb.s,
+			    "text", r->text, dcid ? "dcid" : NULL, dcid, NULL);
 			break;
 		}
 	}
@@ -1151,7 +1120,7 @@ check_capabilities(struct dconn *dc, struct ditem *it, int *body8,
 	const char *host = cur_target(dc)->name;
 	char why[512];
 	size_t i;
-	int nonascii = 0;
+	int nonascii = 0, complete;
 
 	*body8 = *utf8 = 0;
 	if (it->env->body == SMTP_BODY_BINARYMIME) {
@@ -1160,7 +1129,7 @@ check_capabilities(struct dconn *dc, struct ditem *it, int *body8,
 		item_all(it, DSMTP_BOUNCED, why, "5.6.3", host, 0);
 		return -1;
 	}
-	if (it->env->body == SMTP_BODY_8BITMIME && has_8bit(it->data,
+	if (it->env->body == SMTP_BODY_8BITMIME && mem_has_8bit(it->data,
 	    it->len)) {
 		if (!(ext & SMTP_EXT_8BITMIME)) {
 			/* RFC 6152 3: no 8-bit data to a 7-bit peer. */
@@ -1173,10 +1142,11 @@ check_capabilities(struct dconn *dc, struct ditem *it, int *body8,
 		*body8 = 1;
 	}
 	if (it->env->smtputf8) {
-		nonascii = has_8bit(it->env->from, strlen(it->env->from)) ||
-		    has_8bit(it->data, header_len(it->data, it->len));
+		nonascii = mem_has_8bit(it->env->from, strlen(it->env->from)) ||
+		    mem_has_8bit(it->data, msg_header_len(it->data, it->len,
+		    &complete));
 		for (i = 0; i < it->n && !nonascii; i++)
-			nonascii = has_8bit(it->env->rcpts[it->res[i].rid].addr,
+			nonascii = mem_has_8bit(it->env->rcpts[it->res[i].rid].addr,
 			    strlen(it->env->rcpts[it->res[i].rid].addr));
 		if (nonascii && !(ext & SMTP_EXT_SMTPUTF8)) {
 			bsnprintf(why, sizeof(why), "%s does not offer SMTPUTF8 "
@@ -1186,7 +1156,7 @@ check_capabilities(struct dconn *dc, struct ditem *it, int *body8,
 		}
 		*utf8 = nonascii && (ext & SMTP_EXT_SMTPUTF8);
 	}
-	if (*body8 == 0 && has_8bit(it->data, it->len) &&
+	if (*body8 == 0 && mem_has_8bit(it->data, it->len) &&
 	    (ext & SMTP_EXT_8BITMIME))
 		*body8 = 1;
 	return 0;

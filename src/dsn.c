@@ -63,20 +63,9 @@ rand_hex(char *buf, size_t nbytes)
 }
 
 static int
-has_8bit(const char *s, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return 1;
-	return 0;
-}
-
-static int
 str_8bit(const char *s)
 {
-	return s != NULL && has_8bit(s, strlen(s));
+	return s != NULL && mem_has_8bit(s, strlen(s));
 }
 
 /*
@@ -298,25 +287,6 @@ read_orig(int fd, char *buf, size_t len)
 	return 0;
 }
 
-/* Length of the header section of s[0..len): up to and including the
- * CRLF of the last field, without the empty line.  *complete = 0 when no
- * empty line was found. */
-static size_t
-header_len(const char *s, size_t len, int *complete)
-{
-	size_t i;
-
-	*complete = 1;
-	if (len >= 2 && s[0] == '\r' && s[1] == '\n')
-		return 0;
-	for (i = 0; i + 3 < len; i++)
-		if (s[i] == '\r' && s[i + 1] == '\n' && s[i + 2] == '\r' &&
-		    s[i + 3] == '\n')
-			return i + 2;
-	*complete = 0;
-	return len;
-}
-
 /* Decode xtext (RFC 3461 4): "+HH" is the octet HH.  NUL never made. */
 static void
 xtext_decode(struct strbuf *out, const char *s)
@@ -485,7 +455,7 @@ put_part(struct strbuf *out, const char *boundary, const char *desc,
 	strbuf_printf(out, "Content-Description: %s\r\n", desc);
 	strbuf_printf(out, "Content-Type: %s\r\n", ctype);
 	strbuf_printf(out, "Content-Transfer-Encoding: %s\r\n\r\n",
-	    has_8bit(content->s, content->len) ? "8bit" : "7bit");
+	    mem_has_8bit(content->s, content->len) ? "8bit" : "7bit");
 	strbuf_add(out, content->s, content->len);
 	if (content->len < 2 || content->s[content->len - 2] != '\r' ||
 	    content->s[content->len - 1] != '\n')
@@ -580,7 +550,7 @@ orig_load(struct orig_part *op, const struct envelope *orig, int fd,
 		free(buf);
 		return -1;
 	}
-	hlen = header_len(buf, want, &complete);
+	hlen = msg_header_len(buf, want, &complete);
 	if (op->full && !fit_as_is(buf, want)) {
 		op->full = 0;
 		op->why_not_full = "it has lines longer than 998 octets or "
@@ -827,7 +797,7 @@ dsn_build_bounce(struct strbuf *out, const struct conf *conf,
 		goto out;
 	}
 	for (eight = 0, i = 0; i < 3; i++)
-		eight |= has_8bit(parts[i]->s, parts[i]->len);
+		eight |= mem_has_8bit(parts[i]->s, parts[i]->len);
 
 	strbuf_printf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
 	    conf->hostname);
@@ -1011,7 +981,7 @@ dsn_build_alert(struct strbuf *out, const struct conf *conf,
 	strbuf_printf(&s, "postern probe %s --starttls", hst);
 	put_folded(&body, "       ", "       ", s.s, LINE_MAX_OCTETS);
 	strbuf_printf(out, "Content-Transfer-Encoding: %s\r\n\r\n",
-	    has_8bit(body.s, body.len) ? "8bit" : "7bit");
+	    mem_has_8bit(body.s, body.len) ? "8bit" : "7bit");
 	strbuf_add(out, body.s, body.len);
 	r = 0;
 done:
@@ -1044,10 +1014,10 @@ dsn_envelope(struct envelope *env, const struct conf *conf, uint64_t mid,
 		if (str_8bit(rcpts[i]))
 			env->smtputf8 = 1;
 	}
-	hlen = header_len(data, len, &complete);
-	if (has_8bit(data, hlen))
+	hlen = msg_header_len(data, len, &complete);
+	if (mem_has_8bit(data, hlen))
 		env->smtputf8 = 1;
-	env->body = has_8bit(data, len) ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
+	env->body = mem_has_8bit(data, len) ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
 	env->ret = SMTP_RET_UNSET;
 	env->msg_size = len;
 }

@@ -351,3 +351,31 @@ utf8_valid(const unsigned char *s, size_t len)
 	}
 	return 1;
 }
+
+int
+mem_has_8bit(const void *p, size_t len)
+{
+	const unsigned char *s = p;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
+size_t
+msg_header_len(const char *s, size_t len, int *complete)
+{
+	size_t i;
+
+	*complete = 1;
+	if (len >= 2 && s[0] == '\r' && s[1] == '\n')
+		return 0;
+	for (i = 0; i + 3 < len; i++)
+		if (s[i] == '\r' && s[i + 1] == '\n' && s[i + 2] == '\r' &&
+		    s[i + 3] == '\n')
+			return i + 2;
+	*complete = 0;
+	return len;
+}

@@ -31,6 +31,13 @@ int	 ascii_ncasecmp(const char *, const char *, size_t);
 /* Well-formed UTF-8 (RFC 3629): no overlongs, surrogates, or > U+10FFFF. */
 int	 utf8_valid(const unsigned char *, size_t);
 
+/* Does the buffer hold an octet > 127 (8-bit data, RFC 6152)? */
+int	 mem_has_8bit(const void *, size_t);
+/* Length of an RFC 5322 message's header section: up to and including
+ * the CRLF of the last field, without the empty line.  *complete = 0
+ * when there is no empty line (then the whole length). */
+size_t	 msg_header_len(const char *, size_t, int *complete);
+
 /* Free n strings and the array holding them; NULL is fine. */
 void	 strv_free(char **v, size_t n);
 

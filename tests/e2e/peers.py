@@ -1013,6 +1013,16 @@ def rids(*ids):
     return re.escape("[" + ", ".join(str(i) for i in ids) + "]")
 
 
+def delayed_rx(mid, rid="[0]"):
+    return (rf"Delayed: (?:DCID \d+ )?MID {mid} to RID {re.escape(rid)} "
+            rf"- (.*)$")
+
+
+def bounced_rx(mid, rid="[0]"):
+    return (rf"Bounced: (?:DCID \d+ )?MID {mid} to RID {re.escape(rid)} "
+            rf"- (.*)$")
+
+
 def wait_done(server, mid, rid_list="[0]", timeout=20.0):
     """Wait for `Message done DCID n MID mid to RID [...] response '...'`;
     returns (dcid, response)."""

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import all_maildir_files, queue_count, read_bytes, settle
 # peer_factory, pki and sink_factory are fixtures
-from peers import (EHLO_NAME, dsn_parts, log_lines, make_message,  # noqa: F401
+from peers import (EHLO_NAME, bounced_rx, delayed_rx, dsn_parts, log_lines, make_message,  # noqa: F401
                    new_smtp_dcid, parse_mail, peer_factory, pki,
                    reserve_port, rids, send, sink_factory, squash,
                    start_delivery_server, strip_trace, text_of, wait_done,
@@ -28,16 +28,6 @@ RETRY_WAIT = 30.0    # bound for anything that needs a retry
 def relay_server(server_factory, pki, port, **cfg):
     """Postern with relay.test routed to [127.0.0.1]:port."""
     return start_delivery_server(server_factory, pki, relay_port=port, **cfg)
-
-
-def delayed_rx(mid, rid="[0]"):
-    return (rf"Delayed: (?:DCID \d+ )?MID {mid} to RID {re.escape(rid)} "
-            rf"- (.*)$")
-
-
-def bounced_rx(mid, rid="[0]"):
-    return (rf"Bounced: (?:DCID \d+ )?MID {mid} to RID {re.escape(rid)} "
-            rf"- (.*)$")
 
 
 def bounce_of(server, mid, timeout=WAIT):

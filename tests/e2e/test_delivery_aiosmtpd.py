@@ -38,7 +38,7 @@ from aiosmtpd.smtp import AuthResult
 
 from conftest import queue_count, settle
 # pki is a fixture
-from peers import (EHLO_NAME, RELAY_PASSWORD, RELAY_USER,  # noqa: F401
+from peers import (EHLO_NAME, bounced_rx, delayed_rx, RELAY_PASSWORD, RELAY_USER,  # noqa: F401
                    dsn_parts, log_lines, make_message, new_smtp_dcid,
                    parse_mail, pki, reserve_port, rids, send,
                    start_delivery_server, strip_trace, wait_done,
@@ -266,16 +266,6 @@ def aio_server(server_factory, pki, local_data=(), **cfg):
         with open(s.conf, "w") as fh:
             fh.write(text)
     return s.start()
-
-
-def delayed_rx(mid, rid="[0]"):
-    return (rf"Delayed: (?:DCID \d+ )?MID {mid} to RID {re.escape(rid)} "
-            rf"- (.*)$")
-
-
-def bounced_rx(mid, rid="[0]"):
-    return (rf"Bounced: (?:DCID \d+ )?MID {mid} to RID {re.escape(rid)} "
-            rf"- (.*)$")
 
 
 def rcpt_state(block, rcpt):

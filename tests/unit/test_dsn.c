@@ -126,17 +126,6 @@ header(const char *msg, const char *name)
 }
 
 static int
-any_8bit(const char *s, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return 1;
-	return 0;
-}
-
-static int
 contains(const char *hay, size_t len, const char *needle)
 {
 	return memmem(hay, len, needle, strlen(needle)) != NULL;
@@ -285,7 +274,7 @@ test_bounce_hdrs(void **state)
 	    sizeof(why)), 0);
 	check_lines(out.s, out.len);
 	check_no_controls(out.s, out.len);
-	assert_false(any_8bit(out.s, out.len));
+	assert_false(mem_has_8bit(out.s, out.len));
 
 	v = header(out.s, "From");
 	assert_string_equal(v, "Mail Delivery System "
