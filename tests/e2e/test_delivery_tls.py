@@ -251,3 +251,48 @@ def test_auth_route_without_tls_never_sends_credentials(server_factory, pki,
                rf"- |Message done DCID \d+ MID {mid} ", timeout=WAIT)
     assert peer.connections >= 1
     assert_no_credentials(peer)
+
+
+# ---------------------------------------------------------------------------
+# A STARTTLS whose handshake fails: never plaintext on that connection
+
+
+def _broken_starttls(c, _arg):
+    """220 to STARTTLS, then plaintext instead of a handshake, and close."""
+    import peers
+    c.sock.sendall(b"220 2.0.0 Ready to start TLS\r\nthis is not TLS\r\n")
+    raise peers._Closed()
+
+
+def test_preferred_failed_handshake_delivers_in_clear_on_a_new_connection(
+        server_factory, pki, peer_factory):
+    peer = make_peer(peer_factory, pki, "good",
+                     replies={"STARTTLS": _broken_starttls})
+    s = start_delivery_server(server_factory, pki, named_port=peer.port,
+                              destinations=destinations("preferred"))
+    mid = send(s, "bob@named.test", subject="broken-starttls-preferred")
+    got = peer.wait_messages(1, WAIT)[0]
+    dcid, _resp = wait_done(s, mid)
+    assert not got.tls
+    failed = s.wait_log(r"DCID (\d+) TLS failed: (.+); connecting again to "
+                        r"deliver in clear \(destination named\.test tls "
+                        r"preferred\)$", timeout=WAIT)
+    assert int(failed[0][0]) != dcid     # the clear one is a new connection
+    assert peer.connections == 2, peer.connections
+    assert peer.starttls_attempts == 1
+    # the first connection never carried MAIL
+    assert [n for n, v, _d in peer.commands if v == "MAIL"] == [got.conn]
+    assert not log_lines(s, r"Alert MID ")
+    settle(s, WAIT)
+
+
+def test_required_failed_handshake_is_not_delivered(server_factory, pki,
+                                                    peer_factory):
+    peer = make_peer(peer_factory, pki, "good",
+                     replies={"STARTTLS": _broken_starttls})
+    s = start_delivery_server(server_factory, pki, named_port=peer.port,
+                              destinations=destinations("required"))
+    mid = send(s, "bob@named.test", subject="broken-starttls-required")
+    assert_not_delivered_tls_failure(s, peer, mid)
+    assert re.search(r"TLS failed: .*TLS handshake with mx\.partner\.example "
+                     r"failed", s.log()), s.log()
