@@ -9,8 +9,10 @@
  * embedded default.  check also loads every listener's certificates with
  * the `tls` settings, as serve would.  Public: cmd_config().
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 
@@ -18,6 +20,8 @@
 #include "cmd.h"
 #include "conf.h"
 #include "tls_ctx.h"
+#include "truststore.h"
+#include "util.h"
 
 static void	usage(FILE *);
 static int	parse_args(int, char **, const char **, const char **);
@@ -151,6 +155,45 @@ check_tls(const struct conf *conf)
 	return bad;
 }
 
+/*
+ * Outbound delivery settings that parse but cannot work as they stand:
+ * said as warnings (serve still starts; the file may appear, or be
+ * readable only by `user`), so the admin hears it now rather than from
+ * the first deferred message.
+ */
+static void
+check_delivery(const struct conf *conf)
+{
+	const struct conf_route *r;
+	size_t i, n = 0;
+	char **names = NULL, why[256];
+	int verify = 0;
+
+	for (i = 0; i < conf->nroutes; i++) {
+		r = &conf->routes[i];
+		if (r->auth_password_file != NULL &&
+		    access(r->auth_password_file, R_OK) == -1)
+			printf("warning: %s:%d: route %s: auth_password_file %s "
+			    "cannot be read (%s); delivery through this route "
+			    "will be deferred until it can\n", conf->path,
+			    r->line, r->domain, r->auth_password_file,
+			    strerror(errno));
+	}
+	for (i = 0; i < conf->ndestinations; i++)
+		if (conf->destinations[i].tls == DEST_TLS_PREFERRED_VERIFY ||
+		    conf->destinations[i].tls == DEST_TLS_REQUIRED_VERIFY)
+			verify = 1;
+	if (!verify || conf->tls.system_cas)
+		return;
+	if (truststore_list(conf->data_dir, &names, &n, why, sizeof(why)) == 0 &&
+	    n == 0)
+		printf("warning: %s: a destination verifies certificates but "
+		    "the trust store is empty and tls.system_cas is false: "
+		    "every verification will fail (add the CA with `postern "
+		    "trust add FILE --name NAME`)\n", conf->path);
+	strv_free(names, n);
+}
+
 /* `postern config check|show [-c FILE]`; returns the exit status. */
 int
 cmd_config(int argc, char **argv)
@@ -176,6 +219,7 @@ cmd_config(int argc, char **argv)
 			    "`postern serve` would not start\n", conf->path);
 			rc = 1;
 		} else {
+			check_delivery(conf);
 			printf("%s: configuration OK\n", conf->path);
 			rc = 0;
 		}

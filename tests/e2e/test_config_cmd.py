@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import run
+from conftest import ossl, run
 
 GOOD = """\
 hostname = "mx.test.example";
@@ -197,3 +197,32 @@ def test_shipped_example_configuration_is_valid(tmp_path):
     p = run("config", "check", "-c", example)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().endswith("configuration OK")
+
+
+def test_check_warns_about_delivery_settings_that_cannot_work(tmp_path):
+    conf = tmp_path / "p.conf"
+    conf.write_text(
+        'hostname = "mx.test.example"; data_dir = "data";\n'
+        'routes = ( { domain = "*"; hosts = [ "[127.0.0.1]:2526" ]; '
+        'tls = "starttls"; auth_user = "u"; auth_password_file = "r.pass"; } );\n'
+        'destinations = ( { domain = "*"; tls = "required-verify"; } );\n'
+        'tls = { system_cas = false; };\n')
+    p = run("config", "check", "-c", str(conf))
+    assert p.returncode == 0, p.stderr       # warnings, not errors
+    lines = p.stdout.splitlines()
+    assert any(ln.startswith("warning: ") and ":2: route *: "
+               "auth_password_file " in ln and "r.pass cannot be read "
+               "(No such file or directory)" in ln for ln in lines), p.stdout
+    assert any(ln.startswith("warning: ") and "trust store is empty" in ln
+               and "postern trust add" in ln for ln in lines), p.stdout
+    assert lines[-1].endswith("configuration OK")
+    # the file there and a CA in the trust store: no warning
+    (tmp_path / "r.pass").write_text("secret\n")
+    ca = tmp_path / "ca.pem"
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=Test CA", "-keyout", str(tmp_path / "ca.key"),
+         "-out", str(ca))
+    t = run("trust", "add", str(ca), "--name", "testca", "-c", str(conf))
+    assert t.returncode == 0, t.stderr
+    p = run("config", "check", "-c", str(conf))
+    assert p.returncode == 0 and "warning" not in p.stdout, p.stdout
