@@ -177,7 +177,8 @@ def pki(tmp_path_factory):
 def reserve_port(host="127.0.0.1"):
     """A port on `host` with nothing listening (for a peer that is down, or
     started later).  SO_REUSEADDR so the peer can take it at once."""
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in host
+                       else socket.AF_INET) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -283,7 +284,8 @@ class SMTPPeer:
     # -- life cycle --------------------------------------------------------
 
     def start(self):
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6 if ":" in self.host
+                          else socket.AF_INET)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((self.host, self.port))
         s.listen(64)
@@ -959,7 +961,10 @@ resolver = {{ local_data = [
   "mxtest.example. MX 20 mx2.mxtest.example.",
   "mx1.mxtest.example. A 127.0.0.2", "mx2.mxtest.example. A 127.0.0.3",
   "nullmx.example. MX 0 .", "implicit.example. A 127.0.0.4",
-  "selfmx.example. MX 10 {EHLO_NAME}.", "{EHLO_NAME}. A 127.0.0.6" ]; }};
+  "selfmx.example. MX 10 {EHLO_NAME}.", "{EHLO_NAME}. A 127.0.0.6",
+  "v6.example. MX 10 mx.v6.example.", "mx.v6.example. AAAA ::1",
+  "dual.example. MX 10 mx.dual.example.", "mx.dual.example. AAAA ::1",
+  "mx.dual.example. A 127.0.0.7" ]; }};
 tls = {{ system_cas = false; }};
 alerts = {{ recipients = [ "postmaster@localhost" ]; from = "postern@{EHLO_NAME}"; }};
 """

@@ -370,6 +370,34 @@ def test_mx_falls_back_to_next_preference(server_factory, pki,
     settle(s, WAIT)
 
 
+def test_mx_over_ipv6(server_factory, pki, peer_factory):
+    peer = peer_factory(host="::1", port=25)
+    s = start_delivery_server(server_factory, pki)
+    mid = send(s, "x@v6.example", subject="mx-v6")
+    got = peer.wait_messages(1, WAIT)[0]
+    dcid, _ = wait_done(s, mid)
+    assert got.rcpts == ["x@v6.example"]
+    assert re.search(r"interface ::1 address ::1 port 25$",
+                     new_smtp_dcid(s, dcid)), s.log()
+    settle(s, WAIT)
+
+
+def test_mx_ipv6_address_down_falls_back_to_ipv4(server_factory, pki,
+                                                 peer_factory):
+    # mx.dual.example has AAAA ::1 (tried first, nothing on port 25 there)
+    # and A 127.0.0.7
+    peer = peer_factory(host="127.0.0.7", port=25)
+    s = start_delivery_server(server_factory, pki)
+    mid = send(s, "x@dual.example", subject="mx-dual")
+    got = peer.wait_messages(1, WAIT)[0]
+    dcid, _ = wait_done(s, mid)
+    assert got.rcpts == ["x@dual.example"]
+    assert re.search(r"address 127\.0\.0\.7 port 25$", new_smtp_dcid(s, dcid))
+    assert log_lines(s, r"Connection Error: DCID \d+ domain: dual\.example "
+                        r"IP: ::1 port: 25 "), s.log()
+    settle(s, WAIT)
+
+
 def test_implicit_mx_uses_a_record(server_factory, pki, peer_factory):
     host = peer_factory(host="127.0.0.4", port=25)
     s = start_delivery_server(server_factory, pki)
