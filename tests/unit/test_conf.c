@@ -1123,7 +1123,7 @@ static void
 test_cmd_config(void **state)
 {
 	char dir[] = "/tmp/test_conf.XXXXXX", want[PATH_MAX + 64];
-	char *good, *bad, *out, *errout;
+	char *good, *bad, *pass, *out, *errout;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
@@ -1132,6 +1132,18 @@ test_cmd_config(void **state)
 	    "listeners = ( { name = \"a\"; address = \"::1\"; port = 99999; } );\n"
 	    "bogus = true;\n");
 
+	/* The SPEC example's smart host has auth_password_file "ses.pass":
+	 * missing, a warning (not an error). */
+	assert_int_equal(run_config(&out, &errout, 4, "config", "check", "-c",
+	    good), 0);
+	snprintf(want, sizeof(want), "\nwarning: %s:", good);
+	assert_non_null(strstr(out, want));
+	snprintf(want, sizeof(want), ": route *: auth_password_file %s/"
+	    "ses.pass cannot be read (No such file or directory)", dir);
+	assert_non_null(strstr(out, want));
+	free(out);
+	free(errout);
+	pass = write_temp(dir, "ses.pass", "secret\n");
 	assert_int_equal(run_config(&out, &errout, 4, "config", "check", "-c",
 	    good), 0);
 	/* The SPEC example's listeners use certificate "default", which
@@ -1200,9 +1212,11 @@ test_cmd_config(void **state)
 
 	unlink(good);
 	unlink(bad);
+	unlink(pass);
 	rmdir(dir);
 	free(good);
 	free(bad);
+	free(pass);
 }
 
 int
