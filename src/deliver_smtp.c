@@ -48,7 +48,6 @@
 
 struct ditem {
 	struct ditem		*next;
-	struct dq		*dq;
 	uint64_t		 mid;
 	const struct envelope	*env;
 	const char		*data;
@@ -83,6 +82,7 @@ struct dq {
 	int			 resolved;	/* targets ready */
 	size_t			 hop;		/* next route hop to resolve */
 	unsigned long		 dns_id;
+	int			 hop_lmtp;	/* the hop being resolved is LMTP */
 	int			 dns_perm;	/* every lookup failed for good */
 	char			 dns_status[8];
 	struct target		*targets;
@@ -100,7 +100,6 @@ struct dconn {
 	size_t			 ti;		/* current target */
 	int			 clear_only;	/* TLS failed under preferred */
 	int			 tls_active;
-	int			 verified;
 	int			 need_rset;
 	int			 nmsgs;
 	struct ditem		*cur;
@@ -111,7 +110,6 @@ struct dconn {
 						 * wait */
 	char			 peer_ip[64];
 	char			 port_s[16];
-	char			 error[512];	/* why this target failed */
 	int			 target_fatal;	/* error applies to all targets */
 };
 
@@ -430,16 +428,8 @@ hosts_cb(void *arg, const struct dns_hosts *h)
 {
 	struct dq *q = arg;
 	size_t i, k, limit;
-	int lmtp = 0;
 
 	q->dns_id = 0;
-	if (q->route != NULL) {
-		struct nexthop nh;
-		char why[256];
-		if (nexthop_parse(q->route->hosts[q->hop - 1], &nh, why,
-		    sizeof(why)) == 0)
-			lmtp = nh.kind == NEXTHOP_LMTP_TCP;
-	}
 	switch (h->status) {
 	case DNS_OK:
 		limit = h->nhosts;
@@ -467,8 +457,8 @@ hosts_cb(void *arg, const struct dns_hosts *h)
 			for (k = 0; k < h->hosts[i].naddrs; k++)
 				add_target(q, h->hosts[i].name,
 				    (const struct sockaddr *)&h->hosts[i].
-				    addrs[k].ss, h->hosts[i].addrs[k].len, lmtp,
-				    NULL);
+				    addrs[k].ss, h->hosts[i].addrs[k].len,
+				    q->hop_lmtp, NULL);
 		break;
 	case DNS_NULLMX:
 		bstrlcpy(q->last_error, h->why, sizeof(q->last_error));
@@ -516,6 +506,7 @@ resolve_next_hop(struct dq *q)
 			add_target(q, nh.host, NULL, 0, 1, nh.host);
 			continue;
 		}
+		q->hop_lmtp = nh.kind == NEXTHOP_LMTP_TCP;
 		q->dns_id = dns_hosts(nh.host, nh.mx, nh.port,
 		    DSMTP_DNS_TIMEOUT, hosts_cb, q);
 		return;
@@ -651,7 +642,6 @@ log_conn_error(struct dconn *dc, const char *details, const char *reason)
 static void
 conn_next_target(struct dconn *dc, const char *why)
 {
-	bstrlcpy(dc->error, why, sizeof(dc->error));
 	bstrlcpy(dc->dq->last_error, why, sizeof(dc->dq->last_error));
 	dc->dq->window = 1;
 	smtp_client_free(dc->c);
@@ -677,12 +667,9 @@ conn_exhausted(struct dconn *dc)
 static void
 result_text(const struct smtp_client_result *r, char *buf, size_t len)
 {
-	char rl[400];
-
-	if (r->err == SMTP_CLIENT_EREPLY) {
-		reply_line(r->reply, rl, sizeof(rl));
-		bsnprintf(buf, len, "%s", rl);
-	} else
+	if (r->err == SMTP_CLIENT_EREPLY)
+		reply_line(r->reply, buf, len);
+	else
 		bsnprintf(buf, len, "%s%s%s", smtp_client_strerror(r->err),
 		    r->detail[0] ? ": " : "", r->detail);
 }
@@ -706,7 +693,7 @@ conn_try(struct dconn *dc)
 	dc->dcid = ids_next(ID_DCID);
 	bsnprintf(dc->dcid_s, sizeof(dc->dcid_s), "%llu",
 	    (unsigned long long)dc->dcid);
-	dc->tls_active = dc->verified = dc->need_rset = dc->nmsgs = 0;
+	dc->tls_active = dc->need_rset = dc->nmsgs = 0;
 	dc->c = smtp_client_new(dbase, NULL);
 	if (t->lmtp)
 		smtp_client_set_lmtp(dc->c, 1);
@@ -799,10 +786,8 @@ check_peer(struct dconn *dc)
 	vr = ssl ? SSL_get_verify_result(ssl) : X509_V_ERR_UNSPECIFIED;
 	if (ssl != NULL && SSL_get0_peer_certificate(ssl) == NULL)
 		vr = X509_V_ERR_UNSPECIFIED;
-	if (vr == X509_V_OK && ctx_verify != NULL) {
-		dc->verified = 1;
+	if (vr == X509_V_OK && ctx_verify != NULL)
 		return 0;
-	}
 	bsnprintf(reason, sizeof(reason), "%s", ctx_verify == NULL ?
 	    "the trust store could not be loaded" :
 	    vr == X509_V_ERR_HOSTNAME_MISMATCH ? "host name mismatch (the "
@@ -912,8 +897,6 @@ on_greeting(struct smtp_client *c, const struct smtp_client_result *r,
 
 static void on_starttls(struct smtp_client *,
 	    const struct smtp_client_result *, void *);
-static void on_ehlo_tls(struct smtp_client *,
-	    const struct smtp_client_result *, void *);
 static void conn_auth(struct dconn *);
 
 static void
@@ -1001,14 +984,7 @@ on_starttls(struct smtp_client *c, const struct smtp_client_result *r,
 	log_tls_success(dc);
 	if (check_peer(dc) == -1)
 		return;
-	smtp_client_ehlo(c, dconf->hostname, on_ehlo_tls, dc);
-}
-
-static void
-on_ehlo_tls(struct smtp_client *c, const struct smtp_client_result *r,
-    void *arg)
-{
-	on_ehlo(c, r, arg);
+	smtp_client_ehlo(c, dconf->hostname, on_ehlo, dc);
 }
 
 static void on_auth(struct smtp_client *, const struct smtp_client_result *,
@@ -1472,7 +1448,6 @@ deliver_smtp_submit(const char *domain, uint64_t mid,
 	it->arg = arg;
 	npending++;
 	q = dq_get(domain);
-	it->dq = q;
 	*q->tailp = it;
 	q->tailp = &it->next;
 	q->nitems++;
