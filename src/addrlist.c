@@ -424,7 +424,7 @@ literal_valid(const unsigned char *s, size_t n)
 static int
 parse_domain(struct parser *p, struct token *t, char *out, size_t *outlen)
 {
-	size_t n = 0, i;
+	size_t n = 0;
 
 	if (t->type == T_LITERAL) {
 		if (!literal_valid(p->s + t->start, t->len))
@@ -454,9 +454,7 @@ parse_domain(struct parser *p, struct token *t, char *out, size_t *outlen)
 	} else
 		return fail(p, is_special(t, '.') || t->type == T_QUOTED ?
 		    "invalid domain" : "missing domain");
-	for (i = 0; i < n; i++)
-		if (out[i] >= 'A' && out[i] <= 'Z')
-			out[i] = (char)(out[i] - 'A' + 'a');
+	ascii_lower(out, n);
 	out[n] = '\0';
 	*outlen = n;
 	return 0;

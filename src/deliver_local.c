@@ -44,10 +44,8 @@ safe_component(const char *s, size_t len)
 static void
 lower_copy(char *dst, const char *src, size_t len)
 {
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		dst[i] = (src[i] >= 'A' && src[i] <= 'Z') ? src[i] + 32 : src[i];
+	memcpy(dst, src, len);
+	ascii_lower(dst, len);
 	dst[len] = '\0';
 }
 

@@ -63,6 +63,16 @@ struct qentry {
 	int		busy;		/* in remote delivery */
 };
 
+/* A recipient bounced in this attempt, for the DSN. */
+struct qbounce {
+	size_t	rid;
+	char	text[512];	/* reply or reason */
+	char	remote[256];	/* host that answered, "" = none */
+	char	status[16];	/* 5.x.x */
+	int	smtp_diag;	/* text is a remote reply */
+	int64_t	when;
+};
+
 /* Recipients of one domain that go out by SMTP. */
 struct rgroup {
 	char	 domain[256];
@@ -83,10 +93,8 @@ struct job {
 	struct rgroup		*groups;	/* remote recipients */
 	size_t			 ngroups;
 	size_t			 inflight;	/* groups not reported yet */
-	char			*map;		/* content, mapped */
-	size_t			 maplen;
-	struct dsn_rcpt		*bounces;	/* recipients bounced now */
-	char		       **btext;		/* their owned strings */
+	char			*map;		/* content (env.msg_size), mapped */
+	struct qbounce		*bounces;	/* recipients bounced now */
 	size_t			 nbounces;
 };
 
@@ -365,7 +373,7 @@ job_close(struct job *j)
 	size_t i;
 
 	if (j->map != NULL)
-		munmap(j->map, j->maplen);
+		munmap(j->map, j->env.msg_size);
 	if (j->fd != -1)
 		close(j->fd);
 	envelope_clear(&j->env);
@@ -375,15 +383,11 @@ job_close(struct job *j)
 	for (i = 0; i < j->ngroups; i++)
 		free(j->groups[i].rids);
 	free(j->groups);
-	for (i = 0; i < j->nbounces * 3; i++)
-		free(j->btext[i]);
-	free(j->btext);
 	free(j->bounces);
 	j->map = NULL;
 	j->fd = -1;
 	j->groups = NULL;
 	j->ngroups = j->nbounces = 0;
-	j->btext = NULL;
 	j->bounces = NULL;
 }
 
@@ -400,7 +404,7 @@ rcpt_bounce(struct qmgr *q, struct job *j, size_t rid, const char *why,
     const char *status, const char *remote, int smtp_diag, int log)
 {
 	struct rcpt_state *st = &j->st[rid];
-	struct dsn_rcpt *b;
+	struct qbounce *b;
 
 	st->status = RCPT_FAILED;
 	st->attempts++;
@@ -410,23 +414,15 @@ rcpt_bounce(struct qmgr *q, struct job *j, size_t rid, const char *why,
 		    j->mid, &rid, 1, why);
 	j->bounces = xrealloc(j->bounces, (j->nbounces + 1) *
 	    sizeof(*j->bounces));
-	j->btext = xrealloc(j->btext, (j->nbounces + 1) * 3 *
-	    sizeof(*j->btext));
-	b = &j->bounces[j->nbounces];
+	b = &j->bounces[j->nbounces++];
 	memset(b, 0, sizeof(*b));
-	j->btext[j->nbounces * 3] = xstrdup(why);
-	j->btext[j->nbounces * 3 + 1] = xstrdup(remote ? remote : "");
-	j->btext[j->nbounces * 3 + 2] = xstrdup(status && status[0] == '5' ?
-	    status : "5.0.0");
-	b->addr = j->env.rcpts[rid].addr;
-	b->orcpt = j->env.rcpts[rid].orcpt;
-	b->status = j->btext[j->nbounces * 3 + 2];
-	b->remote_mta = remote && remote[0] ? j->btext[j->nbounces * 3 + 1] :
-	    NULL;
-	b->diagnostic = j->btext[j->nbounces * 3];
+	b->rid = rid;
+	bstrlcpy(b->text, why, sizeof(b->text));
+	bstrlcpy(b->remote, remote ? remote : "", sizeof(b->remote));
+	bstrlcpy(b->status, status && status[0] == '5' ? status : "5.0.0",
+	    sizeof(b->status));
 	b->smtp_diag = smtp_diag;
-	b->last_attempt = wall_now();
-	j->nbounces++;
+	b->when = wall_now();
 }
 
 /* A temporary failure: try again later, or bounce once too old. */
@@ -466,12 +462,9 @@ static void
 addr_domain(const char *addr, char *buf, size_t len)
 {
 	const char *at = strrchr(addr, '@');
-	size_t i;
 
 	bstrlcpy(buf, at ? at + 1 : "", len);
-	for (i = 0; buf[i]; i++)
-		if (buf[i] >= 'A' && buf[i] <= 'Z')
-			buf[i] = (char)(buf[i] - 'A' + 'a');
+	ascii_lower(buf, strlen(buf));
 }
 
 static void
@@ -621,15 +614,18 @@ job_send_bounce(struct qmgr *q, struct job *j)
 	}
 	want = xcalloc(j->nbounces, sizeof(*want));
 	for (i = 0; i < j->nbounces; i++) {
-		const struct env_rcpt *er = NULL;
-		size_t k;
-		for (k = 0; k < j->env.nrcpts; k++)
-			if (j->env.rcpts[k].addr == j->bounces[i].addr)
-				er = &j->env.rcpts[k];
+		const struct qbounce *b = &j->bounces[i];
+		const struct env_rcpt *er = &j->env.rcpts[b->rid];
 		/* RFC 3461 4.1: NOTIFY without FAILURE asks for none. */
-		if (er != NULL && !dsn_notify_failure(er->notify))
+		if (!dsn_notify_failure(er->notify))
 			continue;
-		want[n++] = j->bounces[i];
+		want[n].addr = er->addr;
+		want[n].orcpt = er->orcpt;
+		want[n].status = b->status;
+		want[n].remote_mta = b->remote[0] ? b->remote : NULL;
+		want[n].diagnostic = b->text;
+		want[n].smtp_diag = b->smtp_diag;
+		want[n++].last_attempt = b->when;
 	}
 	if (n == 0) {
 		free(want);
@@ -757,7 +753,6 @@ job_send_remote(struct qmgr *q, struct job *j)
 			free(fj);
 			return;
 		}
-		fj->maplen = fj->env.msg_size;
 	}
 	tab_find(q, fj->mid, 1)->busy = 1;
 	fj->next = q->flights;

@@ -379,3 +379,13 @@ msg_header_len(const char *s, size_t len, int *complete)
 	*complete = 0;
 	return len;
 }
+
+void
+ascii_lower(char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] >= 'A' && s[i] <= 'Z')
+			s[i] = (char)(s[i] - 'A' + 'a');
+}

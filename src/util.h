@@ -27,6 +27,8 @@ int	 bsnprintf(char *dst, size_t size, const char *fmt, ...)
 /* Case-insensitive ASCII comparison, locale independent. */
 int	 ascii_casecmp(const char *, const char *);
 int	 ascii_ncasecmp(const char *, const char *, size_t);
+/* Lower-case the first len octets of s in place (ASCII letters only). */
+void	 ascii_lower(char *s, size_t len);
 
 /* Well-formed UTF-8 (RFC 3629): no overlongs, surrogates, or > U+10FFFF. */
 int	 utf8_valid(const unsigned char *, size_t);
