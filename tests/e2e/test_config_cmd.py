@@ -202,7 +202,8 @@ def test_shipped_example_configuration_is_valid(tmp_path):
 def test_check_warns_about_delivery_settings_that_cannot_work(tmp_path):
     conf = tmp_path / "p.conf"
     conf.write_text(
-        'hostname = "mx.test.example"; data_dir = "data";\n'
+        'hostname = "mx.test.example"; data_dir = "data"; '
+        'user = "root";\n'
         'routes = ( { domain = "*"; hosts = [ "[127.0.0.1]:2526" ]; '
         'tls = "starttls"; auth_user = "u"; auth_password_file = "r.pass"; } );\n'
         'destinations = ( { domain = "*"; tls = "required-verify"; } );\n'
