@@ -4,6 +4,8 @@
 #   2. end-to-end tests (pytest, real peers on loopback) on the normal build
 #   3. unit + end-to-end tests again on an ASan+UBSan build
 #   4. short libFuzzer runs of every parser of untrusted input
+# End-to-end tests run on E2E_JOBS (default 2) workers (pytest-xdist);
+# every test has its own ports, directories and daemons.
 # Each stage's results are collected and one summary line ends the output:
 #   "N passed, N failed"
 # With argument "fuzz-long" only the fuzzers run, FUZZ_SECONDS each.
@@ -27,7 +29,7 @@ run_unit() {	# $1 build dir, $2 label
 run_e2e() {	# $1 build dir, $2 label, rest: pytest args
 	b=$1; l=$2; shift 2
 	POSTERN_BIN="$TOP/$b/postern" POSTERN_LABEL="$l" timeout 1500 \
-	    "$PY" -m pytest -p no:cacheprovider -q -rfE tests/e2e \
+	    "$PY" -m pytest -p no:cacheprovider -q -rfE -n "${E2E_JOBS:-2}" tests/e2e \
 	    --junitxml="$RES/e2e-$l.xml" "$@"
 	rc=$?
 	# exit 5 = no tests collected: that is a failure here, not a pass

@@ -1,5 +1,5 @@
 /*
- * fuzz_nexthop.c - libFuzzer target for the next-hop parser (nexthop.h):
+ * fuzz_nexthop.c - libFuzzer target for the next-hop parser (nexthop_parse.h):
  * routes.hosts entries from the configuration.
  *
  * The input, NUL-terminated, is the spec.  Checks: 0 or -1 only.  On 0:
@@ -25,7 +25,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "nexthop.h"
+#include "nexthop_parse.h"
 #include "fuzz_check.h"
 
 #define WHYLEN	256

@@ -1,0 +1,29 @@
+/*
+ * runas.h - the one place that changes user ids.  The daemon (serve.c)
+ * drops to the configuration's `user` for good after binding; commands
+ * that write into data_dir (cert, trust, user, queue) run as root act as
+ * that user while they write, so the files they create stay owned by
+ * (and readable for) the daemon's user.
+ */
+#ifndef POSTERN_RUNAS_H
+#define POSTERN_RUNAS_H
+
+/*
+ * As root (and `user` is not root): switch to `user` for good (groups,
+ * gid, uid, in that order; then checks root cannot be regained).  A
+ * user that does not exist is not an error here (a command: the daemon
+ * never ran as it either; serve checks it first).  Not root: nothing.
+ * 0, or -1 after printing the reason on stderr.
+ */
+int	runas_become_user(const char *user);
+
+/*
+ * The same, but only the effective ids (root stays the saved id), so that
+ * runas_restore() can come back: for writing into the store between
+ * reading the admin's input files and writing the admin's output files as
+ * root.  0, or -1 after printing the reason.
+ */
+int	runas_act_as(const char *user);
+void	runas_restore(void);
+
+#endif
