@@ -23,11 +23,13 @@
  *   limits = { max_line_length; max_connections; max_connections_per_client;
  *       auth_failures; auth_failure_window; auth_failure_delay;
  *       command_timeout;
- *       data_block_timeout; data_timeout; bare_line_ends; };
- *       (SPEC "Limits and defaults"; bare_line_ends = reject | normalize)
+ *       data_block_timeout; data_timeout; bare_line_ends; spool_min_free; };
+ *       (SPEC "Limits and defaults"; bare_line_ends = reject | normalize;
+ *       spool_min_free = octets kept free on the spool's file system,
+ *       below which MAIL gets 452 4.3.1, default 64 MiB, 0 = none)
  *   policies: each policy may set the per-client limits keys (all of the
- *       above but max_connections); its limits are the global ones with
- *       those overrides applied.
+ *       above but max_connections and spool_min_free); its limits are the
+ *       global ones with those overrides applied.
  *   routes: unknown_users = accept | reject (maildir routes only) and
  *       users = [ "name", ... ] (the known local users).
  *
@@ -65,6 +67,8 @@
 #define CONF_EMBEDDED_NAME	"(embedded default)"
 #define CONF_STRING_NAME	"(string)"
 #define CONF_INT_MAX		2147483647LL
+#define CONF_SPOOL_MIN_FREE	(64ULL * 1024 * 1024)	/* 64 MiB */
+#define CONF_SPOOL_MIN_FREE_MAX	(1LL << 50)		/* 1 PiB */
 #define CONF_WORKERS_MAX	1024
 #define CONF_IDENT_MAX		64
 
@@ -230,6 +234,7 @@ static const struct conf_limits default_limits = {
 	.data_block_timeout = 180,
 	.data_timeout = 600,
 	.bare_line_ends = BARE_REJECT,
+	.spool_min_free = CONF_SPOOL_MIN_FREE,
 };
 
 static const struct keyspec top_keys[] = {
@@ -281,7 +286,7 @@ static const struct keyspec sender_group_keys[] = {
 
 static const struct keyspec limits_keys[] = {
 	PER_CLIENT_LIMIT_KEYS, { "max_connections", K_INT },
-	{ NULL, K_STRING }
+	{ "spool_min_free", K_INT }, { NULL, K_STRING }
 };
 
 static const struct keyspec policy_keys[] = {
@@ -615,7 +620,8 @@ check_keys(struct loadctx *ctx, const config_setting_t *g,
 		else if (section == NULL)
 			report(ctx, s, "unknown key '%s' at top level", name);
 		else if (specs == policy_keys &&
-		    strcmp(name, "max_connections") == 0)
+		    (strcmp(name, "max_connections") == 0 ||
+		    strcmp(name, "spool_min_free") == 0))
 			report(ctx, s, "unknown key '%s' in %s (it is global: "
 			    "set it in limits)", name, section);
 		else
@@ -1246,6 +1252,10 @@ parse_limit_values(struct loadctx *ctx, const config_setting_t *g,
 	if (global)
 		set_int(ctx, g, "max_connections", 1, CONF_INT_MAX,
 		    &l->max_connections);
+	/* Above 2147483647 libconfig needs the L suffix (10737418240L). */
+	if (global && get_int(ctx, g, "spool_min_free", 0,
+	    CONF_SPOOL_MIN_FREE_MAX, &v))
+		l->spool_min_free = (uint64_t)v;
 	set_int(ctx, g, "max_connections_per_client", 1, CONF_INT_MAX,
 	    &l->max_connections_per_client);
 	set_int(ctx, g, "auth_failures", 1, 64, &l->auth_failures);
@@ -2327,6 +2337,8 @@ show_limits(FILE *fp, const struct conf_limits *l,
 	if (base == NULL || l->bare_line_ends != base->bare_line_ends)
 		put_kstr(fp, "bare_line_ends",
 		    enum_name(bare_vals, (int)l->bare_line_ends));
+	if (base == NULL)
+		put_kint(fp, "spool_min_free", (long long)l->spool_min_free);
 }
 
 static void

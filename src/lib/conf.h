@@ -47,6 +47,9 @@ struct conf_limits {
 	int	data_block_timeout;	/* seconds, default 180 */
 	int	data_timeout;		/* seconds, default 600 */
 	enum bare_line_ends bare_line_ends;	/* default BARE_REJECT */
+	/* Octets kept free on the spool's file system: below that, MAIL
+	 * gets 452 4.3.1 (global only; default 64 MiB, 0 = no reserve). */
+	uint64_t spool_min_free;
 };
 
 /* certificate = "ID" (store) or { cert; key; chain; } (paths, resolved). */

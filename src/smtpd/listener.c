@@ -361,10 +361,18 @@ op_send_quota(void *ctx, const char *user)
 	return line;
 }
 
+/* Cheap on the hot path: spool.c caches statvfs for about a second. */
+static int
+op_spool_room(void *ctx, uint64_t size)
+{
+	return spool_has_room(lspool, size, lconf_all->limits.spool_min_free,
+	    mono_now()) == SPOOL_ROOM_OK;
+}
+
 static const struct smtp_server_ops conn_ops = {
 	op_reply, op_msg_begin, op_msg_write, op_msg_commit, op_msg_abort,
 	op_new_mid, op_rcpt_local_check, op_starttls, op_auth_blocked,
-	op_auth_check, op_sender_allowed, op_send_quota
+	op_auth_check, op_sender_allowed, op_send_quota, op_spool_room
 };
 
 /* --------------------------------------------------------- connection */

@@ -96,7 +96,7 @@ static const char extended[] =
 "  max_connections_per_client = 7; auth_failures = 3;\n"
 "  auth_failure_window = 60; command_timeout = 100;\n"
 "  data_block_timeout = 50; data_timeout = 200;\n"
-"  bare_line_ends = \"normalize\"; };\n"
+"  bare_line_ends = \"normalize\"; spool_min_free = 10737418240L; };\n"
 "listeners = (\n"
 "  { name = \"v6\"; address = \"::1\"; port = 2525; auth = \"optional\";\n"
 "    certificate = { cert = \"c/mx.pem\"; key = \"/abs/mx.key\"; }; },\n"
@@ -239,6 +239,9 @@ static const struct err_case err_cases[] = {
 	{ "policies = { p = { action = \"accept\";\n"
 	    "  max_connections = 9; }; };\n", 2,
 	    "unknown key 'max_connections' in policy 'p' (it is global" },
+	{ "policies = { p = { action = \"accept\";\n"
+	    "  spool_min_free = 9; }; };\n", 2,
+	    "unknown key 'spool_min_free' in policy 'p' (it is global" },
 	{ "routes = ( { domain = \"*\"; hosts = [ \"a.example\" ];\n"
 	    "  via = \"x\"; } );\n", 2, "unknown key 'via' in routes" },
 	{ "destinations = (\n { domain = \"*\"; retries = 1; } );\n", 2,
@@ -322,6 +325,12 @@ static const struct err_case err_cases[] = {
 	    "'tls' must be one of starttls, implicit, none" },
 	{ "log = { format = \"xml\"; };\n", 1,
 	    "'format' must be one of text, json (got 'xml')" },
+	{ "limits = {\n spool_min_free = -1; };\n", 2,
+	    "'spool_min_free' must be between 0 and 1125899906842624 (got -1)" },
+	{ "limits = { spool_min_free = 2251799813685248L; };\n", 1,
+	    "'spool_min_free' must be between 0 and 1125899906842624" },
+	{ "limits = { spool_min_free = \"1G\"; };\n", 1,
+	    "'spool_min_free' must be an integer" },
 	{ "limits = { bare_line_ends = \"strip\"; };\n", 1,
 	    "'bare_line_ends' must be one of reject, normalize" },
 	{ "tls = { min_protocol = \"SSLv3\"; };\n", 1,
@@ -588,6 +597,7 @@ test_defaults(void **state)
 	assert_int_equal(c->limits.data_block_timeout, 180);
 	assert_int_equal(c->limits.data_timeout, 600);
 	assert_int_equal(c->limits.bare_line_ends, BARE_REJECT);
+	assert_int_equal(c->limits.spool_min_free, 64 * 1024 * 1024);
 	assert_int_equal(c->retry_min, 60);
 	assert_int_equal(c->retry_max, 3600);
 	assert_int_equal(c->max_queue_lifetime, 432000);
@@ -910,6 +920,9 @@ test_show_round_trip(void **state)
 	assert_string_equal(c->data_dir, BASE "/data dir/\"quoted\" \\ back");
 	assert_int_equal(c->policies[1].limits.max_line_length, 1000);
 	assert_int_equal(c->policies[1].limits.auth_failures, 3);
+	/* 64-bit value with libconfig's L suffix; shown back with it */
+	assert_true(c->limits.spool_min_free == 10737418240ULL);
+	assert_true(c->policies[1].limits.spool_min_free == 10737418240ULL);
 	assert_string_equal(c->tls.min_protocol, "TLSv1.3");
 	assert_int_equal(c->routes[0].unknown_users, UNKNOWN_USERS_REJECT);
 	assert_int_equal(c->routes[0].nusers, 2);
