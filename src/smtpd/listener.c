@@ -588,7 +588,9 @@ tls_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (err == 0 && (what & BEV_EVENT_ERROR) && errno != 0)
 		bsnprintf(reason, sizeof(reason), "%s", strerror(errno));
 	else
-		tls_error_reason(err, reason, sizeof(reason));
+		tls_handshake_reason(err, c->tls_mode == LISTENER_TLS_IMPLICIT ?
+		    TLS_START_IMPLICIT : TLS_START_STARTTLS, reason,
+		    sizeof(reason));
 	log_tls_failed(c, reason);
 	smtp_session_lost(c->sess);
 	conn_free(c);
