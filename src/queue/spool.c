@@ -69,6 +69,7 @@ struct spool_msg {
 	int		 ok;
 	int		 err;		/* rewrite: errno of what failed */
 	const char	*failed;	/* rewrite: what failed, or NULL */
+	int		 renamed;	/* rewrite: now at queue/<MID> */
 	struct spool_msg *next;
 };
 
@@ -596,7 +597,7 @@ spool_rewrite_commit(struct spool *sp, struct spool_msg **msgs, size_t n)
 			rewrite_failed(msgs[i], "renaming into the queue", errno);
 			continue;
 		}
-		msgs[i]->ok = 1;
+		msgs[i]->ok = msgs[i]->renamed = 1;
 		renamed++;
 	}
 	if (renamed == 0)
@@ -616,17 +617,23 @@ spool_rewrite_commit(struct spool *sp, struct spool_msg **msgs, size_t n)
 int
 spool_rewrite_result(struct spool_msg *m, int *fd, char *why, size_t whylen)
 {
-	if (m->ok && lseek(m->fd, 0, SEEK_SET) == 0) {
+	int durable = m->ok;
+
+	if (m->renamed) {
+		(void)lseek(m->fd, 0, SEEK_SET);
 		*fd = m->fd;
 		m->fd = -1;
+		if (!durable)
+			bsnprintf(why, whylen, "spool: MID %llu was rewritten "
+			    "but %s failed: %s", (unsigned long long)m->mid,
+			    m->failed, strerror(m->err));
 		msg_free(m);
-		return 1;
+		return durable ? 1 : 0;
 	}
 	bsnprintf(why, whylen, "spool: cannot replace MID %llu: %s failed: %s",
-	    (unsigned long long)m->mid, m->failed ? m->failed : "seeking",
-	    strerror(m->failed ? m->err : errno));
-	/* Only incoming/<MID> goes: after a rename it no longer exists, and
-	 * queue/<MID> (old or new) is a whole file either way. */
+	    (unsigned long long)m->mid, m->failed ? m->failed : "commit",
+	    strerror(m->failed ? m->err : EINVAL));
+	/* Only incoming/<MID> goes: queue/<MID> is the old file, whole. */
 	spool_msg_abort(m);
 	return -1;
 }
@@ -825,7 +832,7 @@ int
 spool_open_msg(const struct spool *sp, enum spool_area area, uint64_t mid,
     int verify, struct envelope *env, char *why, size_t whylen)
 {
-	char path[4096], hex[65], *envbuf = NULL;
+	char path[4096], hex[65], ewhy[128], *envbuf = NULL;
 	uint64_t msglen;
 	size_t envlen;
 	struct stat st;
@@ -853,8 +860,10 @@ spool_open_msg(const struct spool *sp, enum spool_area area, uint64_t mid,
 		bsnprintf(why, whylen, "%s: short read", path);
 		goto fail;
 	}
-	if (envelope_decode(envbuf, envlen, env, why, whylen) == -1)
+	if (envelope_decode(envbuf, envlen, env, ewhy, sizeof(ewhy)) == -1) {
+		bsnprintf(why, whylen, "%s: bad envelope: %s", path, ewhy);
 		goto fail;
+	}
 	if (env->mid != mid || env->msg_size != msglen) {
 		bsnprintf(why, whylen, "%s: envelope does not match file", path);
 		goto fail;

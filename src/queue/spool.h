@@ -114,11 +114,11 @@ void	spool_rewrite_commit(struct spool *, struct spool_msg **msgs,
 	    size_t n);
 /*
  * Result of a committed rewrite; frees `msg`.  1: queue/<MID> is the new
- * file and *fd its locked read-write descriptor, positioned at 0 (the
- * caller closes it).  -1 with why: nothing was replaced, or the new file
- * is in place but its directory entry could not be flushed; either way
- * queue/<MID> is a whole valid file, and the message must wait for a
- * later attempt.
+ * file, durable, and *fd its locked read-write descriptor at offset 0
+ * (the caller closes it).  0: the same, but flushing queue/ failed (why):
+ * a crash could still bring the old file back, so the message must wait
+ * for a later attempt.  -1 with why: nothing was replaced (the old file
+ * is whole and in place) and *fd is untouched.
  */
 int	spool_rewrite_result(struct spool_msg *, int *fd, char *why,
 	    size_t whylen);
