@@ -56,7 +56,7 @@ int	__real_syncfs(int);
 int	__real_rename(const char *, const char *);
 int	__real_fstatvfs64(int, struct statvfs64 *);
 
-static void
+static void __attribute__((unused))
 fsfault_reset(void)
 {
 	pthread_mutex_lock(&fsf_lock);
@@ -65,7 +65,7 @@ fsfault_reset(void)
 	pthread_mutex_unlock(&fsf_lock);
 }
 
-static void
+static void __attribute__((unused))
 fsfault_arm(enum fs_call call, int nth, int err, enum fs_kind kind,
     const char *path)
 {
@@ -80,7 +80,7 @@ fsfault_arm(enum fs_call call, int nth, int err, enum fs_kind kind,
 	pthread_mutex_unlock(&fsf_lock);
 }
 
-static void
+static void __attribute__((unused))
 fsfault_disarm(void)
 {
 	pthread_mutex_lock(&fsf_lock);
@@ -88,7 +88,7 @@ fsfault_disarm(void)
 	pthread_mutex_unlock(&fsf_lock);
 }
 
-static int
+static int __attribute__((unused))
 fsfault_hits(void)
 {
 	int n;
@@ -101,7 +101,7 @@ fsfault_hits(void)
 
 /* statvfs answers: `bytes` available, `inodes` free of `files` (0 =
  * the file system does not count inodes). */
-static void
+static void __attribute__((unused))
 fsfault_space(uint64_t bytes, uint64_t inodes, uint64_t files)
 {
 	pthread_mutex_lock(&fsf_lock);
