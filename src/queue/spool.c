@@ -222,6 +222,7 @@ msg_create(struct spool *sp, uint64_t mid, int flags, char *why,
 	return m;
 }
 
+/* Start receiving a message into incoming/<mid>. */
 struct spool_msg *
 spool_msg_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
 {
@@ -523,6 +524,7 @@ spool_inject(struct spool *sp, struct envelope *env, const char *data,
 
 /* ------------------------------------------------------------ rewriting */
 
+/* Start the new copy of a queued message, locked, in incoming/. */
 struct spool_msg *
 spool_rewrite_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
 {
@@ -541,6 +543,7 @@ spool_rewrite_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
 	return m;
 }
 
+/* Append envelope and footer to a new copy. */
 int
 spool_rewrite_finish(struct spool_msg *m, const struct envelope *env,
     char *why, size_t whylen)
@@ -567,6 +570,7 @@ rewrite_failed(struct spool_msg *m, const char *what, int err)
 	m->err = err;
 }
 
+/* One syncfs, a rename each, one fsync of queue/ for a batch. */
 void
 spool_rewrite_commit(struct spool *sp, struct spool_msg **msgs, size_t n)
 {
@@ -614,6 +618,7 @@ spool_rewrite_commit(struct spool *sp, struct spool_msg **msgs, size_t n)
 	}
 }
 
+/* Outcome of one committed rewrite; hands over its descriptor. */
 int
 spool_rewrite_result(struct spool_msg *m, int *fd, char *why, size_t whylen)
 {
@@ -693,6 +698,7 @@ space_episode(struct spool *sp, int full, uint64_t reserve)
 		    "bytes", bytes, "inodes", inodes, NULL);
 }
 
+/* Room at MAIL for `size` octets above the reserve? (cached statvfs) */
 enum spool_room
 spool_has_room(struct spool *sp, uint64_t size, uint64_t reserve, double now)
 {

@@ -47,6 +47,7 @@ struct transform_batch {
 	int				  committed;
 };
 
+/* The steps this configuration enables (none built yet). */
 const struct transform_step *const *
 transform_steps(const struct conf *conf, size_t *n)
 {
@@ -57,6 +58,7 @@ transform_steps(const struct conf *conf, size_t *n)
 	return NULL;
 }
 
+/* An empty batch for one round. */
 struct transform_batch *
 transform_batch_new(struct spool *spool, const struct conf *conf,
     const struct transform_step *const *steps, size_t nsteps)
@@ -70,6 +72,7 @@ transform_batch_new(struct spool *spool, const struct conf *conf,
 	return tb;
 }
 
+/* Free a batch; uncommitted or untaken rewrites are discarded. */
 void
 transform_batch_free(struct transform_batch *tb)
 {
@@ -201,6 +204,7 @@ any_ok(const struct transform_rcpt *rcpts, size_t n)
 	return 0;
 }
 
+/* Run the steps on one message and stage its new copy. */
 enum transform_outcome
 transform_message(struct transform_batch *tb, uint64_t mid, int fd,
     const struct envelope *env, struct transform_rcpt *rcpts, char *why,
@@ -245,6 +249,7 @@ transform_message(struct transform_batch *tb, uint64_t mid, int fd,
 	return r;
 }
 
+/* Flush and put in place every staged copy: one syncfs. */
 void
 transform_commit(struct transform_batch *tb)
 {
@@ -264,6 +269,7 @@ transform_commit(struct transform_batch *tb)
 	free(msgs);
 }
 
+/* Hand over the new file of one message after the commit. */
 int
 transform_take(struct transform_batch *tb, uint64_t mid, int *fd,
     struct envelope *env, char *why, size_t whylen)

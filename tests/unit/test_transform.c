@@ -391,87 +391,93 @@ test_chain_and_batch(void **state)
 
 /* ---- outcomes --------------------------------------------------------- */
 
+static const struct transform_step *const steps_defer[] = { &step_header,
+    &step_defer };
+static const struct transform_step *const steps_nocert[] = { &step_nocert };
+static const struct transform_step *const steps_refuse[] = { &step_refuse };
+static const char *const rcpts_some[] = { "bob@example.com",
+    "nocert@example.net" };
+static const char *const rcpts_none[] = { "nocert1@example.com",
+    "nocert2@example.net" };
+
+static const struct {
+	const char			 *name, *from;
+	const char *const		 *rcpts;	/* NULL: bob, carol */
+	const struct transform_step *const *steps;
+	size_t				  nsteps;
+	enum transform_outcome		  want;
+	const char			 *want_why;	/* NULL = any */
+	int				  want_take;
+	const char			 *want_content;	/* in queue/ after */
+	enum transform_outcome		  want_rc[2];
+	const char			 *want_status1, *want_why1;
+} outcome_cases[] = {
+	{ "TEMPFAIL: the whole message waits, nothing written",
+	  "defer@example.org", NULL, steps_defer, 2, TRANSFORM_TEMPFAIL,
+	  "defer: key not usable", 0, ORIG,
+	  { TRANSFORM_OK, TRANSFORM_OK }, "", "" },
+	{ "one recipient PERMFAIL: it bounces, the other gets the copy",
+	  "a@example.org", rcpts_some, steps_nocert, 1, TRANSFORM_OK, NULL, 1,
+	  "X-Encrypted: yes\r\n" ORIG,
+	  { TRANSFORM_OK, TRANSFORM_PERMFAIL }, "5.7.1",
+	  "no certificate for nocert@example.net" },
+	{ "every recipient PERMFAIL: PERMFAIL, nothing written",
+	  "a@example.org", rcpts_none, steps_nocert, 1, TRANSFORM_PERMFAIL,
+	  NULL, 0, ORIG, { TRANSFORM_PERMFAIL, TRANSFORM_PERMFAIL }, "5.7.1",
+	  "no certificate for nocert2@example.net" },
+	{ "a step's PERMFAIL: every recipient fails with its reason",
+	  "a@example.org", NULL, steps_refuse, 1, TRANSFORM_PERMFAIL,
+	  "refuse: cannot sign", 0, ORIG,
+	  { TRANSFORM_PERMFAIL, TRANSFORM_PERMFAIL }, "5.7.0",
+	  "refuse: cannot sign" },
+};
+
 static void
 test_outcomes(void **state)
 {
-	static const struct transform_step *const defer[] = { &step_header,
-	    &step_defer };
-	static const struct transform_step *const nocert[] = { &step_nocert };
-	static const struct transform_step *const refuse[] = { &step_refuse };
-	static const char *const some[] = { "bob@example.com",
-	    "nocert@example.net" };
-	static const char *const none[] = { "nocert1@example.com",
-	    "nocert2@example.net" };
 	struct transform_rcpt rc[2];
 	struct transform_batch *tb;
 	struct envelope env;
-	char why[256] = "", *before, *after;
+	char why[256], *before, *after;
 	size_t blen, alen;
+	uint64_t mid;
+	size_t i;
 	int fd;
 
-	/* TEMPFAIL: the whole message waits, nothing written. */
-	queue_msg(30, "defer@example.org", NULL, 0, ORIG);
-	before = file_bytes(30, &blen);
-	fd = open_queued(30, &env);
-	tb = transform_batch_new(sp, NULL, defer, NELEM(defer));
-	assert_int_equal(transform_message(tb, 30, fd, &env, rc, why,
-	    sizeof(why)), TRANSFORM_TEMPFAIL);
-	assert_string_equal(why, "defer: key not usable");
-	transform_commit(tb);
-	assert_int_equal(transform_take(tb, 30, &fd, &env, why, sizeof(why)),
-	    0);
-	transform_batch_free(tb);
-	after = file_bytes(30, &alen);
-	assert_true(alen == blen && memcmp(before, after, blen) == 0);
-	assert_int_equal(count_incoming(), 0);
-	free(before);
-	free(after);
-	close(fd);
-	envelope_clear(&env);
-
-	/* One recipient PERMFAIL: it bounces, the other gets the copy. */
-	queue_msg(31, "a@example.org", some, 2, ORIG);
-	fd = open_queued(31, &env);
-	tb = transform_batch_new(sp, NULL, nocert, NELEM(nocert));
-	assert_int_equal(transform_message(tb, 31, fd, &env, rc, why,
-	    sizeof(why)), TRANSFORM_OK);
-	assert_int_equal(rc[0].outcome, TRANSFORM_OK);
-	assert_int_equal(rc[1].outcome, TRANSFORM_PERMFAIL);
-	assert_string_equal(rc[1].status, "5.7.1");
-	assert_string_equal(rc[1].why, "no certificate for nocert@example.net");
-	transform_commit(tb);
-	assert_int_equal(transform_take(tb, 31, &fd, &env, why, sizeof(why)),
-	    1);
-	transform_batch_free(tb);
-	assert_int_equal(check_queued(31, "X-Encrypted: yes\r\n" ORIG), 1);
-	close(fd);
-	envelope_clear(&env);
-
-	/* Every recipient PERMFAIL: PERMFAIL, nothing written. */
-	queue_msg(32, "a@example.org", none, 2, ORIG);
-	fd = open_queued(32, &env);
-	tb = transform_batch_new(sp, NULL, nocert, NELEM(nocert));
-	assert_int_equal(transform_message(tb, 32, fd, &env, rc, why,
-	    sizeof(why)), TRANSFORM_PERMFAIL);
-	assert_int_equal(count_incoming(), 0);
-	transform_batch_free(tb);
-	assert_int_equal(check_queued(32, ORIG), 0);
-	close(fd);
-	envelope_clear(&env);
-
-	/* A step's PERMFAIL: every recipient fails with its reason. */
-	queue_msg(33, "a@example.org", NULL, 0, ORIG);
-	fd = open_queued(33, &env);
-	tb = transform_batch_new(sp, NULL, refuse, NELEM(refuse));
-	assert_int_equal(transform_message(tb, 33, fd, &env, rc, why,
-	    sizeof(why)), TRANSFORM_PERMFAIL);
-	assert_int_equal(rc[0].outcome, TRANSFORM_PERMFAIL);
-	assert_string_equal(rc[1].status, "5.7.0");
-	assert_string_equal(rc[1].why, "refuse: cannot sign");
-	assert_int_equal(count_incoming(), 0);
-	transform_batch_free(tb);
-	close(fd);
-	envelope_clear(&env);
+	for (i = 0; i < NELEM(outcome_cases); i++) {
+		mid = 30 + i;
+		queue_msg(mid, outcome_cases[i].from, outcome_cases[i].rcpts, 2,
+		    ORIG);
+		before = file_bytes(mid, &blen);
+		fd = open_queued(mid, &env);
+		tb = transform_batch_new(sp, NULL, outcome_cases[i].steps,
+		    outcome_cases[i].nsteps);
+		why[0] = '\0';
+		if (transform_message(tb, mid, fd, &env, rc, why, sizeof(why)) !=
+		    outcome_cases[i].want)
+			fail_msg("%s: outcome (%s)", outcome_cases[i].name, why);
+		if (outcome_cases[i].want_why != NULL)
+			assert_string_equal(why, outcome_cases[i].want_why);
+		assert_int_equal(rc[0].outcome, outcome_cases[i].want_rc[0]);
+		assert_int_equal(rc[1].outcome, outcome_cases[i].want_rc[1]);
+		assert_string_equal(rc[1].status, outcome_cases[i].want_status1);
+		assert_string_equal(rc[1].why, outcome_cases[i].want_why1);
+		transform_commit(tb);
+		assert_int_equal(transform_take(tb, mid, &fd, &env, why,
+		    sizeof(why)), outcome_cases[i].want_take);
+		transform_batch_free(tb);
+		assert_int_equal(count_incoming(), 0);
+		assert_int_equal(check_queued(mid, outcome_cases[i].
+		    want_content), outcome_cases[i].want_take);
+		/* Not rewritten: the very same bytes as before. */
+		after = file_bytes(mid, &alen);
+		assert_int_equal(outcome_cases[i].want_take == 0, alen == blen &&
+		    memcmp(before, after, blen) == 0);
+		free(before);
+		free(after);
+		close(fd);
+		envelope_clear(&env);
+	}
 }
 
 /* ---- a failed rewrite leaves a whole file and defers ------------------ */
