@@ -688,13 +688,13 @@ space_episode(struct spool *sp, int full, uint64_t reserve)
 		    (unsigned long long)sp->space_inodes);
 	if (full)
 		mlog(LOG_LVL_WARNING, "spool_full", "Spool {dir} nearly full: "
-		    "{bytes} bytes and {inodes} inodes free, limits."
+		    "{bytes} bytes free ({inodes} inodes), limits."
 		    "spool_min_free {min}; MAIL gets 452 4.3.1 until space is "
 		    "freed", "dir", sp->dir, "bytes", bytes, "inodes", inodes,
 		    "min", min, NULL);
 	else
 		mlog(LOG_LVL_INFO, "spool_room", "Spool {dir} has room again: "
-		    "{bytes} bytes and {inodes} inodes free", "dir", sp->dir,
+		    "{bytes} bytes free ({inodes} inodes)", "dir", sp->dir,
 		    "bytes", bytes, "inodes", inodes, NULL);
 }
 

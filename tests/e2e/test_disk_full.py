@@ -163,14 +163,15 @@ def test_disk_full_episode(tmpfs_server):
     s.wait_log(r"^\S+ Info: ICID \d+ From: <a@example\.org> rejected: "
                r"452 4\.3\.1 Insufficient system storage$")
     s.wait_log(r"^\S+ Warning: Spool \S+/data/spool nearly full: \d+ bytes "
-               r"and \d+ inodes free, limits\.spool_min_free %d; MAIL gets "
+               r"free \(\d+ inodes\), limits\.spool_min_free %d; MAIL gets "
                r"452 4\.3\.1 until space is freed$" % RESERVE)
     assert queue_count(s) == 3
 
     # Space freed: mail flows again, same daemon, no restart.
     os.unlink(filler)
     mail_reply_until(port, "250")
-    s.wait_log(r"Spool \S+/data/spool has room again: \d+ bytes")
+    s.wait_log(r"Spool \S+/data/spool has room again: \d+ bytes free "
+               r"\(\d+ inodes\)$")
     # A declared SIZE that cannot fit above the reserve is refused at once.
     with RawSMTP(port) as c:
         c.ehlo()

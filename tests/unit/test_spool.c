@@ -714,14 +714,14 @@ test_has_room_log(void **state)
 		n++;
 	assert_int_equal(n, 1);
 	assert_non_null(strstr(log, "Warning: Spool "));
-	assert_non_null(strstr(log, "/spool nearly full: 10485760 bytes and "
-	    "5000 inodes free, limits.spool_min_free 67108864; MAIL gets 452 "
+	assert_non_null(strstr(log, "/spool nearly full: 10485760 bytes free "
+	    "(5000 inodes), limits.spool_min_free 67108864; MAIL gets 452 "
 	    "4.3.1 until space is freed\n"));
 	for (n = 0, p = log; (p = strstr(p, "has room again")) != NULL; p++)
 		n++;
 	assert_int_equal(n, 1);
 	assert_non_null(strstr(log, "/spool has room again: 104857600 bytes "
-	    "and 5000 inodes free\n"));
+	    "free (5000 inodes)\n"));
 	free(log);
 	log_open("/dev/null", 0, "test_spool");
 }
