@@ -1238,6 +1238,26 @@ parse_log(struct loadctx *ctx, const config_setting_t *g)
 		c->log_json = fmt;
 }
 
+/* limits.spool_min_free: octets, often above 2^31, where libconfig 1.5
+ * needs the L suffix or wraps the number (a negative value is that). */
+static void
+parse_spool_min_free(struct loadctx *ctx, const config_setting_t *g,
+    struct conf_limits *l)
+{
+	const config_setting_t *s;
+	long long v;
+
+	s = get_typed(g, "spool_min_free", K_INT);
+	if (s != NULL && config_setting_get_int64(s) < 0) {
+		report(ctx, s, "'spool_min_free' must be 0 or more (got %lld; "
+		    "numbers above 2147483647 need the L suffix, e.g. "
+		    "10737418240L)", (long long)config_setting_get_int64(s));
+		return;
+	}
+	if (get_int(ctx, g, "spool_min_free", 0, CONF_SPOOL_MIN_FREE_MAX, &v))
+		l->spool_min_free = (uint64_t)v;
+}
+
 /* The limits keys present in `g` (a limits group or a policy). */
 static void
 parse_limit_values(struct loadctx *ctx, const config_setting_t *g,
@@ -1252,10 +1272,8 @@ parse_limit_values(struct loadctx *ctx, const config_setting_t *g,
 	if (global)
 		set_int(ctx, g, "max_connections", 1, CONF_INT_MAX,
 		    &l->max_connections);
-	/* Above 2147483647 libconfig needs the L suffix (10737418240L). */
-	if (global && get_int(ctx, g, "spool_min_free", 0,
-	    CONF_SPOOL_MIN_FREE_MAX, &v))
-		l->spool_min_free = (uint64_t)v;
+	if (global)
+		parse_spool_min_free(ctx, g, l);
 	set_int(ctx, g, "max_connections_per_client", 1, CONF_INT_MAX,
 	    &l->max_connections_per_client);
 	set_int(ctx, g, "auth_failures", 1, 64, &l->auth_failures);

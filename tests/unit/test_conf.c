@@ -326,7 +326,8 @@ static const struct err_case err_cases[] = {
 	{ "log = { format = \"xml\"; };\n", 1,
 	    "'format' must be one of text, json (got 'xml')" },
 	{ "limits = {\n spool_min_free = -1; };\n", 2,
-	    "'spool_min_free' must be between 0 and 1125899906842624 (got -1)" },
+	    "'spool_min_free' must be 0 or more (got -1; numbers above "
+	    "2147483647 need the L suffix, e.g. 10737418240L)" },
 	{ "limits = { spool_min_free = 2251799813685248L; };\n", 1,
 	    "'spool_min_free' must be between 0 and 1125899906842624" },
 	{ "limits = { spool_min_free = \"1G\"; };\n", 1,
