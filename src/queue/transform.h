@@ -27,7 +27,8 @@
  *    Some recipients may still be PERMFAIL in the per-recipient outcomes.
  *  - TRANSFORM_TEMPFAIL: the whole message waits, `why` says why (e.g. a
  *    DKIM key that cannot be used under dkim_on_error = "defer", or the
- *    new copy could not be written).  Nothing was changed.
+ *    new copy could not be written).  Nothing was changed, and the
+ *    per-recipient outcomes mean nothing.
  *  - per recipient TRANSFORM_PERMFAIL, with an RFC 3463 status (5.7.x):
  *    e.g. S/MIME encrypt = required and no certificate for that
  *    recipient.  Those recipients bounce; the others get the transformed
