@@ -611,7 +611,7 @@ service_status(struct strbuf *sb)
 	if (spool_list(sspool, SPOOL_HOLD, &mids, &nh) == 0 && nh > 0)
 		strbuf_printf(sb, ", %zu held", nh);
 	free(mids);
-	if (spool_paused(sspool))
+	if (sconf->paused || spool_paused(sspool))
 		strbuf_puts(sb, ", delivery paused");
 	if (snote != NULL)
 		strbuf_printf(sb, ", %s", snote);

@@ -80,8 +80,10 @@ routes = (
 class Server:
     def __init__(self, tmp_path, config=None, extra="", log_format="text",
                  debug=False,
-                 port=None):
+                 port=None, bin=None, env=None):
         self.dir = tmp_path
+        self.bin = bin or BIN        # another postern (an installed tree)
+        self.env = env               # environment of serve (None: ours)
         self.debug = debug
         self.port = port or free_port()
         self.conf = os.path.join(self.dir, "postern.conf")
@@ -103,9 +105,10 @@ class Server:
     def start(self, wait=True):
         self.errf = open(self.stderr_path, "a")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "-c", self.conf, "--foreground"] +
+            [self.bin, "serve", "-c", self.conf, "--foreground"] +
             (["--debug"] if self.debug else []), cwd=self.dir,
-            stdout=self.errf, stderr=self.errf, start_new_session=True)
+            stdout=self.errf, stderr=self.errf, start_new_session=True,
+            env=self.env)
         if wait and not wait_port("127.0.0.1", self.port):
             self.stop()
             raise AssertionError("postern did not start listening:\n" +

@@ -1,0 +1,282 @@
+"""`postern serve` under systemd, without systemd: the sd_notify protocol
+checked end to end with a datagram socket of ours in NOTIFY_SOCKET (READY=1
+only once every listener accepts and the spool is recovered, STATUS= with
+the queue, WATCHDOG=1 at half WATCHDOG_USEC, RELOADING=1 then READY=1
+around a SIGHUP reload, STOPPING=1), SIGUSR2 reopening the log files and
+nothing else, and the generated unit file under `systemd-analyze verify`
+and `systemd-analyze security` (docs/man/postern.8.scd, "SYSTEMD")."""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import (BIN, RawSMTP, free_port, queued_mid, smtp_send,
+                      wait_for)
+
+CONFIG = """
+hostname = "mx.test.example";
+data_dir = "data";
+log = {{ file = "postern.log"; format = "text"; }};
+user = "root";
+workers = 2;
+listeners = (
+  {{ name = "inbound"; address = "127.0.0.1"; port = {port}; }},
+  {{ name = "second"; address = "127.0.0.1"; port = PORT2; }}
+);
+sender_groups = (
+  {{ name = "ALL"; networks = [ "0.0.0.0/0", "::/0" ]; policy = "relayed"; }}
+);
+policies = {{ relayed = {{ action = "relay"; }}; }};
+local_domains = [ "example.com" ];
+routes = (
+  {{ domain = "example.com"; maildir = "data/mail/%d/%u"; }},
+  {{ domain = "*"; hosts = [ "[127.0.0.1]:9" ]; }}
+);
+delivery = {{ paused = true; }};
+"""
+
+MSG = "From: a@example.org\r\nTo: b@far.example\r\nSubject: s\r\n\r\nbody\r\n"
+
+
+class NotifySocket:
+    """systemd's side of sd_notify(3): an AF_UNIX datagram socket whose
+    path goes into NOTIFY_SOCKET.  Every datagram is kept as a dict."""
+
+    def __init__(self):
+        # sun_path holds 108 bytes: a short directory, not tmp_path
+        self.dir = tempfile.mkdtemp(prefix="pn-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.msgs = []
+
+    def close(self):
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def env(self, **extra):
+        e = dict(os.environ, NOTIFY_SOCKET=self.path)
+        e.update(extra)
+        return e
+
+    def _recv(self, timeout):
+        self.sock.settimeout(max(0.01, timeout))
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            return False
+        fields = dict(ln.split("=", 1) for ln in data.decode().split("\n")
+                      if "=" in ln)
+        self.msgs.append(fields)
+        return True
+
+    def drain(self):
+        """Read whatever is pending, without waiting."""
+        while self._recv(0.05):
+            pass
+
+    def wait(self, key, value=None, start=0, timeout=15.0):
+        """The first message from index `start` on that has key (=value);
+        returns its index."""
+        deadline = time.monotonic() + timeout
+        i = start
+        while True:
+            while i < len(self.msgs):
+                m = self.msgs[i]
+                if key in m and (value is None or m[key] == value):
+                    return i
+                i += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {key}={value} from serve within "
+                                     f"{timeout} s; got {self.msgs}")
+            self._recv(left)
+
+
+@pytest.fixture
+def notify():
+    n = NotifySocket()
+    yield n
+    n.close()
+
+
+def banner(port):
+    with RawSMTP(port) as c:
+        return c.banner
+
+
+def test_notify_protocol(server_factory, notify):
+    port2 = free_port()
+    s = server_factory(config=CONFIG.replace("PORT2", str(port2)),
+                       env=notify.env(WATCHDOG_USEC="200000"))
+    # an unfinished reception from "before a crash": recovery removes it
+    incoming = os.path.join(s.data, "spool", "incoming")
+    os.makedirs(incoming)
+    with open(os.path.join(incoming, "5"), "w") as fh:
+        fh.write("half a message")
+    s.start(wait=False)
+
+    r = notify.wait("READY", "1")
+    # READY=1 means every listener accepts and the spool is recovered
+    assert banner(s.port).startswith("220 mx.test.example ESMTP Postern")
+    assert banner(port2).startswith("220 mx.test.example ESMTP Postern")
+    assert not os.path.exists(os.path.join(incoming, "5"))
+    assert notify.msgs[r]["STATUS"] == ("accepting on 2 listeners with 2 "
+                                        "workers, 0 messages queued, "
+                                        "delivery paused")
+    assert not any("READY" in m for m in notify.msgs[:r])
+
+    # WATCHDOG=1 every 0.1 s (half of WATCHDOG_USEC): two come quickly
+    w = notify.wait("WATCHDOG", "1", start=r + 1)
+    notify.wait("WATCHDOG", "1", start=w + 1)
+
+    # two messages queued (delivery is paused), one of them held
+    mids = []
+    for _ in range(2):
+        code, text = smtp_send(s, "a@example.org", ["b@far.example"], MSG)
+        assert code == 250, text
+        mids.append(queued_mid(text))
+    assert s.cli("queue", "hold", str(mids[1])).returncode == 0
+
+    # SIGHUP: RELOADING=1 (with MONOTONIC_USEC), then READY=1 and the
+    # new counts
+    start = len(notify.msgs)
+    os.kill(s.proc.pid, signal.SIGHUP)
+    rl = notify.wait("RELOADING", "1", start=start)
+    assert re.fullmatch(r"\d+", notify.msgs[rl]["MONOTONIC_USEC"])
+    rd = notify.wait("READY", "1", start=rl + 1)
+    assert notify.msgs[rd]["STATUS"] == (
+        "accepting on 2 listeners with 2 workers, 1 message queued, "
+        "1 held, delivery paused")
+    s.wait_log(r"configuration reloaded from")
+
+    # SIGUSR2: every process reopens the log, nothing else happens
+    wait_for(lambda: len(s.pids()) == 4, what="old generation gone")
+    before = set(s.pids())
+    os.rename(s.log_path, s.log_path + ".1")
+    start = len(notify.msgs)
+    os.kill(s.proc.pid, signal.SIGUSR2)
+    s.wait_log(r"Info: log reopened \(SIGUSR2\)")
+    code, text = smtp_send(s, "a@example.org", ["c@far.example"], MSG)
+    assert code == 250, text
+    s.wait_log(r"MID %d ready" % queued_mid(text))   # a worker's line
+    assert set(s.pids()) <= before                    # no process started
+    assert "configuration reloaded" not in s.log()
+    notify.drain()
+    assert not any("RELOADING" in m or "READY" in m
+                   for m in notify.msgs[start:]), notify.msgs[start:]
+
+    # a reload that is refused still ends with READY=1, and says so
+    with open(s.conf, "a") as fh:
+        fh.write("\nbogus_key = 1;\n")
+    start = len(notify.msgs)
+    os.kill(s.proc.pid, signal.SIGHUP)
+    rl = notify.wait("RELOADING", "1", start=start)
+    rd = notify.wait("READY", "1", start=rl + 1)
+    assert notify.msgs[rd]["STATUS"].endswith(
+        "last reload refused (see the log)"), notify.msgs[rd]
+    s.wait_log(r"reload refused: .*unknown key 'bogus_key'")
+
+    # SIGTERM: STOPPING=1
+    start = len(notify.msgs)
+    s.stop()
+    st = notify.wait("STOPPING", "1", start=start)
+    assert notify.msgs[st]["STATUS"].startswith("stopping ")
+
+
+def test_no_ready_when_a_listener_cannot_bind(server_factory, notify):
+    """A listener that cannot be bound: serve exits 1 and never says
+    READY=1."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port2 = busy.getsockname()[1]
+    try:
+        s = server_factory(config=CONFIG.replace("PORT2", str(port2)),
+                           env=notify.env())
+        s.start(wait=False)
+        assert s.proc.wait(timeout=15) == 1
+        s.proc = None
+        s.errf.close()
+    finally:
+        busy.close()
+    notify.drain()
+    assert not any("READY" in m for m in notify.msgs), notify.msgs
+    assert "Address already in use" in s.stderr()
+
+
+def test_without_notify_socket_nothing_is_sent(server_factory, notify):
+    """Started by hand (no NOTIFY_SOCKET) serve sends nothing anywhere,
+    WATCHDOG_USEC or not."""
+    env = dict(os.environ, WATCHDOG_USEC="100000")
+    env.pop("NOTIFY_SOCKET", None)
+    s = server_factory(config=CONFIG.replace("PORT2", str(free_port())),
+                       env=env).start()
+    assert banner(s.port).startswith("220 ")
+    s.stop()
+    notify.drain()
+    assert notify.msgs == []
+
+
+# ---------------------------------------------------------------- the unit
+
+def unit_root(tmp_path):
+    """A file system root for `systemd-analyze verify --root`: the unit made
+    by this build (build/dist/postern.service), the binary where its
+    ExecStart says, the man pages its Documentation= names, and the
+    system's own units (the targets the unit depends on)."""
+    build = os.path.dirname(BIN)
+    unit = os.path.join(build, "dist", "postern.service")
+    assert os.path.exists(unit), "the build made no dist/postern.service"
+    root = tmp_path / "root"
+    unitdir = root / "lib" / "systemd" / "system"
+    system_units = ("/lib/systemd/system" if os.path.isdir(
+        "/lib/systemd/system") else "/usr/lib/systemd/system")
+    shutil.copytree(system_units, unitdir, symlinks=True)
+    shutil.copy(unit, unitdir / "postern.service")
+    text = open(unit).read()
+    exe = re.search(r"^ExecStart=(\S+)", text, re.M).group(1)
+    os.makedirs(os.path.dirname(str(root) + exe), exist_ok=True)
+    shutil.copy(BIN, str(root) + exe)
+    for page in ("postern.8", "postern.conf.5", "postern-log.7"):
+        d = root / "usr" / "share" / "man" / ("man" + page.rsplit(".")[-1])
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.join(build, "docs", "man", page), d / page)
+    return root, unitdir / "postern.service"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is missing (Debian: systemd)")
+def test_unit_passes_systemd_analyze(tmp_path):
+    root, unit = unit_root(tmp_path)
+    env = dict(os.environ, MANPATH=str(root / "usr" / "share" / "man"))
+    p = subprocess.run(["systemd-analyze", "verify", "--root=%s" % root,
+                        "postern.service"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert p.returncode == 0 and p.stderr.strip() == "", p.stderr
+
+    # at most 2.5 ("OK"); --threshold counts in tenths
+    p = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                        "--threshold=25", str(unit)], capture_output=True,
+                       text=True, timeout=60)
+    m = re.search(r"Overall exposure level for postern\.service: "
+                  r"(\d+\.\d+) (\w+)", p.stdout)
+    assert m, p.stdout + p.stderr
+    assert p.returncode == 0 and float(m.group(1)) <= 2.5, p.stdout
+    assert m.group(2) == "OK", m.group(0)
+    # the hardening the unit promises in postern(8)
+    text = unit.read_text()
+    for want in ("Type=notify", "WatchdogSec=", "NoNewPrivileges=yes",
+                 "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+                 "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n",
+                 "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n",
+                 "SystemCallFilter=@system-service",
+                 "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert want in text, want
+
