@@ -24,7 +24,8 @@ DEB_PKGS  = build-essential pkg-config meson ninja-build clang \
             python3 python3-pytest python3-pytest-xdist python3-aiosmtpd swaks postfix openssl \
             python3-dkim python3-cryptography procps iproute2 \
             libclang-rt-14-dev
-DEB_PKGS += libsystemd-dev systemd scdoc debhelper dpkg-dev fakeroot lintian
+DEB_PKGS += libsystemd-dev systemd scdoc debhelper dpkg-dev fakeroot lintian \
+            man-db strace
 FUZZ_SECONDS ?= 600
 PREFIX   ?= /usr
 DESTDIR  ?=
