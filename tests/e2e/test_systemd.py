@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import (BIN, RawSMTP, free_port, queued_mid, smtp_send,
+from conftest import (BIN, RawSMTP, Server, free_port, queued_mid, smtp_send,
                       systemd_analyze, wait_for)
 from peers import sink_factory  # noqa: F401  (a fixture)
 
@@ -57,6 +57,9 @@ class NotifySocket:
         self.path = os.path.join(self.dir, "notify")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
+        # like systemd's own: any user may notify (the unit's is not root)
+        os.chmod(self.dir, 0o755)
+        os.chmod(self.path, 0o777)
         self.msgs = []
 
     def close(self):
@@ -399,3 +402,41 @@ def test_system_calls_fit_the_units_filter(tmp_path, server_factory,
     assert {"rt_sigtimedwait", "accept4", "syncfs", "connect", "clone3",
             "execve"} <= used, sorted(used)
     assert used - allowed == set(), sorted(used - allowed)
+
+
+
+def test_serve_started_unprivileged_as_the_unit_does(notify):
+    """The unit starts serve as its user, never as root (User=postern):
+    here as nobody (setpriv, no new privileges), on high ports, with the
+    binary and every file where nobody can reach them.  It says READY=1,
+    serves a message and never tries to switch users."""
+    top = tempfile.mkdtemp(prefix="pn-unpriv-")
+    s = None
+    try:
+        os.chmod(top, 0o755)
+        exe = os.path.join(top, "postern")
+        shutil.copy(BIN, exe)
+        as_nobody = os.path.join(top, "as-nobody")
+        with open(as_nobody, "w") as fh:
+            fh.write("#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 "
+                     "--clear-groups --no-new-privs %s \"$@\"\n" % exe)
+        os.chmod(as_nobody, 0o755)
+        work = os.path.join(top, "w")
+        os.mkdir(work)
+        s = Server(work, config=CONFIG.replace("PORT2", str(free_port()))
+                   .replace('user = "root";', 'user = "postern";'),
+                   bin=as_nobody, env=notify.env())
+        for path in (work, s.conf):
+            os.chown(path, 65534, 65534)
+        s.start()
+        notify.wait("READY", "1")
+        code, text = smtp_send(s, "a@example.org", ["bob@example.com"], MSG)
+        assert code == 250, text
+        assert os.stat(s.data).st_uid == 65534
+        assert os.stat(s.log_path).st_uid == 65534
+        log = s.log()
+        assert "running as" not in log and "Critical" not in log, log
+    finally:
+        if s is not None:
+            s.stop()
+        shutil.rmtree(top, ignore_errors=True)
