@@ -14,8 +14,8 @@
  *                       restarted by the service manager
  *   STOPPING=1          SIGTERM/SIGINT: shutdown has begun
  *
- * Public: sdnotify_init, sdnotify_wait_ms, sdnotify_tick, sdnotify_ready,
- * sdnotify_status, sdnotify_reloading, sdnotify_stopping.
+ * Public: sdnotify_init, sdnotify_active, sdnotify_wait_ms, sdnotify_tick,
+ * sdnotify_ready, sdnotify_status, sdnotify_reloading, sdnotify_stopping.
  *
  * Limits: without NOTIFY_SOCKET nothing is sent and sdnotify_wait_ms()
  * says "wait forever", so a daemon started by hand runs exactly as before.
@@ -50,6 +50,13 @@ sdnotify_init(void)
 	if (sd_on && sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
 		wd_period = (double)usec / 2e6;
 	wd_last = status_last = mono_now();
+}
+
+/* NOTIFY_SOCKET was set at sdnotify_init(). */
+int
+sdnotify_active(void)
+{
+	return sd_on;
 }
 
 /* How long the master's signal wait may last. */

@@ -11,6 +11,8 @@
 /* Read NOTIFY_SOCKET and WATCHDOG_USEC; call once before the first other
  * call. */
 void	sdnotify_init(void);
+/* Is there a service manager to tell (NOTIFY_SOCKET set)? */
+int	sdnotify_active(void);
 /* Milliseconds the master may wait before it must call sdnotify_tick(),
  * or -1 (no service manager: wait for signals only). */
 long	sdnotify_wait_ms(void);

@@ -599,8 +599,9 @@ service_status(struct strbuf *sb)
 	uint64_t *mids = NULL;
 	size_t nq = 0, nh = 0;
 
-	strbuf_printf(sb, "accepting on %zu listener%s with %d workers",
-	    sconf->nlisteners, sconf->nlisteners == 1 ? "" : "s", snworkers);
+	strbuf_printf(sb, "accepting on %zu listener%s with %d worker%s",
+	    sconf->nlisteners, sconf->nlisteners == 1 ? "" : "s", snworkers,
+	    snworkers == 1 ? "" : "s");
 	if (spool_list(sspool, SPOOL_QUEUE, &mids, &nq) == 0)
 		strbuf_printf(sb, ", %zu message%s queued", nq,
 		    nq == 1 ? "" : "s");
@@ -623,12 +624,25 @@ notify_state(int ready)
 {
 	struct strbuf status = STRBUF_INIT;
 
+	if (!sdnotify_active())
+		return;		/* no service manager: not even the listing */
 	service_status(&status);
 	if (ready)
 		sdnotify_ready(status.s);
 	else
 		sdnotify_status(status.s);
 	strbuf_free(&status);
+}
+
+/* STOPPING=1: SIGTERM/SIGINT seen, the children are told next. */
+static void
+notify_stopping(void)
+{
+	char status[64];
+
+	(void)bsnprintf(status, sizeof(status), "stopping %d processes",
+	    nchildren);
+	sdnotify_stopping(status);
 }
 
 /* Wait for one of the master's signals; with a service manager, no longer
@@ -681,12 +695,7 @@ supervise(void)
 		}
 	}
 	log_info("stopping: %d processes", nchildren);
-	{
-		char status[64];
-		(void)bsnprintf(status, sizeof(status), "stopping %d processes",
-		    nchildren);
-		sdnotify_stopping(status);
-	}
+	notify_stopping();
 	for (i = 0; i < nchildren; i++)
 		kill(children[i].pid, SIGTERM);
 	for (i = 0; i < (WORKER_GRACE + 2) * 20 && nchildren > 0; i++) {
