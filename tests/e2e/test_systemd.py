@@ -22,21 +22,26 @@ from conftest import (BIN, RawSMTP, Server, free_port, queued_mid, smtp_send,
                       systemd_analyze, wait_for)
 from peers import sink_factory  # noqa: F401  (a fixture)
 
-CONFIG = """
+# What every daemon of this file shares; CONFIG and TRACED_CONFIG add
+# workers, listeners, routes.
+HEAD = """
 hostname = "mx.test.example";
 data_dir = "data";
 log = {{ file = "postern.log"; format = "text"; }};
 user = "root";
-workers = 2;
-listeners = (
-  {{ name = "inbound"; address = "127.0.0.1"; port = {port}; }},
-  {{ name = "second"; address = "127.0.0.1"; port = PORT2; }}
-);
 sender_groups = (
   {{ name = "ALL"; networks = [ "0.0.0.0/0", "::/0" ]; policy = "relayed"; }}
 );
 policies = {{ relayed = {{ action = "relay"; }}; }};
 local_domains = [ "example.com" ];
+"""
+
+CONFIG = HEAD + """
+workers = 2;
+listeners = (
+  {{ name = "inbound"; address = "127.0.0.1"; port = {port}; }},
+  {{ name = "second"; address = "127.0.0.1"; port = PORT2; }}
+);
 routes = (
   {{ domain = "example.com"; maildir = "data/mail/%d/%u"; }},
   {{ domain = "*"; hosts = [ "[127.0.0.1]:9" ]; }}
@@ -278,21 +283,12 @@ def test_unit_passes_systemd_analyze(tmp_path):
         assert want in text, want
 
 
-TRACED_CONFIG = """
-hostname = "mx.test.example";
-data_dir = "data";
-log = {{ file = "postern.log"; format = "text"; }};
-user = "root";
+TRACED_CONFIG = HEAD + """
 workers = 1;
 listeners = (
   {{ name = "inbound"; address = "127.0.0.1"; port = {port};
      tls = "preferred"; }}
 );
-sender_groups = (
-  {{ name = "ALL"; networks = [ "0.0.0.0/0", "::/0" ]; policy = "relayed"; }}
-);
-policies = {{ relayed = {{ action = "relay"; }}; }};
-local_domains = [ "example.com" ];
 routes = (
   {{ domain = "example.com"; maildir = "data/mail/%d/%u"; }},
   {{ domain = "far.example"; hosts = [ "[127.0.0.1]:SINKPORT" ]; }}
