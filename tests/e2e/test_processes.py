@@ -51,8 +51,9 @@ def test_privileges_are_dropped_after_binding(server_factory):
             'data_dir = "data";', f'data_dir = "{d}/data";').replace(
             'maildir = "data/mail/%d/%u"', f'maildir = "{d}/data/mail/%d/%u"'))
         srv.start()
-        kids = children(srv.proc.pid)
-        assert len(kids) >= 2
+        # the port listens before the children are forked: wait for them
+        kids = wait_for(lambda: (lambda k: k if len(k) >= 2 else None)(
+            children(srv.proc.pid)), what="queue manager and a worker")
         for pid in [srv.proc.pid] + kids:
             assert uid_of(pid) == [nobody.pw_uid] * 4, pid
         import smtplib
