@@ -17,6 +17,9 @@ DEB_PKGS  = build-essential pkg-config meson ninja-build clang \
             python3 python3-pytest python3-pytest-xdist python3-aiosmtpd swaks postfix openssl \
             python3-dkim python3-cryptography procps iproute2 \
             libclang-rt-14-dev
+# e2e: HAProxy in front of two instances, and swaks --tlsc --proxy (swaks
+# needs Net::SSLeay for TLS): tests/e2e/test_proxy_protocol.py
+DEB_PKGS += haproxy libnet-ssleay-perl
 FUZZ_SECONDS ?= 600
 
 .PHONY: all deps build run test unit e2e asan fuzz-short fuzz soak bench clean
