@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -120,12 +121,8 @@ static void
 wait_arm(struct proxy_wait *w)
 {
 	struct timeval tv;
-	double left = w->deadline - mono_now();
 
-	if (left < 0)
-		left = 0;
-	tv.tv_sec = (time_t)left;
-	tv.tv_usec = (suseconds_t)((left - (double)tv.tv_sec) * 1e6);
+	timeval_from_secs(&tv, w->deadline - mono_now());
 	event_add(w->ev, &tv);
 }
 

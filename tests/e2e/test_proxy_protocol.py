@@ -12,18 +12,15 @@ import base64
 import os
 import re
 import shutil
-import signal
 import smtplib
 import socket
 import ssl
-import struct
 import subprocess
-import time
 
 import pytest
 
 from conftest import (CRASH_RE, SANITIZER_RE, RawSMTP, Server, free_port,
-                      wait_for, wait_port)
+                      stop_process_group, wait_for)
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
                                 reason="haproxy is not installed")
@@ -172,14 +169,7 @@ class Env:
 
     def stop(self):
         if self.haproxy is not None:
-            try:
-                os.killpg(self.haproxy.pid, signal.SIGTERM)
-                self.haproxy.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.haproxy.pid, signal.SIGKILL)
-                self.haproxy.wait(timeout=10)
-            except ProcessLookupError:
-                pass
+            stop_process_group(self.haproxy)
             self.hout.close()
         bad = []
         for s in self.servers:
@@ -280,6 +270,14 @@ def test_sender_groups_use_the_real_client(env):
                          for s in env.servers), 15, "the REJECT SG line")
 
 
+def assert_received_over_tls(env, user):
+    """The one message for `user` names the real client and TLS."""
+    (path,) = env.wait_mail(user)
+    with open(path) as fh:
+        header = fh.read().split("\r\n\r\n", 1)[0]
+    assert "[127.0.0.3])" in header and "with ESMTPS" in header, header
+
+
 def test_starttls_through_the_proxy(env):
     with via_haproxy(env) as c:
         c.ehlo("client.test")
@@ -287,20 +285,14 @@ def test_starttls_through_the_proxy(env):
         c.ehlo("client.test")
         c.sendmail("a@client.example", ["starttls@example.com"],
                    message("starttls"))
-    (path,) = env.wait_mail("starttls")
-    with open(path) as fh:
-        received = fh.read().split("\r\n\r\n", 1)[0]
-    assert "[127.0.0.3])" in received and "with ESMTPS" in received, received
+    assert_received_over_tls(env, "starttls")
 
 
 def test_implicit_tls_through_the_proxy(env):
     with via_haproxy(env, tls=True) as c:
         c.sendmail("a@client.example", ["smtps@example.com"],
                    message("implicit"))
-    (path,) = env.wait_mail("smtps")
-    with open(path) as fh:
-        received = fh.read().split("\r\n\r\n", 1)[0]
-    assert "[127.0.0.3])" in received and "with ESMTPS" in received, received
+    assert_received_over_tls(env, "smtps")
     wait_for(lambda: any(re.search(r"New SMTP ICID \d+ interface smtps "
                                    r"\(127\.0\.0\.1:\d+\) address 127\.0\.0\.3 ",
                                    s.log()) for s in env.servers), 15,
