@@ -819,6 +819,14 @@ refuse(int fd, const char *line)
 	close(fd);
 }
 
+static void
+log_too_many(const struct conf_listener *l, const char *ip, const char *why)
+{
+	mlog(LOG_LVL_WARNING, "too_many", "Connection refused address {ip} "
+	    "interface {listener}: {why}", "ip", ip, "listener", l->name, "why",
+	    why, NULL);
+}
+
 /* A connection's socket, buffers and timer, linked in; nothing logged. */
 static struct conn *
 conn_new(const struct conf_listener *l, int fd, const struct sockaddr *sa,
@@ -876,11 +884,9 @@ conn_admit(const struct conf_listener *l, int fd, const struct sockaddr *sa,
 	lim = connlimit_take(sa, lconf_all->limits.max_connections,
 	    pol->limits.max_connections_per_client);
 	if (lim != CONNLIMIT_OK) {
-		mlog(LOG_LVL_WARNING, "too_many", "Connection refused address "
-		    "{ip} interface {listener}: {why}", "ip", ip, "listener",
-		    l->name, "why", lim == CONNLIMIT_TOTAL ?
+		log_too_many(l, ip, lim == CONNLIMIT_TOTAL ?
 		    "max_connections reached" :
-		    "max_connections_per_client reached", NULL);
+		    "max_connections_per_client reached");
 		refuse(fd, "421 4.7.0 Too many connections\r\n");
 		return;
 	}
@@ -913,12 +919,22 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	const struct conf_listener *l = arg;
+	char ip[64];
 
-	if (l->proxy_protocol)
-		proxy_accept_start(lbase, fd, sa, l, PROXY_ACCEPT_TIMEOUT,
-		    proxy_done_cb, arg);
-	else
+	if (!l->proxy_protocol) {
 		conn_admit(l, fd, sa, (size_t)salen, NULL);
+		return;
+	}
+	/* Sockets without their header yet are bounded too (a proxy that
+	 * connects and sends nothing cannot pile them up). */
+	if (proxy_accept_pending() >= (size_t)lconf_all->limits.max_connections) {
+		log_too_many(l, sockaddr_ip(sa, ip, sizeof(ip)),
+		    "max_connections reached (waiting for PROXY headers)");
+		close(fd);
+		return;
+	}
+	proxy_accept_start(lbase, fd, sa, l, PROXY_ACCEPT_TIMEOUT,
+	    proxy_done_cb, arg);
 }
 
 static void

@@ -442,3 +442,32 @@ def test_health_checks_do_not_spam_the_log(env):
         assert got[:3] == b[:3], (
             "health checks wrote Info/Warning lines", b, got,
             s.log()[-3000:])
+
+
+def test_sockets_waiting_for_a_header_are_bounded(server_factory):
+    """limits.max_connections also bounds the sockets still waiting for
+    their header, per worker (one worker here)."""
+    conf = CONFIG.format(n=3, inbound="{port}", smtps=free_port())
+    conf = conf.replace("{", "{{").replace("}", "}}") \
+        .replace("{{port}}", "{port}")
+    conf += "workers = 1;\nlimits = {{ max_connections = 2; }};\n"
+    s = server_factory(config=conf, debug=True).start()
+    # the start-up probe (connect, close) must be gone before we count
+    s.wait_log(r"Debug: listener inbound: 127\.0\.0\.1 port \d+ closed "
+               r"before sending a PROXY header")
+    # one worker accepts in order: these two wait, the third is refused
+    waiting = [RawSMTP(s.port, banner=False) for _ in range(2)]
+    try:
+        with RawSMTP(s.port, banner=False) as c:
+            assert c.closed()
+            assert c.buf == b""
+        s.wait_log(r"Warning: Connection refused address 127\.0\.0\.1 "
+                   r"interface inbound: max_connections reached \(waiting "
+                   r"for PROXY headers\)$")
+        # the two that wait still get in once their header arrives
+        for i, c in enumerate(waiting):
+            c.send(v1(f"192.0.2.{60 + i}"))
+            assert c.reply().startswith("220 ")
+    finally:
+        for c in waiting:
+            c.close()
