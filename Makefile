@@ -26,6 +26,9 @@ DEB_PKGS  = build-essential pkg-config meson ninja-build clang \
             libclang-rt-14-dev
 DEB_PKGS += libsystemd-dev systemd scdoc debhelper dpkg-dev fakeroot lintian \
             man-db strace
+# e2e: HAProxy in front of two instances, and swaks --tlsc --proxy (swaks
+# needs Net::SSLeay for TLS): tests/e2e/test_proxy_protocol.py
+DEB_PKGS += haproxy libnet-ssleay-perl
 FUZZ_SECONDS ?= 600
 PREFIX   ?= /usr
 DESTDIR  ?=

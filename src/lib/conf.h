@@ -69,6 +69,12 @@ struct conf_listener {
 	 * others are offered by SNI (server name indication) match. */
 	struct conf_certref *sni_certs;
 	size_t	 nsni_certs;
+	/* PROXY protocol v1/v2 (docs/proxy-protocol.md): every connection
+	 * starts with a proxy's header naming the real client; only peers in
+	 * proxy_from may connect at all. */
+	int	 proxy_protocol;	/* default 0 */
+	struct cidr *proxy_from;	/* required when proxy_protocol */
+	size_t	 nproxy_from;
 	int	 line;			/* line in the file, for messages */
 };
 

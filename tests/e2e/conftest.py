@@ -42,6 +42,19 @@ def wait_port(host, port, timeout=15.0):
     return False
 
 
+def stop_process_group(proc, timeout=10):
+    """SIGTERM a peer started with start_new_session=True and its whole
+    process group, SIGKILL if it is still there after `timeout` s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+
+
 def run(*args, cwd=None, check=False, timeout=60, env=None):
     """Run the postern binary; returns CompletedProcess (text)."""
     p = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True,

@@ -99,7 +99,8 @@ static const char extended[] =
 "  bare_line_ends = \"normalize\"; spool_min_free = 10737418240L; };\n"
 "listeners = (\n"
 "  { name = \"v6\"; address = \"::1\"; port = 2525; auth = \"optional\";\n"
-"    certificate = { cert = \"c/mx.pem\"; key = \"/abs/mx.key\"; }; },\n"
+"    certificate = { cert = \"c/mx.pem\"; key = \"/abs/mx.key\"; };\n"
+"    proxy_protocol = true; proxy_from = [ \"::1\", \"10.0.0.0/8\" ]; },\n"
 "  { name = \"v4\"; address = \"127.0.0.1\"; port = 2465; tls = \"implicit\";\n"
 "    certificate = { cert = \"mx.pem\"; key = \"mx.key\"; chain = \"ca.pem\"; }; }\n"
 ");\n"
@@ -388,6 +389,27 @@ static const struct err_case err_cases[] = {
 	    "certificate ID '../etc/x' may contain only" },
 	{ LST("port = 25; certificate = {\n key = \"k\"; };"), 2,
 	    "missing required key 'cert' in certificate" },
+	/* PROXY protocol */
+	{ LST("port = 25;\n proxy_protocol = true;"), 2,
+	    "listener 'a': proxy_protocol = true needs proxy_from = [ ... ]" },
+	{ LST("port = 25;\n proxy_from = [ \"127.0.0.1\" ];"), 3,
+	    "listener 'a': proxy_from without proxy_protocol = true (add it, "
+	    "or remove proxy_from)" },
+	{ LST("port = 25; proxy_protocol = false;\n proxy_from = [ "
+	    "\"127.0.0.1\" ];"), 3, "proxy_from without proxy_protocol" },
+	{ LST("port = 25; proxy_protocol = true;\n proxy_from = [ ];"), 3,
+	    "'proxy_from' must not be empty" },
+	{ LST("port = 25; proxy_protocol = true;\n proxy_from = [ "
+	    "\"10.1.0.0/8\" ];"), 3, "bad network '10.1.0.0/8' in proxy_from "
+	    "of listener 'a': host bits must be zero (did you mean "
+	    "10.0.0.0/8?)" },
+	{ LST("port = 25; proxy_protocol = true;\n proxy_from = [ "
+	    "\"haproxy\" ];"), 3, "bad network 'haproxy' in proxy_from of "
+	    "listener 'a': not an IP address" },
+	{ LST("port = 25;\n proxy_protocol = \"yes\"; proxy_from = [ \"::1\" ];"),
+	    3, "'proxy_protocol' must be a boolean" },
+	{ LST("port = 25; proxy_protocol = true;\n proxy_from = \"::1\";"), 3,
+	    "'proxy_from' must be a list of strings" },
 	/* routes, destinations */
 	{ "routes = (\n { domain = \"a.example\"; maildir = \"m/%u\";\n"
 	    "   hosts = [ \"b.example\" ]; } );\n", 2,
@@ -632,6 +654,8 @@ test_entry_defaults(void **state)
 	assert_int_equal(c->listeners[0].auth, LISTENER_AUTH_OFF);
 	assert_string_equal(c->listeners[0].certificate.id, "default");
 	assert_null(c->listeners[0].certificate.cert);
+	assert_int_equal(c->listeners[0].proxy_protocol, 0);
+	assert_int_equal(c->listeners[0].nproxy_from, 0);
 	p = &c->policies[0];
 	q = &c->policies[1];
 	assert_int_equal(p->tls, POLICY_TLS_UNSET);
@@ -928,7 +952,13 @@ test_show_round_trip(void **state)
 	assert_int_equal(c->routes[0].unknown_users, UNKNOWN_USERS_REJECT);
 	assert_int_equal(c->routes[0].nusers, 2);
 	assert_string_equal(c->alert_from, "postern@mail.example.org");
+	assert_int_equal(c->listeners[0].proxy_protocol, 1);
+	assert_int_equal(c->listeners[0].nproxy_from, 2);
+	assert_string_equal(c->listeners[0].proxy_from[1].text, "10.0.0.0/8");
+	assert_int_equal(c->listeners[1].proxy_protocol, 0);
 	s = show(c);
+	assert_non_null(strstr(s, " proxy_protocol = true; proxy_from = "
+	    "[ \"::1/128\", \"10.0.0.0/8\" ];"));
 	/* A password file is a path, not a secret: shown as is. */
 	assert_null(strstr(s, "****"));
 	assert_non_null(strstr(s, "data_dir = \"/base/data dir/\\\"quoted\\\" "
