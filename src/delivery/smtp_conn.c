@@ -24,7 +24,9 @@
  *   QUIT     -> (freed)
  * A failure before READY tries the queue's next target on a new
  * connection (a new DCID); after the last one the queue's waiting
- * messages are deferred.
+ * messages are deferred.  What a transaction sends (and whether the peer
+ * can take the message at all) is smtp_tx.c's; what TLS requires is
+ * tls_policy.c's; the log lines are delivery_log.c's.
  *
  * Threats: the server is untrusted.  Credentials are only sent under TLS;
  * TLS decisions come from the ladder (tls_policy.h), so a server, or
@@ -52,6 +54,7 @@
 #include "log.h"
 #include "smtp_client.h"
 #include "smtp_conn.h"
+#include "smtp_tx.h"
 #include "strbuf.h"
 #include "tls_ctx.h"
 #include "util.h"
@@ -425,13 +428,38 @@ conn_connect(struct smtp_conn *sc)
 	    conn_step_done, sc);
 }
 
+/* AUTH with the route's secret (read now: it may change on disk). */
+static void
+auth_send(struct smtp_conn *sc, const struct conf_route *r, const char *mech)
+{
+	char *pw, why[600];
+	size_t len;
+
+	pw = r->auth_password_file ? read_file(r->auth_password_file, &len,
+	    CONN_PASSWORD_MAX) : NULL;
+	if (pw == NULL) {
+		/* the same for every target: give up on all of them */
+		bsnprintf(why, sizeof(why), "cannot read auth_password_file %s "
+		    "of the route for %s: %s", r->auth_password_file ?
+		    r->auth_password_file : "(none)", sc->q->route.domain,
+		    strerror(errno));
+		log_warnx("%s", why);
+		conn_give_up(sc, why, "4.4.1");
+		return;
+	}
+	while (len > 0 && (pw[len - 1] == '\n' || pw[len - 1] == '\r'))
+		pw[--len] = '\0';
+	smtp_client_auth(sc->c, mech, r->auth_user, pw, 0, conn_step_done, sc);
+	secure_free(pw, len);
+}
+
+/* Routes with auth_user: only under TLS, only PLAIN or LOGIN. */
 static void
 conn_auth(struct smtp_conn *sc)
 {
 	const struct conf_route *r = sc->q->route.route;
 	const struct smtp_ehlo *e = smtp_client_ehlo_info(sc->c);
-	char *pw, why[600];
-	size_t len;
+	char why[600];
 
 	if (r == NULL || r->auth_user == NULL) {
 		conn_enter_state(sc, CONN_READY);
@@ -456,23 +484,7 @@ conn_auth(struct smtp_conn *sc)
 		conn_next_target(sc, why);
 		return;
 	}
-	pw = r->auth_password_file ? read_file(r->auth_password_file, &len,
-	    CONN_PASSWORD_MAX) : NULL;
-	if (pw == NULL) {
-		/* the same for every target: give up on all of them */
-		bsnprintf(why, sizeof(why), "cannot read auth_password_file %s "
-		    "of the route for %s: %s", r->auth_password_file ?
-		    r->auth_password_file : "(none)", sc->q->route.domain,
-		    strerror(errno));
-		log_warnx("%s", why);
-		conn_give_up(sc, why, "4.4.1");
-		return;
-	}
-	while (len > 0 && (pw[len - 1] == '\n' || pw[len - 1] == '\r'))
-		pw[--len] = '\0';
-	smtp_client_auth(sc->c, e->auth & SMTP_AUTH_PLAIN ? "PLAIN" : "LOGIN",
-	    r->auth_user, pw, 0, conn_step_done, sc);
-	secure_free(pw, len);
+	auth_send(sc, r, e->auth & SMTP_AUTH_PLAIN ? "PLAIN" : "LOGIN");
 }
 
 static void
@@ -511,172 +523,16 @@ conn_ready(struct smtp_conn *sc)
 		conn_enter_state(sc, CONN_MAIL);
 }
 
-/* RFC 3461 NOTIFY value ("SUCCESS,FAILURE"), or "" for none. */
-static void
-notify_text(int notify, struct strbuf *sb)
-{
-	static const struct { int bit; const char *name; } names[] = {
-		{ SMTP_NOTIFY_SUCCESS, "SUCCESS" },
-		{ SMTP_NOTIFY_FAILURE, "FAILURE" },
-		{ SMTP_NOTIFY_DELAY, "DELAY" },
-	};
-	size_t i, start = sb->len;
-
-	if (notify & SMTP_NOTIFY_NEVER) {
-		strbuf_puts(sb, "NEVER");
-		return;
-	}
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (notify & names[i].bit)
-			strbuf_printf(sb, "%s%s", sb->len > start ? "," : "",
-			    names[i].name);
-}
-
-/* Bounce the whole item for something the peer cannot take. */
-static int
-cannot_take(struct dq_item *it, const char *h, const char *status,
-    const char *why)
-{
-	size_t i;
-
-	for (i = 0; i < it->n; i++)
-		delivery_result_set(&it->res[i], DELIVERY_BOUNCED, why, status,
-		    h, 0);
-	return -1;
-}
-
-/* Does the message need SMTPUTF8 (RFC 6531): non-ASCII in the sender,
- * a recipient or the header section? */
-static int
-needs_utf8(const struct dq_item *it)
-{
-	size_t i;
-	int complete;
-
-	if (mem_has_8bit(it->env->from, strlen(it->env->from)) ||
-	    mem_has_8bit(it->data, msg_header_len(it->data, it->len,
-	    &complete)))
-		return 1;
-	for (i = 0; i < it->n; i++) {
-		const char *a = it->env->rcpts[it->res[i].rid].addr;
-		if (mem_has_8bit(a, strlen(a)))
-			return 1;
-	}
-	return 0;
-}
-
-/* Things the peer cannot take: 0 go, -1 the item's results are set. */
-static int
-check_capabilities(struct smtp_conn *sc, struct dq_item *it, int *body8,
-    int *utf8)
-{
-	const struct smtp_ehlo *e = smtp_client_ehlo_info(sc->c);
-	unsigned ext = e ? e->ext : 0;
-	int eight = mem_has_8bit(it->data, it->len);
-	char why[512];
-
-	*body8 = *utf8 = 0;
-	if (it->env->body == SMTP_BODY_BINARYMIME) {
-		bsnprintf(why, sizeof(why), "the message is BINARYMIME and "
-		    "Postern cannot send it in binary to %s", host(sc));
-		return cannot_take(it, host(sc), "5.6.3", why);
-	}
-	if (it->env->body == SMTP_BODY_8BITMIME && eight &&
-	    !(ext & SMTP_EXT_8BITMIME)) {
-		/* RFC 6152 3: no 8-bit data to a 7-bit peer. */
-		bsnprintf(why, sizeof(why), "%s does not offer 8BITMIME and "
-		    "the message contains 8-bit data (RFC 6152)", host(sc));
-		return cannot_take(it, host(sc), "5.6.3", why);
-	}
-	if (it->env->smtputf8 && needs_utf8(it)) {
-		if (!(ext & SMTP_EXT_SMTPUTF8)) {
-			bsnprintf(why, sizeof(why), "%s does not offer "
-			    "SMTPUTF8 and the message needs it (RFC 6531)",
-			    host(sc));
-			return cannot_take(it, host(sc), "5.6.7", why);
-		}
-		*utf8 = 1;
-	}
-	*body8 = eight && (ext & SMTP_EXT_8BITMIME);
-	return 0;
-}
-
-/* DSN parameters (RFC 3461) of one recipient, "" for none. */
-static char *
-rcpt_params(const struct env_rcpt *er)
-{
-	struct strbuf sb = STRBUF_INIT;
-
-	if (er->notify) {
-		strbuf_puts(&sb, "NOTIFY=");
-		notify_text(er->notify, &sb);
-	}
-	if (er->orcpt[0])
-		strbuf_printf(&sb, "%sORCPT=%s", er->notify ? " " : "",
-		    er->orcpt);
-	return sb.s;
-}
-
-/* MAIL parameters from the envelope (RFC 3461 RET, ENVID). */
-static void
-mail_params(const struct envelope *env, char *buf, size_t len)
-{
-	size_t l;
-
-	buf[0] = '\0';
-	if (env->ret != SMTP_RET_UNSET)
-		bsnprintf(buf, len, "RET=%s", env->ret == SMTP_RET_FULL ?
-		    "FULL" : "HDRS");
-	if (env->envid[0]) {
-		l = strlen(buf);
-		bsnprintf(buf + l, len - l, "%sENVID=%s", l ? " " : "",
-		    env->envid);
-	}
-}
-
-static void
-conn_send(struct smtp_conn *sc, struct dq_item *it, int body8, int utf8)
-{
-	const struct smtp_ehlo *e = smtp_client_ehlo_info(sc->c);
-	int dsn = e && (e->ext & SMTP_EXT_DSN);
-	struct smtp_client_envelope ev;
-	const char **rcpts = xcalloc(it->n, sizeof(*rcpts));
-	char **rp = xcalloc(it->n, sizeof(*rp)), mparams[256];
-	size_t i;
-
-	for (i = 0; i < it->n; i++) {
-		const struct env_rcpt *er = &it->env->rcpts[it->res[i].rid];
-		rcpts[i] = er->addr;
-		if (dsn && (er->notify || er->orcpt[0]))
-			rp[i] = rcpt_params(er);
-	}
-	mparams[0] = '\0';
-	if (dsn)
-		mail_params(it->env, mparams, sizeof(mparams));
-	memset(&ev, 0, sizeof(ev));
-	ev.from = it->env->from;
-	ev.rcpts = rcpts;
-	ev.nrcpts = it->n;
-	ev.size = it->len;
-	ev.body_8bit = body8;
-	ev.smtputf8 = utf8;
-	ev.mail_params = mparams[0] ? mparams : NULL;
-	ev.rcpt_params = (const char *const *)rp;
-	smtp_client_send(sc->c, &ev, it->data, it->len, conn_step_done, sc);
-	for (i = 0; i < it->n; i++)
-		free(rp[i]);
-	free(rp);
-	free(rcpts);
-}
-
 /* One transaction: the next waiting message. */
 static void
 conn_mail(struct smtp_conn *sc)
 {
 	struct dq_item *it = dest_queue_pop(sc->q);
-	size_t i;
-	int body8, utf8;
-	size_t *rids;
+	const struct smtp_ehlo *e;
+	struct smtp_tx tx;
+	char status[16], why[512];
+	size_t i, *rids;
+	int r;
 
 	if (it == NULL) {
 		conn_enter_state(sc, CONN_READY);
@@ -687,14 +543,21 @@ conn_mail(struct smtp_conn *sc)
 	for (i = 0; i < it->n; i++)
 		rids[i] = it->res[i].rid;
 	delivery_log_start(it->mid, sc->dcid, rids, it->n);
+	e = smtp_client_ehlo_info(sc->c);
+	r = smtp_tx_build(&tx, it->env, rids, it->n, it->data, it->len,
+	    e ? e->ext : 0, host(sc), status, sizeof(status), why, sizeof(why));
 	free(rids);
-	if (check_capabilities(sc, it, &body8, &utf8) == -1) {
+	if (r == -1) {
+		for (i = 0; i < it->n; i++)
+			delivery_result_set(&it->res[i], DELIVERY_BOUNCED, why,
+			    status, host(sc), 0);
 		dest_queue_finish(it, sc->dcid);
 		conn_enter_state(sc, CONN_READY);
 		return;
 	}
 	sc->cur = it;
-	conn_send(sc, it, body8, utf8);
+	smtp_client_send(sc->c, &tx.ev, it->data, it->len, conn_step_done, sc);
+	smtp_tx_free(&tx);
 }
 
 /* The one place the state changes: set it and start what it does. */
@@ -999,7 +862,9 @@ on_sent(struct smtp_conn *sc, const struct smtp_client_result *r)
 	}
 	if (r->err == SMTP_CLIENT_EUSAGE) {	/* nothing was sent */
 		bsnprintf(why, sizeof(why), "cannot be sent: %s", r->detail);
-		cannot_take(it, host(sc), "5.6.0", why);
+		for (i = 0; i < it->n; i++)
+			delivery_result_set(&it->res[i], DELIVERY_BOUNCED, why,
+			    "5.6.0", host(sc), 0);
 		dest_queue_finish(it, sc->dcid);
 		conn_enter_state(sc, CONN_READY);
 		return;

@@ -1,6 +1,7 @@
 /*
  * test_smtp_client.c - the SMTP client step machine against a scripted
- * fake server in the same process and event loop, over a socketpair:
+ * fake server (fake_smtp_server.h) in the same process and event loop,
+ * over a socketpair:
  * greeting, EHLO and its extensions, HELO fallback, STARTTLS refused,
  * STARTTLS with plaintext injected after the 220, STARTTLS with a real
  * handshake (in-memory certificate) and EHLO again, timeouts with small
