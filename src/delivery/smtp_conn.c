@@ -10,7 +10,9 @@
  *   TLS      -> GREETING                  implicit TLS (RFC 8314)
  *   GREETING -> EHLO | EHLO_TLS
  *   EHLO     -> STARTTLS | AUTH           per the TLS ladder
- *   STARTTLS -> EHLO_TLS                  RFC 3207 4.2: EHLO again
+ *   STARTTLS -> EHLO_TLS | AUTH           RFC 3207 4.2: EHLO again;
+ *                                         AUTH: refused before its 220
+ *                                         and the ladder allows clear
  *   EHLO_TLS -> AUTH
  *   AUTH     -> READY                     only for routes with auth_user
  *   READY    -> MAIL | IDLE | QUIT        picks the next message

@@ -51,8 +51,10 @@ def test_privileges_are_dropped_after_binding(server_factory):
             'data_dir = "data";', f'data_dir = "{d}/data";').replace(
             'maildir = "data/mail/%d/%u"', f'maildir = "{d}/data/mail/%d/%u"'))
         srv.start()
+        # the port is ready once bound, before the children are forked
+        wait_for(lambda: len(children(srv.proc.pid)) >= 2,
+                 what="the worker and queue manager processes")
         kids = children(srv.proc.pid)
-        assert len(kids) >= 2
         for pid in [srv.proc.pid] + kids:
             assert uid_of(pid) == [nobody.pw_uid] * 4, pid
         import smtplib

@@ -385,7 +385,7 @@ test_cases(void **state)
 	struct conf *c;
 	struct run r;
 	char why[512], *log;
-	size_t i;
+	size_t i, g;
 	off_t mark;
 	int port, fd;
 
@@ -405,7 +405,7 @@ test_cases(void **state)
 			assert_null(strstr(log, "Message done"));
 		if (strstr(cases[i].name, "after 220") != NULL ||
 		    strstr(cases[i].name, "handshake") != NULL)
-			for (size_t g = 0; g < r.fake.ngot; g++)
+			for (g = 0; g < r.fake.ngot; g++)
 				assert_null(strstr(r.fake.got[g], "MAIL"));
 		free(log);
 		run_teardown(&r, c);
