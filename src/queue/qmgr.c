@@ -13,7 +13,9 @@
  * and locked (flock, so `postern queue delete/hold` never races a
  * delivery) and stays so until every recipient has an answer.  Before a
  * message's first attempt it passes qmgr_prepare_message(), the one place
- * where its content may still change.  Then the router decides for every
+ * where its content may still change (qmgr_prepare_round() runs the whole
+ * round's first attempts through it before anything is delivered).  Then
+ * the router decides for every
  * pending recipient (route.h) and the scheduler hands them, grouped, to
  * the delivery drivers (delivery.h): all maildir recipients of a message
  * in one request to the local driver, the network recipients of each
@@ -85,6 +87,7 @@ struct qjob {
 	size_t			 nbounces;
 	size_t			 inflight;	/* requests without an answer,
 						 * +1 while the round runs */
+	int			 held;		/* not delivered this round */
 };
 
 /* The recipients of a message that go to one driver in one request. */
@@ -520,22 +523,67 @@ job_first_attempt(const struct qjob *j)
 	return 1;
 }
 
+/* Defer every pending recipient with why (logged, backoff, expiry). */
+static void
+job_defer_pending(struct qmgr *q, struct qjob *j, const char *why)
+{
+	struct delivery_result r;
+	size_t i;
+
+	for (i = 0; i < j->env.nrcpts; i++) {
+		if (j->st[i].status != RCPT_PENDING)
+			continue;
+		memset(&r, 0, sizeof(r));
+		r.rid = i;
+		delivery_result_set(&r, DELIVERY_DEFERRED, why, NULL, NULL, 0);
+		delivery_log_results(j->mid, NULL, &r, 1);
+		rcpt_result(q, j, &r);
+	}
+}
+
 /*
  * The one place a message passes, open and locked, before its first
  * delivery attempt; nothing has read its content for delivery yet.  This
- * is where content transformation (DKIM and S/MIME signing,
+ * is where content transformation (DKIM and S/MIME signing:
  * transform_message() in transform.h) is called, so that it runs once per
  * message and every next hop and every maildir gets exactly the bytes
- * that were signed, also on every retry.  It may replace j->fd and j->env
- * with the rewritten spool file (keeping the lock).  0 = deliver now,
- * -1 = leave the message for a later round (it stays queued).
+ * that were signed, also on every retry.  0 = go on; -1 = the message
+ * must wait: why says why (its pending recipients are deferred, nothing
+ * is delivered this round).
  */
 static int
-qmgr_prepare_message(struct qmgr *q, struct qjob *j)
+qmgr_prepare_message(struct qmgr *q, struct qjob *j, char *why,
+    size_t whylen)
 {
 	(void)q;
 	(void)j;
+	(void)why;
+	(void)whylen;
 	return 0;
+}
+
+/*
+ * Before the round delivers anything: every message on its first attempt
+ * passes qmgr_prepare_message(); then the round's rewritten files are
+ * made durable in one go and each job takes its new fd and envelope
+ * (transform_commit() and transform_take(), transform.h) - the one
+ * flush for the whole round belongs between the two loops.  A job that
+ * must wait is marked held and not submitted.
+ */
+static void
+qmgr_prepare_round(struct qmgr *q, struct qjob **jobs, size_t nj)
+{
+	char why[512];
+	size_t i;
+
+	for (i = 0; i < nj; i++) {
+		if (!job_first_attempt(jobs[i]))
+			continue;
+		if (qmgr_prepare_message(q, jobs[i], why, sizeof(why)) == -1) {
+			job_defer_pending(q, jobs[i], why);
+			jobs[i]->held = 1;
+		}
+	}
 }
 
 /* Open, lock and check a due message.  NULL: skip it this round. */
@@ -569,10 +617,6 @@ job_open(struct qmgr *q, uint64_t mid)
 	}
 	j->st = xcalloc(j->env.nrcpts, sizeof(*j->st));
 	spool_state_read(q->spool, mid, j->st, j->env.nrcpts);
-	if (job_first_attempt(j) && qmgr_prepare_message(q, j) == -1) {
-		job_free(j);
-		return NULL;
-	}
 	return j;
 }
 
@@ -703,8 +747,11 @@ qmgr_round(struct qmgr *q)
 		q->nflights++;
 		j->inflight = 1;
 		jobs[nj++] = j;
-		job_submit(q, j);
 	}
+	qmgr_prepare_round(q, jobs, nj);
+	for (i = 0; i < nj; i++)
+		if (!jobs[i]->held)
+			job_submit(q, jobs[i]);
 	if (q->local->flush != NULL)
 		q->local->flush();
 	if (q->remote->flush != NULL)
