@@ -2253,6 +2253,13 @@ conf_policy_action_name(enum policy_action a)
 	return enum_name(policy_action_vals, (int)a);
 }
 
+/* Name of a destination tls mode as written in the file (static storage). */
+const char *
+conf_dest_tls_name(enum dest_tls t)
+{
+	return enum_name(dest_tls_vals, (int)t);
+}
+
 /* ---- lookups ----------------------------------------------------------- */
 
 /* First sender group, in file order, with a network containing `sa`. */

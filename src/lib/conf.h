@@ -214,5 +214,6 @@ int	conf_listener_needs_tls(const struct conf *, const struct conf_listener *);
 /* Enum names for show/logs. */
 const char *conf_listener_tls_name(enum listener_tls);
 const char *conf_policy_action_name(enum policy_action);
+const char *conf_dest_tls_name(enum dest_tls);
 
 #endif

@@ -47,6 +47,7 @@
 #include "throttle.h"
 #include "connlimit.h"
 #include "deliver_local.h"
+#include "route.h"
 #include "dns.h"
 #include "ids.h"
 #include "listener.h"
@@ -257,10 +258,15 @@ op_new_mid(void *ctx)
 	return ids_next(ID_MID);
 }
 
+/* RCPT for a local domain: where the router sends it decides whether a
+ * mailbox must exist here. */
 static const char *
 op_rcpt_local_check(void *ctx, const struct smtp_path *p)
 {
-	return deliver_local_check(lconf_all, p);
+	struct route_decision d;
+
+	route_decide(lconf_all, p->addr, &d);
+	return deliver_local_check(&d, p->addr);
 }
 
 static void
