@@ -70,6 +70,10 @@ static int		 generation;
 static struct spool	*sspool;
 static int		*sfds;		/* [worker][listener] */
 static SSL_CTX		**stls;		/* [listener]: server TLS, or NULL */
+/* "message committed" datagrams from the workers to the queue manager:
+ * one socketpair per generation, so a queue manager that a reload is
+ * stopping never reads (and delivers under the old configuration) a MID
+ * a new-generation worker committed. */
 static int		 snotify[2] = { -1, -1 };
 static int		 snworkers;
 static struct child	 children[MAX_WORKERS + 1];
@@ -425,6 +429,36 @@ tls_build(const struct conf *c, const struct conf *oldc, SSL_CTX **old)
 	return v;
 }
 
+/* A fresh worker -> queue manager channel for a new generation (the
+ * old one stays open in the old generation's processes only). */
+static int
+notify_channel_new(void)
+{
+	int fds[2];
+
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) == -1)
+		return -1;
+	fcntl(fds[1], F_SETFL, O_NONBLOCK);
+	if (snotify[0] != -1)
+		close(snotify[0]);
+	if (snotify[1] != -1)
+		close(snotify[1]);
+	snotify[0] = fds[0];
+	snotify[1] = fds[1];
+	return 0;
+}
+
+/* Ask the current generation's queue manager to rescan the spool. */
+static void
+poke_qmgr(void)
+{
+	int i;
+
+	for (i = 0; i < nchildren; i++)
+		if (children[i].role == -1 && children[i].gen == generation)
+			kill(children[i].pid, SIGUSR1);
+}
+
 static void
 start_child(int role)
 {
@@ -454,8 +488,14 @@ reap(void)
 		if (i == nchildren)
 			continue;
 		if (stopping || children[i].gen != generation) {
-			/* stopping, or an old generation done draining */
+			/* stopping, or an old generation done draining: what
+			 * an old worker committed after the new queue
+			 * manager's first scan went to the old channel */
+			int old_worker = !stopping && children[i].role >= 0;
+
 			children[i] = children[--nchildren];
+			if (old_worker)
+				poke_qmgr();
 			continue;
 		}
 		log_crit("%s %d exited (%s %d); restarting it",
@@ -572,9 +612,20 @@ reload(void)
 	old_tls = stls;
 	sconf = nc;
 	stls = ntls;
+	if (notify_channel_new() == -1) {
+		log_warn("reload refused: socketpair");
+		tls_free_all(ntls, nc->nlisteners);
+		sconf = old;
+		stls = old_tls;
+		conf_free(nc);
+		reopen_children();
+		return -1;
+	}
 	old_gen = generation++;
 	/* Old queue manager first, so the new one's first scan sees all;
-	 * old workers drain: their sessions finish with the old settings. */
+	 * old workers drain: their sessions finish with the old settings,
+	 * and the messages they commit meanwhile reach the new queue
+	 * manager by a rescan when each of them exits (reap). */
 	for (i = 0; i < nchildren; i++)
 		if (children[i].gen == old_gen)
 			kill(children[i].pid, children[i].role == -1 ? SIGTERM :
@@ -678,11 +729,9 @@ supervise(void)
 		}
 		if (sig == SIGCHLD)
 			reap();
-		else if (sig == SIGUSR1) {
-			for (i = 0; i < nchildren; i++)
-				if (children[i].role == -1)
-					kill(children[i].pid, SIGUSR1);
-		} else if (sig == SIGUSR2) {
+		else if (sig == SIGUSR1)
+			poke_qmgr();
+		else if (sig == SIGUSR2) {
 			/* logrotate: reopen the log files, nothing else */
 			log_reopen();
 			reopen_children();
@@ -855,9 +904,8 @@ cmd_serve(int argc, char **argv)
 		fatal("detach");
 	if (write_pidfile(sconf->data_dir) == -1)
 		log_warn("cannot write %s/postern.pid", sconf->data_dir);
-	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, snotify) == -1)
+	if (notify_channel_new() == -1)
 		fatal("socketpair");
-	fcntl(snotify[1], F_SETFL, O_NONBLOCK);
 	log_info("postern %s starting: hostname %s, data_dir %s, %d workers, "
 	    "configuration %s", POSTERN_VERSION, sconf->hostname,
 	    sconf->data_dir, snworkers, sconf->path);
