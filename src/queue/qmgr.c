@@ -13,8 +13,10 @@
  * and locked (flock, so `postern queue delete/hold` never races a
  * delivery) and stays so until every recipient has an answer.  Before a
  * message's first attempt it passes qmgr_prepare_message(), the one place
- * where its content may still change (qmgr_prepare_round() runs the whole
- * round's first attempts through it before anything is delivered).  Then
+ * where its content may still change: the transformation steps of
+ * transform.h (DKIM, S/MIME) rewrite it there, once, for good
+ * (qmgr_prepare_round() runs the whole round through it, with one flush,
+ * before anything is delivered).  Then
  * the router decides for every
  * pending recipient (route.h) and the scheduler hands them, grouped, to
  * the delivery drivers (delivery.h): all maildir recipients of a message
@@ -57,6 +59,7 @@
 #include "route.h"
 #include "spool.h"
 #include "strbuf.h"
+#include "transform.h"
 #include "util.h"
 
 #define QMGR_BATCH	256
@@ -511,14 +514,16 @@ request_done(void *arg, const struct delivery_result *res, size_t n)
 	job_release(j->q, j);
 }
 
-/* Has no recipient of this message been tried yet? */
+/* Has no recipient of this message been delivered or bounced yet?  (A
+ * message whose first attempt was deferred - e.g. its DKIM key could not
+ * be used - is still untouched: it must not go out unsigned later.) */
 static int
-job_first_attempt(const struct qjob *j)
+job_untouched(const struct qjob *j)
 {
 	size_t i;
 
 	for (i = 0; i < j->env.nrcpts; i++)
-		if (j->st[i].attempts > 0 || j->st[i].status != RCPT_PENDING)
+		if (j->st[i].status != RCPT_PENDING)
 			return 0;
 	return 1;
 }
@@ -541,49 +546,112 @@ job_defer_pending(struct qmgr *q, struct qjob *j, const char *why)
 	}
 }
 
-/*
- * The one place a message passes, open and locked, before its first
- * delivery attempt; nothing has read its content for delivery yet.  This
- * is where content transformation (DKIM and S/MIME signing:
- * transform_message() in transform.h) is called, so that it runs once per
- * message and every next hop and every maildir gets exactly the bytes
- * that were signed, also on every retry.  0 = go on; -1 = the message
- * must wait: why says why (its pending recipients are deferred, nothing
- * is delivered this round).
- */
-static int
-qmgr_prepare_message(struct qmgr *q, struct qjob *j, char *why,
-    size_t whylen)
+/* Bounce pending recipient rid for a transformation (S/MIME encrypt =
+ * required without a certificate, ...): status and why from the step, or
+ * 5.7.0 and the message's why. */
+static void
+transform_bounce(struct qjob *j, size_t rid, const struct transform_rcpt *tr,
+    const char *why)
 {
-	(void)q;
-	(void)j;
-	(void)why;
-	(void)whylen;
-	return 0;
+	struct delivery_result b;
+
+	memset(&b, 0, sizeof(b));
+	b.rid = rid;
+	delivery_result_set(&b, DELIVERY_BOUNCED, tr->why[0] ? tr->why : why,
+	    tr->status[0] ? tr->status : "5.7.0", NULL, 0);
+	rcpt_bounce(j, &b, 1);
 }
 
 /*
- * Before the round delivers anything: every message on its first attempt
- * passes qmgr_prepare_message(); then the round's rewritten files are
- * made durable in one go and each job takes its new fd and envelope
- * (transform_commit() and transform_take(), transform.h) - the one
- * flush for the whole round belongs between the two loops.  A job that
- * must wait is marked held and not submitted.
+ * The one place a message passes, open and locked, before its first
+ * delivery attempt; nothing has read its content for delivery yet: its
+ * content transformation (DKIM and S/MIME signing, transform.h) runs
+ * here, once per message, so every next hop and every maildir gets
+ * exactly the bytes that were signed, also on every retry.  A message
+ * that must wait (TEMPFAIL) has its pending recipients deferred and is
+ * held this round; recipients a step refuses are bounced, and when
+ * others remain those bounces are made durable before the round's
+ * rewrites are committed (a crash after the rename must not forget
+ * them).
+ */
+static void
+qmgr_prepare_message(struct qmgr *q, struct transform_batch *tb,
+    struct qjob *j)
+{
+	struct transform_rcpt *tr = xcalloc(j->env.nrcpts, sizeof(*tr));
+	enum transform_outcome o;
+	char why[512];
+	size_t i, before = j->nbounces;
+
+	why[0] = '\0';
+	o = transform_message(tb, j->mid, j->fd, &j->env, tr, why,
+	    sizeof(why));
+	if (o == TRANSFORM_TEMPFAIL) {
+		job_defer_pending(q, j, why);
+		j->held = 1;
+		free(tr);
+		return;
+	}
+	for (i = 0; i < j->env.nrcpts; i++)
+		if (j->st[i].status == RCPT_PENDING &&
+		    (o == TRANSFORM_PERMFAIL ||
+		    tr[i].outcome == TRANSFORM_PERMFAIL))
+			transform_bounce(j, i, &tr[i], why);
+	if (o == TRANSFORM_PERMFAIL)
+		j->held = 1;		/* nothing left: completes at release */
+	else if (j->nbounces > before) {
+		job_send_bounce(q, j);
+		free(j->bounces);
+		j->bounces = NULL;
+		j->nbounces = 0;
+		if (spool_state_write(q->spool, j->mid, j->st,
+		    j->env.nrcpts) == -1)
+			log_warn("MID %llu: cannot write delivery state",
+			    (unsigned long long)j->mid);
+	}
+	free(tr);
+}
+
+/* After the commit: take the rewritten file (or defer when it failed). */
+static void
+qmgr_take_message(struct qmgr *q, struct transform_batch *tb,
+    struct qjob *j)
+{
+	char why[512];
+
+	if (transform_take(tb, j->mid, &j->fd, &j->env, why,
+	    sizeof(why)) == -1) {
+		job_defer_pending(q, j, why);
+		j->held = 1;
+	}
+}
+
+/*
+ * Before the round delivers anything: every untouched message passes
+ * qmgr_prepare_message(); then the round's rewritten files are made
+ * durable with one flush (transform_commit()) and each job takes its new
+ * fd and envelope.  With no transformation configured this costs
+ * nothing.
  */
 static void
 qmgr_prepare_round(struct qmgr *q, struct qjob **jobs, size_t nj)
 {
-	char why[512];
-	size_t i;
+	const struct transform_step *const *steps;
+	struct transform_batch *tb;
+	size_t i, nsteps;
 
-	for (i = 0; i < nj; i++) {
-		if (!job_first_attempt(jobs[i]))
-			continue;
-		if (qmgr_prepare_message(q, jobs[i], why, sizeof(why)) == -1) {
-			job_defer_pending(q, jobs[i], why);
-			jobs[i]->held = 1;
-		}
-	}
+	steps = transform_steps(q->conf, &nsteps);
+	if (nsteps == 0)
+		return;
+	tb = transform_batch_new(q->spool, q->conf, steps, nsteps);
+	for (i = 0; i < nj; i++)
+		if (job_untouched(jobs[i]))
+			qmgr_prepare_message(q, tb, jobs[i]);
+	transform_commit(tb);
+	for (i = 0; i < nj; i++)
+		if (!jobs[i]->held)
+			qmgr_take_message(q, tb, jobs[i]);
+	transform_batch_free(tb);
 }
 
 /* Open, lock and check a due message.  NULL: skip it this round. */
