@@ -6,7 +6,7 @@
  * Public: failcause_name, failcause_fix, failcause_from_reply,
  * failcause_from_verify, failcause_from_tls_error, failcause_from_result.
  *
- * Templates use {host} {port} {hostport} {fetch} {trust_file} {issuer}
+ * Templates use {host} {port} {hostport} {fetch} {trust_add} {issuer}
  * {address} {user} {detail}; {fetch} is the `postern cert fetch` command
  * that saves the server's chain (with --starttls unless the connection
  * was implicit TLS).  Reply texts are matched with fixed substrings of
@@ -73,10 +73,9 @@ static const struct {
 	    "port 465 for implicit TLS" },
 	{ FC_TLS_UNTRUSTED, "tls-untrusted",
 	    "the certificate of {host} was issued by \"{issuer}\", which is "
-	    "not in the trust store: save the chain with `{fetch}`, check "
-	    "that certs/{trust_file}.pem is the CA you expect, then "
-	    "`postern trust add certs/{trust_file}.pem --name {trust_file}` "
-	    "(or pass --trust FILE with that CA)" },
+	    "not in the trust store: see what it presents with `{fetch}`, "
+	    "then, if that CA is the one you expect, {trust_add} (or pass "
+	    "--trust FILE with that CA)" },
 	{ FC_TLS_MISSING_INTERMEDIATE, "tls-missing-intermediate",
 	    "{host} sends its certificate without the intermediate CA "
 	    "certificate of \"{issuer}\": its admin must configure the full "
@@ -86,8 +85,7 @@ static const struct {
 	{ FC_TLS_SELF_SIGNED, "tls-self-signed",
 	    "{host} presents a self-signed certificate (\"{issuer}\"): if "
 	    "it is the server you mean, save it with `{fetch}` and trust it "
-	    "with `postern trust add certs/{trust_file}.pem --name "
-	    "{trust_file}` (or pass --trust FILE)" },
+	    "with {trust_add} (or pass --trust FILE)" },
 	{ FC_TLS_EXPIRED, "tls-expired",
 	    "the certificate of {host} has expired ({detail}): its admin "
 	    "must renew it; --insecure skips the check (tests only)" },
@@ -164,6 +162,13 @@ static const struct {
 	    "the sending quota of this account is reached: slow down "
 	    "(fewer --concurrency, spread the sending) or have the quota "
 	    "raised" },
+	{ FC_NEEDS_8BITMIME, "needs-8bitmime",
+	    "{host} takes 7-bit data only (no 8BITMIME): send the message "
+	    "MIME-encoded (quoted-printable or base64; `postern send "
+	    "--body-file` builds it so)" },
+	{ FC_NEEDS_SMTPUTF8, "needs-smtputf8",
+	    "{host} does not take non-ASCII addresses (no SMTPUTF8): use "
+	    "an ASCII address (an alias) for this recipient or sender" },
 	{ FC_TOO_MANY_CONNECTIONS, "too-many-connections",
 	    "{host} allows fewer connections from this address: lower "
 	    "--concurrency" },
@@ -215,8 +220,16 @@ put_var(const char *name, size_t n, const struct failcause_ctx *x,
 		put_var("hostport", 8, x, out);
 		strbuf_puts(out, x->implicit_tls ? " --out certs" :
 		    " --starttls --out certs");
-	} else if (IS("trust_file"))
-		strbuf_puts(out, OR(x->trust_file, "CA"));
+	} else if (IS("trust_add")) {
+		if (x->trust_file != NULL && x->trust_file[0] != '\0')
+			strbuf_printf(out, "`postern trust add certs/%s.pem "
+			    "--name %s`", x->trust_file, x->trust_file);
+		else
+			strbuf_printf(out, "`postern trust add CA.pem --name "
+			    "NAME` with CA.pem the certificate of \"%s\" as "
+			    "published by that CA", OR(x->issuer,
+			    "the issuer"));
+	}
 	else if (IS("issuer"))
 		strbuf_puts(out, OR(x->issuer, "an unknown CA"));
 	else if (IS("address"))

@@ -61,6 +61,8 @@ enum failcause {
 	FC_TOO_MANY_RCPTS,	/* 452 4.5.3 */
 	FC_SIZE,		/* 552 */
 	FC_THROTTLED,		/* sending rate or daily quota */
+	FC_NEEDS_8BITMIME,	/* 8-bit message, server without 8BITMIME */
+	FC_NEEDS_SMTPUTF8,	/* UTF-8 address, server without SMTPUTF8 */
 	FC_TOO_MANY_CONNECTIONS, /* 421 4.7.0 at the greeting */
 	FC_SHUTDOWN,		/* 421 */
 	FC_TEMPFAIL,		/* any other 4xx */

@@ -280,6 +280,13 @@ struct smtp_client_envelope {
 void	smtp_client_send(struct smtp_client *,
 	    const struct smtp_client_envelope *, const char *message,
 	    size_t len, smtp_client_cb, void *arg);
+/*
+ * Make the next smtp_client_send() start with RSET (a new transaction on
+ * a used connection, RFC 5321 4.1.1.5): pipelined with MAIL under
+ * PIPELINING.  A refused RSET makes that step EREPLY with step "RSET"
+ * and ends the connection (the replies would be out of step).
+ */
+void	smtp_client_rset_next(struct smtp_client *);
 /* The reply to RCPT number i of the last smtp_client_send, or NULL when
  * none was read (MAIL refused first, an error, i out of range).  Valid
  * until the next step starts or the client is freed. */

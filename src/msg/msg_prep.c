@@ -249,6 +249,9 @@ msg_prep_run(struct msg_prep *p, const char *in, size_t len,
 		mailfmt_date(now, date, sizeof(date));
 		strbuf_printf(&p->msg, "Date: %s\r\n", date);
 	}
+	if (hostname == NULL)
+		hostname = p->from != NULL && strrchr(p->from, '@') != NULL ?
+		    strrchr(p->from, '@') + 1 : "localhost";
 	if (!has_mid && mailfmt_message_id(&p->msg, hostname) == -1) {
 		(void)bsnprintf(why, whylen, "no random numbers for the "
 		    "Message-ID");

@@ -67,7 +67,8 @@ struct msg_prep {
 /*
  * Prepare in[0..len): see the header comment.  `extra_rcpts` (Bcc of the
  * message builder; may be NULL) are added to the envelope.  `hostname`
- * names the Message-ID's right side, `now` is the Date.  0, or -1 with
+ * names the Message-ID's right side (NULL: the domain of the From:
+ * address), `now` is the Date.  0, or -1 with
  * why: no header section (the first line is not a field), an address
  * field that does not parse, no recipient at all, more than
  * MSG_PREP_RCPTS_MAX recipients.  A From: that does not parse only

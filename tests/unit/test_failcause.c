@@ -70,6 +70,12 @@ static const struct fix_case fixes[] = {
 	    "postern cert fetch [::1]:25 --starttls" },
 	{ FC_TLS_UNTRUSTED, { "mx.example", 25, 0, "Corp CA", NULL, NULL,
 	    NULL, NULL }, "issued by \"Corp CA\"" },
+	{ FC_TLS_UNTRUSTED, { "mx.example", 25, 0, "Corp CA", NULL, NULL,
+	    NULL, NULL }, "`postern trust add CA.pem --name NAME` with CA.pem "
+	    "the certificate of \"Corp CA\"" },
+	{ FC_TLS_SELF_SIGNED, { "mx.example", 25, 0, "mx.example",
+	    "mx.example", NULL, NULL, NULL },
+	    "`postern trust add certs/mx.example.pem --name mx.example`" },
 	{ FC_SENDER_NOT_VERIFIED, { "h", 587, 0, NULL, NULL, "x@y.example",
 	    "bob", NULL },
 	    "`postern user modify bob --add-identity x@y.example`" },
