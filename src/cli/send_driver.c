@@ -232,9 +232,27 @@ chain_names(struct driver *d, SSL *ssl)
 	}
 	bstrlcpy(d->o->issuer, sb.s != NULL ? sb.s : "", sizeof(d->o->issuer));
 	strbuf_free(&sb);
-	if (X509_check_issued(top, top) == X509_V_OK)
+	if (X509_NAME_cmp(X509_get_subject_name(top),
+	    X509_get_issuer_name(top)) == 0)
 		cmd_cert_fetch_stem(top, d->o->trust_file,
 		    sizeof(d->o->trust_file));
+}
+
+/* Does the certificate name where its issuer is published (RFC 5280
+ * 4.2.2.1 caIssuers)?  Then a lone leaf lacks its intermediate. */
+static int
+has_ca_issuers(X509 *x)
+{
+	AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(x, NID_info_access,
+	    NULL, NULL);
+	int i, found = 0;
+
+	for (i = 0; aia != NULL && i < sk_ACCESS_DESCRIPTION_num(aia); i++)
+		if (OBJ_obj2nid(sk_ACCESS_DESCRIPTION_value(aia,
+		    i)->method) == NID_ad_ca_issuers)
+			found = 1;
+	AUTHORITY_INFO_ACCESS_free(aia);
+	return found;
 }
 
 /* 0 when the certificate passes (or is not checked), else -1 and the
@@ -270,6 +288,10 @@ check_cert(struct sconn *sc)
 	strbuf_printf(&d->o->what, "the certificate of %s is not trusted: "
 	    "%s", d->s->host, X509_verify_cert_error_string(vr));
 	d->o->cause = failcause_from_verify(vr);
+	if (d->o->cause == FC_TLS_UNTRUSTED && leaf != NULL &&
+	    sk_X509_num(SSL_get_peer_cert_chain(ssl)) == 1 &&
+	    has_ca_issuers(leaf))
+		d->o->cause = FC_TLS_MISSING_INTERMEDIATE;
 	return -1;
 }
 

@@ -103,7 +103,10 @@ void	failcause_fix(enum failcause, const struct failcause_ctx *,
 enum failcause failcause_from_reply(const char *step, int code,
 	    const char *enhanced, const char *text);
 /* The cause of a failed certificate verification (X509_V_ERR_*);
- * FC_NONE for X509_V_OK. */
+ * FC_NONE for X509_V_OK.  "Unable to get (local) issuer" is
+ * FC_TLS_UNTRUSTED: the missing issuer may be a root or an intermediate,
+ * the caller who sees the chain may know better (a lone leaf that names
+ * its CA issuer URL lacks its intermediate). */
 enum failcause failcause_from_verify(long verify_result);
 /* The cause of a failed TLS handshake from the OpenSSL error code
  * (ERR_get_error(); 0 = the peer closed); `implicit` when it was implicit

@@ -10,7 +10,7 @@
  *
  * Limits: header text is what the user gave on the command line (trusted
  * but cleaned of control characters by mailfmt_clean); encoded words hold
- * at most 45 octets of UTF-8 each (60 base64 characters, RFC 2047 2: at
+ * at most 39 octets of UTF-8 each (52 base64 characters, RFC 2047 2: at
  * most 75 per word), never cutting a UTF-8 sequence.
  */
 #include <string.h>
@@ -21,7 +21,9 @@
 #include "util.h"
 
 #define QP_LINE		76	/* RFC 2045 6.7 (5) */
-#define EW_OCTETS	45	/* UTF-8 octets per encoded word */
+#define EW_OCTETS	39	/* UTF-8 octets per encoded word: 52
+				 * base64 characters, a line of 76
+				 * with the field name */
 #define RFC2231_SEG	60	/* characters per continuation */
 
 const char *

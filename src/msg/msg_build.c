@@ -9,6 +9,9 @@
  * valid UTF-8 with 8-bit octets, us-ascii when it is ASCII, and
  * unknown-8bit (RFC 1428) otherwise.  Attachments are bytes: text/any
  * attachments are normalised like bodies, everything else is base64.
+ * Every part's content ends in CRLF and is followed by another CRLF
+ * before the delimiter: that one belongs to the delimiter (RFC 2046
+ * 5.1.1), so a text part keeps its last line end.
  * Limits: whole message in memory (the caller bounds the input sizes).
  */
 #include <string.h>
@@ -82,9 +85,9 @@ body(const struct msg_build *b, struct strbuf *out)
 	strbuf_printf(out, "Content-Type: multipart/alternative;\r\n"
 	    "\tboundary=\"%s\"\r\n\r\n--%s\r\n", bd, bd);
 	leaf(out, "text/plain", b->text, b->text_len, NULL);
-	strbuf_printf(out, "--%s\r\n", bd);
+	strbuf_printf(out, "\r\n--%s\r\n", bd);
 	leaf(out, "text/html", b->html, b->html_len, NULL);
-	strbuf_printf(out, "--%s--\r\n", bd);
+	strbuf_printf(out, "\r\n--%s--\r\n", bd);
 	return 0;
 }
 
@@ -105,11 +108,11 @@ entity(const struct msg_build *b, struct strbuf *out)
 	if (body(b, out) == -1)
 		return -1;
 	for (i = 0; i < b->nattach; i++) {
-		strbuf_printf(out, "--%s\r\n", bd);
+		strbuf_printf(out, "\r\n--%s\r\n", bd);
 		leaf(out, mime_enc_type_for_name(b->attach[i].name),
 		    b->attach[i].data, b->attach[i].len, b->attach[i].name);
 	}
-	strbuf_printf(out, "--%s--\r\n", bd);
+	strbuf_printf(out, "\r\n--%s--\r\n", bd);
 	return 0;
 }
 
