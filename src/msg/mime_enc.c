@@ -24,7 +24,8 @@
 #define EW_OCTETS	39	/* UTF-8 octets per encoded word: 52
 				 * base64 characters, a line of 76
 				 * with the field name */
-#define RFC2231_SEG	60	/* characters per continuation */
+#define RFC2231_SEG	50	/* characters per continuation: a line
+				 * of 78 with "filename*12*=" */
 
 const char *
 mime_enc_cte_name(enum mime_cte c)
@@ -248,7 +249,7 @@ mime_enc_param(struct strbuf *out, const char *param, const char *value)
 	mailfmt_clean(&c, value, strlen(value), 1);
 	if (c.s == NULL)
 		strbuf_puts(&c, "");
-	if (!mem_has_8bit(c.s, c.len) && c.len <= RFC2231_SEG) {
+	if (!mem_has_8bit(c.s, c.len) && c.len <= 60) {
 		strbuf_printf(out, ";\r\n\t%s=\"", param);
 		for (i = 0; i < c.len; i++) {
 			if (c.s[i] == '"' || c.s[i] == '\\')

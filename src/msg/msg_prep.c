@@ -208,8 +208,11 @@ scan_header(struct msg_prep *p, const char *m, size_t len, int *has_date,
 			rc = -1;
 			break;
 		}
-		if (!msg_field_is(m, &f, "Bcc"))
+		if (!msg_field_is(m, &f, "Bcc")) {
 			strbuf_add(&p->msg, m + f.off, f.len);
+			if (m[f.off + f.len - 1] != '\n')
+				strbuf_puts(&p->msg, "\r\n");	/* last line */
+		}
 	}
 	if (rc == 0 && r == -1) {
 		if (pos == 0)
