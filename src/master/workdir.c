@@ -141,8 +141,8 @@ workdir_check_reach(const struct conf *c, char *why, size_t whylen)
 	}
 	if (strcmp(c->log_file, "-") != 0 &&
 	    strcmp(c->log_file, "syslog") != 0)
-		rc = check_one(c->log_file, "the log", 0, 1, c->user, why,
-		    whylen);
+		rc = check_one(c->log_file, "the log", 0, 0, c->user, why,
+		    whylen);	/* opened as root; reopened by path */
 	for (i = 0; rc == 0 && i < c->nroutes; i++) {
 		rc = check_one(c->routes[i].maildir, "the maildir", 1, 1,
 		    c->user, why, whylen);

@@ -26,7 +26,7 @@ int	workdir_enter(const struct conf *c, char *why, size_t whylen);
  * As root with an unprivileged `user`: check, acting as that user, that
  * every path outside data_dir the daemon needs is reachable (its
  * deepest existing directory searchable, and writable where the daemon
- * writes: log, maildirs).  0, or -1 with why (one sentence with the fix).
+ * makes directories: maildirs).  0, or -1 with why (one sentence with the fix).
  * Not root, or user "root": 0.
  */
 int	workdir_check_reach(const struct conf *c, char *why, size_t whylen);
