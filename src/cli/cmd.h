@@ -32,7 +32,8 @@ int	cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
  * stderr; returns 1, the exit status of a failed operation. */
 int	cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error of `postern CMD SUB`: one line "postern: CMD SUB: <what>
- * (see `postern CMD --help`)" on stderr; returns 2. */
+ * (see `postern CMD --help`)" on stderr (sub NULL: "postern: CMD: ...");
+ * returns 2. */
 int	cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 

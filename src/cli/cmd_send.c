@@ -43,6 +43,7 @@
 #define SEND_COUNT_MAX		10000000UL
 #define SEND_CONC_MAX		1000UL
 #define SEND_TIMEOUT		30.0
+#define USAGE(...)		cmd_usage_error("send", NULL, __VA_ARGS__)
 
 struct strlist {
 	const char	*v[SEND_LIST_MAX];
@@ -75,14 +76,15 @@ usage(FILE *fp)
 "  --port PORT           port (SMTP_PORT; default 25)\n"
 "  --user NAME           AUTH user (SMTP_USER); password from SMTP_PASSWORD,\n"
 "  --password-env VAR    or from the variable VAR,\n"
-"  --password-file F     or from the first line of F (never on the command line)\n"
+"  --password-file F     or from the first line of F (never in argv)\n"
 "  --starttls            STARTTLS required (default: used when offered)\n"
 "  --tls                 implicit TLS (RFC 8314, port 465)\n"
 "  --plain               no TLS; credentials may then go in clear\n"
 "  --trust FILE          also trust this CA (PEM) besides the trust store\n"
 "  --servername NAME     SNI and the name the certificate must carry\n"
 "  --insecure            do not verify the server certificate\n"
-"  -c FILE               configuration: TLS settings, trust store of its data_dir\n"
+"  -c FILE               configuration: TLS settings, trust store of its\n"
+"                        data_dir (default as for serve)\n"
 "  --timeout SECS        deadline of each step (default %g)\n"
 "Message: FILE (RFC 5322; - = stdin), or built from\n"
 "  --from ADDR --to ADDR... --cc ADDR... --bcc ADDR... --subject TEXT\n"
@@ -98,22 +100,6 @@ usage(FILE *fp)
 "  --quiet               print nothing but errors\n"
 "  --count N --concurrency C   N copies over C connections; prints a summary\n",
 	    SEND_TIMEOUT);
-}
-
-static int
-usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("postern: send: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs(" (see `postern send --help`)\n", stderr);
-	return 2;
 }
 
 static int
@@ -183,7 +169,7 @@ numeric_option(struct send_opts *o, const char *name, const char *v)
 
 	if (strcmp(name, "--port") == 0) {
 		if (parse_ulong(v, 1, 65535, &n) == -1)
-			return usage_error("bad --port '%s' (1-65535)", v);
+			return USAGE("bad --port '%s' (1-65535)", v);
 		o->port = (int)n;
 	} else if (strcmp(name, "--cipher") == 0) {
 		if (strcmp(v, "aes-256-cbc") == 0)
@@ -191,23 +177,23 @@ numeric_option(struct send_opts *o, const char *name, const char *v)
 		else if (strcmp(v, "aes-256-gcm") == 0)
 			o->cipher = SMIME_AES256_GCM;
 		else
-			return usage_error("bad --cipher '%s' (aes-256-cbc or "
+			return USAGE("bad --cipher '%s' (aes-256-cbc or "
 			    "aes-256-gcm)", v);
 	} else if (strcmp(name, "--count") == 0) {
 		if (parse_ulong(v, 1, SEND_COUNT_MAX, &o->count) == -1)
-			return usage_error("bad --count '%s' (1-%lu)", v,
+			return USAGE("bad --count '%s' (1-%lu)", v,
 			    SEND_COUNT_MAX);
 		o->bulk = 1;
 	} else if (strcmp(name, "--concurrency") == 0) {
 		if (parse_ulong(v, 1, SEND_CONC_MAX, &o->concurrency) == -1)
-			return usage_error("bad --concurrency '%s' (1-%lu)", v,
+			return USAGE("bad --concurrency '%s' (1-%lu)", v,
 			    SEND_CONC_MAX);
 		o->bulk = 1;
 	} else {
 		o->timeout = strtod(v, &end);
 		if (*v == '\0' || *end != '\0' || !(o->timeout > 0) ||
 		    o->timeout > 86400)
-			return usage_error("bad --timeout '%s' (seconds, > 0)",
+			return USAGE("bad --timeout '%s' (seconds, > 0)",
 			    v);
 	}
 	return 0;
@@ -224,7 +210,7 @@ flag_option(struct send_opts *o, const char *a)
 	for (i = 0; i < 3; i++)
 		if (strcmp(a, tls[i]) == 0) {
 			if (o->tls_set && o->tls != mode[i])
-				return usage_error("--starttls, --tls and "
+				return USAGE("--starttls, --tls and "
 				    "--plain exclude each other");
 			o->tls = mode[i];
 			o->tls_set = 1;
@@ -257,7 +243,7 @@ parse_args(struct send_opts *o, int argc, char **argv)
 		a = argv[i];
 		if (a[0] != '-' || strcmp(a, "-") == 0) {
 			if (o->file != NULL)
-				return usage_error("one message FILE only "
+				return USAGE("one message FILE only "
 				    "('%s' and '%s')", o->file, a);
 			o->file = a;
 			continue;
@@ -272,16 +258,16 @@ parse_args(struct send_opts *o, int argc, char **argv)
 		    '-' ? (int)(v - a) : (int)strlen(a), a);
 		slot = value_slot(o, name, &list);
 		if (slot == NULL && list == NULL && !is_numeric(name))
-			return usage_error("unknown option '%s'", a);
+			return USAGE("unknown option '%s'", a);
 		if (v != NULL && a[1] == '-')
 			v++;
 		else if (i + 1 < argc)
 			v = argv[++i];
 		else
-			return usage_error("%s needs a value", name);
+			return USAGE("%s needs a value", name);
 		if (list != NULL) {
 			if (list->n >= SEND_LIST_MAX)
-				return usage_error("too many %s", name);
+				return USAGE("too many %s", name);
 			list->v[list->n++] = v;
 		} else if (slot != NULL)
 			*slot = v;
@@ -300,29 +286,29 @@ check_args(struct send_opts *o)
 	    o->body_file != NULL || o->html != NULL || o->attach.n > 0;
 
 	if (o->file != NULL && build)
-		return usage_error("give a message FILE or build one with "
+		return USAGE("give a message FILE or build one with "
 		    "--from/--to/..., not both");
 	if (o->file == NULL && !build)
-		return usage_error("no message: give FILE, - for stdin, or "
+		return USAGE("no message: give FILE, - for stdin, or "
 		    "--from ADDR --to ADDR [--subject --body ...]");
 	if (build && o->from == NULL && o->env_from == NULL)
-		return usage_error("--from ADDR is missing");
+		return USAGE("--from ADDR is missing");
 	if (build && o->to.n + o->cc.n + o->bcc.n + o->env_to.n == 0)
-		return usage_error("no recipient: --to, --cc or --bcc");
+		return USAGE("no recipient: --to, --cc or --bcc");
 	if (o->body != NULL && o->body_file != NULL)
-		return usage_error("--body and --body-file exclude each other");
+		return USAGE("--body and --body-file exclude each other");
 	if ((o->sign || o->encrypt) && o->keys == NULL)
-		return usage_error("--sign and --encrypt need --keys DIR");
+		return USAGE("--sign and --encrypt need --keys DIR");
 	if (o->output != NULL && !o->dry_run)
-		return usage_error("--output goes with --dry-run");
+		return USAGE("--output goes with --dry-run");
 	if (o->pw_env != NULL && o->pw_file != NULL)
-		return usage_error("--password-env and --password-file exclude "
+		return USAGE("--password-env and --password-file exclude "
 		    "each other");
 	if (o->insecure && o->trust != NULL)
-		return usage_error("--insecure and --trust exclude each other");
+		return USAGE("--insecure and --trust exclude each other");
 	if (o->tls == SEND_TLS_PLAIN && (o->trust || o->servername ||
 	    o->insecure))
-		return usage_error("--plain uses no TLS: --trust, --servername "
+		return USAGE("--plain uses no TLS: --trust, --servername "
 		    "and --insecure do not apply");
 	if (o->count == 0)
 		o->count = 1;
@@ -356,7 +342,7 @@ target_from_env(struct send_opts *o, struct target *t)
 	t->port = o->port;
 	if (t->port == 0 && (v = getenv("SMTP_PORT")) != NULL && v[0]) {
 		if (parse_ulong(v, 1, 65535, &n) == -1)
-			return usage_error("SMTP_PORT '%s' is not a port "
+			return USAGE("SMTP_PORT '%s' is not a port "
 			    "(1-65535)", v);
 		t->port = (int)n;
 	}
@@ -376,7 +362,7 @@ load_password(struct send_opts *o, struct target *t)
 
 	if (t->user == NULL) {
 		if (o->pw_env != NULL || o->pw_file != NULL)
-			return usage_error("a password needs a user (--user or "
+			return USAGE("a password needs a user (--user or "
 			    "SMTP_USER)");
 		return -1;
 	}
@@ -392,7 +378,7 @@ load_password(struct send_opts *o, struct target *t)
 			t->password = xstrdup(v);
 	}
 	if (t->password == NULL || t->password[0] == '\0')
-		return usage_error("no password for user \"%s\": set %s, or "
+		return USAGE("no password for user \"%s\": set %s, or "
 		    "give --password-env VAR or --password-file F", t->user,
 		    o->pw_env != NULL ? o->pw_env : "SMTP_PASSWORD");
 	return -1;
@@ -551,12 +537,12 @@ make_message(struct send_opts *o, struct message *m)
 		m->nrcpts = m->prep.nrcpts;
 	}
 	if (m->from == NULL) {
-		rc = usage_error("no sender: the message has no usable From: "
+		rc = USAGE("no sender: the message has no usable From: "
 		    "(give --env-from ADDR)");
 		goto done;
 	}
 	if (m->nrcpts == 0) {
-		rc = usage_error("no recipient: the message has no To:, Cc: or "
+		rc = USAGE("no recipient: the message has no To:, Cc: or "
 		    "Bcc: (give --env-to ADDR)");
 		goto done;
 	}

@@ -81,7 +81,7 @@ struct failcause_ctx {
 					 * gives that certificate (<CN>) */
 	const char	*address;	/* the sender / recipient concerned */
 	const char	*user;		/* AUTH user */
-	const char	*detail;	/* e.g. "expired 2026-01-01", "1024 bits" */
+	const char	*detail;	/* e.g. "expired 2026-01-01" */
 };
 
 /* Short stable name ("tls-untrusted", "auth-failed", ...): log field,
