@@ -503,12 +503,35 @@ number_message_id(struct message *m)
 	*s = out;
 }
 
+/* Sign and/or encrypt for the header's sender and recipients (the
+ * envelope's when the header names none).  0 or -1 (said). */
+static int
+apply_smime(struct send_opts *o, struct message *m)
+{
+	struct smime_request rq;
+	char why[512];
+
+	memset(&rq, 0, sizeof(rq));
+	rq.ops = (o->sign ? SMIME_SIGN : 0) | (o->encrypt ? SMIME_ENCRYPT : 0);
+	rq.cipher = o->cipher;
+	rq.keys_dir = o->keys;
+	rq.signer = m->prep.from != NULL ? m->prep.from : m->from;
+	rq.rcpts = m->prep.nrcpts > 0 ? (const char *const *)m->prep.rcpts :
+	    m->rcpts;
+	rq.nrcpts = m->prep.nrcpts > 0 ? m->prep.nrcpts : m->nrcpts;
+	if (smime_apply(&rq, m->prep.msg.s, m->prep.msg.len, &m->final, why,
+	    sizeof(why)) == -1) {
+		cmd_fail("send: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
 /* Read or build, prepare, S/MIME.  -1 to go on, else the exit status. */
 static int
 make_message(struct send_opts *o, struct message *m)
 {
 	struct strbuf raw = STRBUF_INIT;
-	struct smime_request rq;
 	char *data = NULL, why[512];
 	size_t len = 0;
 	int rc = 1;
@@ -547,20 +570,8 @@ make_message(struct send_opts *o, struct message *m)
 		goto done;
 	}
 	if (o->sign || o->encrypt) {
-		memset(&rq, 0, sizeof(rq));
-		rq.ops = (o->sign ? SMIME_SIGN : 0) |
-		    (o->encrypt ? SMIME_ENCRYPT : 0);
-		rq.cipher = o->cipher;
-		rq.keys_dir = o->keys;
-		rq.signer = m->prep.from != NULL ? m->prep.from : m->from;
-		rq.rcpts = m->prep.nrcpts > 0 ?
-		    (const char *const *)m->prep.rcpts : m->rcpts;
-		rq.nrcpts = m->prep.nrcpts > 0 ? m->prep.nrcpts : m->nrcpts;
-		if (smime_apply(&rq, m->prep.msg.s, m->prep.msg.len,
-		    &m->final, why, sizeof(why)) == -1) {
-			cmd_fail("send: %s", why);
+		if (apply_smime(o, m) == -1)
 			goto done;
-		}
 	} else
 		strbuf_add(&m->final, m->prep.msg.s, m->prep.msg.len);
 	if (o->bulk && o->count > 1)
@@ -704,6 +715,34 @@ client_ctx(struct send_opts *o, const char **helo, struct conf **confp)
 	return ctx;
 }
 
+/* The driver's settings from the options, target and message. */
+static void
+fill_settings(struct send_settings *s, struct send_opts *o, struct target *t,
+    struct message *m)
+{
+	s->host = t->host;
+	s->port = t->port;
+	s->tls = o->tls;
+	s->verify = !o->insecure;
+	s->servername = o->servername != NULL ? o->servername : t->host;
+	s->user = t->user;
+	s->password = t->password;
+	s->from = m->from;
+	s->rcpts = m->rcpts;
+	s->nrcpts = m->nrcpts;
+	s->msg = m->final.s;
+	s->len = m->final.len;
+	s->eightbit = mem_has_8bit(m->final.s, m->final.len);
+	s->smtputf8 = m->prep.utf8_addrs || mem_has_8bit(m->from,
+	    strlen(m->from));
+	s->mid_digits = m->mid_digits;
+	s->count = o->count;
+	s->concurrency = o->concurrency;
+	s->timeout = o->timeout > 0 ? o->timeout : SEND_TIMEOUT;
+	s->progress = o->bulk && !o->quiet && isatty(STDERR_FILENO);
+	s->opened = opened;
+}
+
 static int
 deliver(struct send_opts *o, struct target *t, struct message *m)
 {
@@ -736,29 +775,9 @@ deliver(struct send_opts *o, struct target *t, struct message *m)
 		conf_free(conf);
 		return 1;
 	}
-	s.host = t->host;
-	s.port = t->port;
+	fill_settings(&s, o, t, m);
 	s.ai = ai;
-	s.tls = o->tls;
 	s.ctx = ctx;
-	s.verify = !o->insecure;
-	s.servername = o->servername != NULL ? o->servername : t->host;
-	s.user = t->user;
-	s.password = t->password;
-	s.from = m->from;
-	s.rcpts = m->rcpts;
-	s.nrcpts = m->nrcpts;
-	s.msg = m->final.s;
-	s.len = m->final.len;
-	s.eightbit = mem_has_8bit(m->final.s, m->final.len);
-	s.smtputf8 = m->prep.utf8_addrs || mem_has_8bit(m->from,
-	    strlen(m->from));
-	s.mid_digits = m->mid_digits;
-	s.count = o->count;
-	s.concurrency = o->concurrency;
-	s.timeout = o->timeout > 0 ? o->timeout : SEND_TIMEOUT;
-	s.progress = o->bulk && !o->quiet && isatty(STDERR_FILENO);
-	s.opened = opened;
 	s.arg = &r;
 
 	rc = send_driver_run(&s, &out);
