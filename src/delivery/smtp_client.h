@@ -1,8 +1,8 @@
 /*
  * smtp_client.h - THE SMTP client protocol engine: one connection to one
  * server, driven asynchronously on a libevent event_base.  Used by
- * `postern cert fetch` now, and by delivery, `postern send` and `postern
- * probe` later.  It knows the protocol (RFC 5321, 3207 STARTTLS, 8314
+ * `postern cert fetch`, delivery and `postern send` (and `postern probe`
+ * later).  It knows the protocol (RFC 5321, 3207 STARTTLS, 8314
  * implicit TLS, 2033 LMTP) and nothing of delivery policy: which TLS is
  * required, what to do on a 4xx, whether to verify certificates - the
  * caller decides, step by step.
@@ -99,7 +99,8 @@
  * session is left as it is (no RSET: the caller may QUIT or try again).
  * The body is written in chunks as the socket drains (the message is
  * borrowed, never copied whole), with the RFC 5321 4.5.3.2 deadlines per
- * command, per data block, and for the final reply.  Not there yet:
+ * command, per data block, and for the final reply.  Another transaction
+ * on the same connection may start with RSET (smtp_client_rset_next).  Not there yet:
  * BDAT/CHUNKING, BINARYMIME.
  *
  * LMTP (RFC 2033): smtp_client_set_lmtp() before the first step puts the
