@@ -77,18 +77,18 @@ mode_name(const struct sconn *sc)
 /* ---- failures -------------------------------------------------------- */
 
 static void
-count_code(struct send_outcome *o, int code)
+count_code(struct send_outcome *o, int code, unsigned long n)
 {
 	size_t i;
 
 	for (i = 0; i < o->ncodes; i++)
 		if (o->codes[i].code == code) {
-			o->codes[i].n++;
+			o->codes[i].n += n;
 			return;
 		}
 	if (o->ncodes < SEND_CODES_MAX) {
 		o->codes[o->ncodes].code = code;
-		o->codes[o->ncodes++].n = 1;
+		o->codes[o->ncodes++].n = n;
 	}
 }
 
@@ -128,10 +128,9 @@ note_result(struct driver *d, const struct smtp_client_result *r,
 		strbuf_printf(&o->what, "%s refused by %s", r->step,
 		    d->s->host);
 	else
-		strbuf_printf(&o->what, "%s with %s port %d failed: %s%s%s",
-		    r->step, d->s->host, d->s->port,
-		    smtp_client_strerror(r->err), r->detail[0] ? ": " : "",
-		    r->detail);
+		strbuf_printf(&o->what, "%s with %s port %d failed: %s",
+		    r->step, d->s->host, d->s->port, r->detail[0] ?
+		    r->detail : smtp_client_strerror(r->err));
 	o->cause = failcause_from_result(r, implicit);
 	bstrlcpy(o->detail, r->detail, sizeof(o->detail));
 	if (r->reply != NULL && o->cause == FC_SIZE)
@@ -195,8 +194,8 @@ setup_failed(struct sconn *sc, int polite)
 	/* the messages nobody will send count as failed */
 	if (d->next < d->s->count) {
 		d->o->failed += d->s->count - d->next;
-		count_code(d->o, d->o->reply.len > 0 ?
-		    atoi(d->o->reply.s) : 0);
+		count_code(d->o, d->o->reply.len > 0 ? atoi(d->o->reply.s) :
+		    0, d->s->count - d->next);
 		d->next = d->s->count;
 	}
 	if (polite)
@@ -525,14 +524,14 @@ on_sent(struct smtp_client *c, const struct smtp_client_result *r,
 				rr_res.reply = rr;
 				note_result(d, &rr_res, d->s->rcpts[i]);
 				o->failed++;
-				count_code(o, rr->code);
+				count_code(o, rr->code, 1);
 				break;
 			}
 		next_message(sc);
 		return;
 	}
 	o->failed++;
-	count_code(o, r->reply != NULL ? r->reply->code : 0);
+	count_code(o, r->reply != NULL ? r->reply->code : 0, 1);
 	note_result(d, r, r->reply != NULL && strcmp(r->step, "RCPT") == 0 &&
 	    d->s->nrcpts == 1 ? d->s->rcpts[0] : NULL);
 	if (r->err == SMTP_CLIENT_EREPLY && r->reply->code != 421 &&

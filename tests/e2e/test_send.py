@@ -466,3 +466,27 @@ def test_bulk_failures_by_code():
         assert "Failures by reply code: 450 5" in p.stdout
         assert "450 4.2.0 try later" in p.stderr
         assert fix_line(p).startswith("fix: a temporary refusal")
+
+
+def test_bulk_reconnects_after_421():
+    seen = {"n": 0}
+
+    def eod(conn, data):
+        seen["n"] += 1
+        return "421 4.3.2 closing, try again" if seen["n"] % 5 == 0 \
+            else None
+
+    with SMTPPeer(replies={"EOD": eod}) as peer:
+        p = send("--from", "a@example.org", "--to", "bob@example.com",
+                 "--body", "x", "--count", "20", "--concurrency", "2",
+                 env=peer_env(peer))
+        assert p.returncode == 1
+        m = re.search(r"^Sent (\d+) of 20 messages .* over (\d+) "
+                      r"connections", p.stdout, re.M)
+        assert m, p.stdout
+        sent, conns = int(m.group(1)), int(m.group(2))
+        assert sent == 16 and conns > 2, p.stdout
+        assert "Failures by reply code: 421 4" in p.stdout
+        assert len(peer.messages) == 16
+        assert "RSET" in [v for _, v, _ in peer.commands]
+        assert "421 4.3.2 closing, try again" in p.stderr
