@@ -20,7 +20,11 @@ SOURCE=/usr/sbin/smtp-source
 W=$(mktemp -d /tmp/postern-inject.XXXXXX)
 PIDS=
 cleanup() {
-	for p in $PIDS; do kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+	# the sinks (inject-sink.py takes its own children with it)
+	for p in $PIDS; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in $PIDS; do
+		i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	done
 	rm -rf "$W"
 }
 trap cleanup EXIT INT TERM

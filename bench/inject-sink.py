@@ -6,6 +6,7 @@ process per CPU on one SO_REUSEPORT port, accepts everything, stores
 nothing.  Usage: inject-sink.py PORT CERT KEY   (loopback only)"""
 import asyncio
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -70,9 +71,19 @@ def main():
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", port))
     s.listen(1024)
+    kids = []
     for _ in range(max(1, (os.cpu_count() or 1)) - 1):
-        if os.fork() == 0:
+        pid = os.fork()
+        if pid == 0:
+            kids = None
             break
+        kids.append(pid)
+    if kids:
+        def stop(signo, frame):
+            for k in kids:
+                os.kill(k, signal.SIGTERM)
+            os._exit(0)
+        signal.signal(signal.SIGTERM, stop)
     try:
         asyncio.run(serve(s, ctx))
     except KeyboardInterrupt:
