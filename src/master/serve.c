@@ -312,7 +312,8 @@ ensure_demo_cert(const struct conf *c, const struct conf_listener *l,
 	    "self-signed demo certificate for %s was generated (valid 365 "
 	    "days); peers cannot verify it.  Install a CA-signed one: "
 	    "`postern cert csr --cn %s --name default`, then `postern cert "
-	    "import --name default --cert SIGNED.pem`", l->name, c->data_dir,
+	    "import --name default --cert SIGNED.pem`", l->name,
+	    sdata_dir != NULL ? sdata_dir : c->data_dir,
 	    c->hostname, c->hostname);
 	return 1;
 }
