@@ -9,6 +9,13 @@
 #   make fuzz    long fuzz runs (FUZZ_SECONDS each, default 600)
 #   make soak    long crash/restart soak test
 #   make bench   side-by-side benchmark against Postfix (../shared/bench)
+#   make install [PREFIX=/usr] [DESTDIR=]   binary, man pages, systemd unit,
+#                logrotate file, /etc/postern/postern.conf (never over an
+#                existing one), /var/lib/postern (owned by the user postern,
+#                created when missing, when installing for real as root)
+#   make uninstall   remove what the last `make install` installed (keeps
+#                /etc/postern, /var/lib/postern, /var/log/postern, the user)
+#   make deb     Debian package in build/deb/ (debhelper, lintian-checked)
 
 PY       ?= /usr/bin/python3
 BUILD    ?= build
@@ -17,9 +24,17 @@ DEB_PKGS  = build-essential pkg-config meson ninja-build clang \
             python3 python3-pytest python3-pytest-xdist python3-aiosmtpd swaks libnet-ssleay-perl postfix openssl \
             python3-dkim python3-cryptography procps iproute2 gpgsm \
             libclang-rt-14-dev
+DEB_PKGS += libsystemd-dev systemd scdoc debhelper dpkg-dev fakeroot lintian \
+            man-db strace
+# e2e: HAProxy in front of two instances, and swaks --tlsc --proxy (swaks
+# needs Net::SSLeay for TLS): tests/e2e/test_proxy_protocol.py
+DEB_PKGS += haproxy libnet-ssleay-perl
 FUZZ_SECONDS ?= 600
+PREFIX   ?= /usr
+DESTDIR  ?=
 
 .PHONY: all deps build run test unit e2e asan fuzz-short fuzz soak bench clean
+.PHONY: install uninstall deb
 
 all: build
 
@@ -49,6 +64,22 @@ soak: deps build
 
 bench: deps build
 	@sh bench/run-bench.sh
+
+# meson's install machinery (meson install, DESTDIR honoured); the parts it
+# cannot do (keep an existing configuration, the user, owners) are
+# dist/install-local.sh, which meson runs at the end.
+install: build
+	meson configure $(BUILD) -Dprefix=$(PREFIX) >/dev/null
+	meson install -C $(BUILD) $(if $(DESTDIR),--destdir "$(DESTDIR)")
+	@cat $(BUILD)/meson-logs/install-local.txt 2>/dev/null || true
+
+uninstall:
+	ninja -C $(BUILD) uninstall
+	@echo "kept: /etc/postern, /var/lib/postern (spool, keys), /var/log/postern" \
+	    "and the user postern; remove them by hand to be rid of them"
+
+deb:
+	@sh tools/build-deb.sh $(CURDIR)/$(BUILD)/deb
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

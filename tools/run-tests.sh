@@ -4,6 +4,8 @@
 #   2. end-to-end tests (pytest, real peers on loopback) on the normal build
 #   3. unit + end-to-end tests again on an ASan+UBSan build
 #   4. short libFuzzer runs of every parser of untrusted input
+# Before the end-to-end tests the Debian package is built once (`make deb`,
+# about a minute): tests/e2e/test_package.py unpacks it and runs its postern.
 # End-to-end tests run on E2E_JOBS (default 2) workers (pytest-xdist);
 # every test has its own ports, directories and daemons.
 # Each stage's results are collected and one summary line ends the output:
@@ -65,6 +67,11 @@ ninja -C build >/dev/null || { echo "build failed"; echo "0 passed, 1 failed"; e
 
 stage "unit tests"
 run_unit build plain
+
+stage "Debian package (make deb)"
+sh tools/build-deb.sh "$TOP/build/deb" > "$RES/deb.out" 2>&1 || {
+	tail -n 40 "$RES/deb.out"; status=1; }
+tail -n 1 "$RES/deb.out"
 
 stage "end-to-end tests"
 run_e2e build plain

@@ -1,5 +1,17 @@
 /*
- * deliver_local.c - maildir delivery (see deliver_local.h).
+ * deliver_local.c - maildir delivery and the local delivery driver (see
+ * deliver_local.h).
+ *
+ * Public: deliver_local_check, deliver_local_maildir, deliver_local_write,
+ * deliver_local_publish, deliver_local_discard, and the driver
+ * delivery_local (init, submit, flush; nothing outlives a round, so it
+ * has no shutdown).
+ *
+ * The driver keeps the requests of one scheduler round in a batch: every
+ * copy is written into tmp/ at submit(); flush() runs one syncfs per file
+ * system (at most LOCAL_MAXDEV of them per round), renames every copy
+ * into new/, flushes again and only then reports.  A crash at any point
+ * leaves the spool copy in place: at-least-once, never lost.
  *
  * Threats: the mailbox name comes from the network, so %u and %d are only
  * expanded from a strict character set (no "/", no leading ".", no control
@@ -17,8 +29,13 @@
 #include <unistd.h>
 
 #include "deliver_local.h"
+#include "delivery_log.h"
+#include "log.h"
+#include "smtp_proto.h"
 #include "strbuf.h"
 #include "util.h"
+
+#define LOCAL_MAXDEV	16	/* file systems flushed per round */
 
 /* A name part safe to become one path component. */
 static int
@@ -106,18 +123,18 @@ known_user(const struct conf_route *r, const char *addr, const char *dir)
 }
 
 const char *
-deliver_local_check(const struct conf *conf, const struct smtp_path *p)
+deliver_local_check(const struct route_decision *d, const char *addr)
 {
-	const struct conf_route *r = conf_route_for(conf, p->domain);
+	const struct conf_route *r = d->route;
 	char dir[4096];
 
-	if (r == NULL || r->maildir == NULL)
+	if (d->kind != ROUTE_TO_MAILDIR)
 		return NULL;	/* routed onwards, not a mailbox here */
-	if (deliver_local_maildir(r, p->addr, dir, sizeof(dir)) == -1)
+	if (deliver_local_maildir(r, addr, dir, sizeof(dir)) == -1)
 		return "550 5.1.1 Recipient address rejected: mailbox name "
 		    "not allowed here";
 	if (r->unknown_users == UNKNOWN_USERS_REJECT &&
-	    !known_user(r, p->addr, dir))
+	    !known_user(r, addr, dir))
 		return "550 5.1.1 Recipient address rejected: User unknown";
 	return NULL;
 }
@@ -240,3 +257,211 @@ deliver_local_discard(const struct local_copy *lc)
 {
 	unlink(lc->tmp_path);
 }
+
+/* ------------------------------------------------------- the driver */
+
+/* One request of this round: its results and the copies in tmp/. */
+struct local_req {
+	struct local_req	*next;
+	uint64_t		 mid;
+	struct delivery_result	*res;		/* one per recipient */
+	size_t			 n;
+	struct local_copy	*copies;	/* written, not yet published */
+	size_t			*copy_res;	/* index in res of each copy */
+	size_t			 ncopies;
+	delivery_done_cb	 done;
+	void			*arg;
+};
+
+struct devsync {
+	dev_t	dev;
+	int	fd;
+};
+
+static struct local_req	*batch, **batch_tail = &batch;
+static struct devsync	 devs[LOCAL_MAXDEV];
+static size_t		 ndevs;
+
+/* Remember the file system of a path, to flush it once per round. */
+static void
+note_dev(const char *path)
+{
+	char dir[4096], *slash;
+	struct stat st;
+	size_t i;
+	int fd;
+
+	bstrlcpy(dir, path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	if (stat(dir, &st) == -1)
+		return;
+	for (i = 0; i < ndevs; i++)
+		if (devs[i].dev == st.st_dev)
+			return;
+	if (ndevs >= LOCAL_MAXDEV)
+		return;
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return;
+	devs[ndevs].dev = st.st_dev;
+	devs[ndevs++].fd = fd;
+}
+
+static int
+sync_devs(void)
+{
+	size_t i;
+	int ok = 1;
+
+	for (i = 0; i < ndevs; i++)
+		if (syncfs(devs[i].fd) == -1)
+			ok = 0;
+	return ok ? 0 : -1;
+}
+
+/* A recipient that cannot be delivered now: logged at once. */
+static void
+local_defer(struct local_req *lr, size_t k, const char *why)
+{
+	delivery_result_set(&lr->res[k], DELIVERY_DEFERRED, why, NULL, NULL,
+	    0);
+	delivery_log_results(lr->mid, NULL, &lr->res[k], 1);
+}
+
+/* Write one recipient's copy into tmp/. */
+static void
+local_write(struct local_req *lr, const struct delivery_request *rq,
+    size_t k, const char *hostname)
+{
+	const struct route_decision *d = &rq->routes[rq->rids[k]];
+	const char *addr = rq->env->rcpts[rq->rids[k]].addr;
+	struct local_copy *lc = &lr->copies[lr->ncopies];
+	char dir[4096], why[512];
+
+	if (deliver_local_maildir(d->route, addr, dir, sizeof(dir)) == -1) {
+		local_defer(lr, k, "mailbox name not allowed");
+		return;
+	}
+	if (deliver_local_write(dir, hostname, rq->mid, rq->rids[k],
+	    rq->env->from, rq->fd, rq->env->msg_size, lc, why,
+	    sizeof(why)) == -1) {
+		local_defer(lr, k, why);
+		return;
+	}
+	note_dev(lc->tmp_path);
+	lr->copy_res[lr->ncopies++] = k;
+}
+
+static const struct conf	*lconf;
+
+static int
+local_init(struct event_base *base, const struct conf *conf,
+    delivery_alert_cb alert, char *why, size_t whylen)
+{
+	lconf = conf;
+	return 0;
+}
+
+static void
+local_submit(const struct delivery_request *rq)
+{
+	struct local_req *lr = xcalloc(1, sizeof(*lr));
+	size_t k, *rids;
+
+	lr->mid = rq->mid;
+	lr->n = rq->nrids;
+	lr->res = xcalloc(rq->nrids, sizeof(*lr->res));
+	lr->copies = xcalloc(rq->nrids, sizeof(*lr->copies));
+	lr->copy_res = xcalloc(rq->nrids, sizeof(*lr->copy_res));
+	lr->done = rq->done;
+	lr->arg = rq->arg;
+	for (k = 0; k < rq->nrids; k++) {
+		lr->res[k].rid = rq->rids[k];
+		local_write(lr, rq, k, lconf->hostname);
+	}
+	if (lr->ncopies > 0) {
+		rids = xcalloc(lr->ncopies, sizeof(*rids));
+		for (k = 0; k < lr->ncopies; k++)
+			rids[k] = rq->rids[lr->copy_res[k]];
+		delivery_log_start(rq->mid, NULL, rids, lr->ncopies);
+		free(rids);
+	}
+	*batch_tail = lr;
+	batch_tail = &lr->next;
+}
+
+/* After the first flush: move the copies into new/ (or give them up). */
+static void
+local_publish(struct local_req *lr, int flushed)
+{
+	char why[512];
+	size_t i, k = 0;
+
+	for (i = 0; i < lr->ncopies; i++) {
+		if (!flushed) {
+			deliver_local_discard(&lr->copies[i]);
+			local_defer(lr, lr->copy_res[i], "cannot flush the "
+			    "maildir to disk");
+			continue;
+		}
+		if (deliver_local_publish(&lr->copies[i], why, sizeof(why))) {
+			deliver_local_discard(&lr->copies[i]);
+			local_defer(lr, lr->copy_res[i], why);
+			continue;
+		}
+		lr->copy_res[k++] = lr->copy_res[i];
+	}
+	lr->ncopies = k;
+}
+
+/* After the second flush: the published copies are delivered. */
+static void
+local_report(struct local_req *lr)
+{
+	struct delivery_result *ok;
+	size_t i;
+
+	if (lr->ncopies > 0) {
+		ok = xcalloc(lr->ncopies, sizeof(*ok));
+		for (i = 0; i < lr->ncopies; i++) {
+			delivery_result_set(&lr->res[lr->copy_res[i]],
+			    DELIVERY_DELIVERED, "delivered to maildir", NULL,
+			    NULL, 0);
+			ok[i] = lr->res[lr->copy_res[i]];
+		}
+		delivery_log_results(lr->mid, NULL, ok, lr->ncopies);
+		free(ok);
+	}
+	lr->done(lr->arg, lr->res, lr->n);
+	free(lr->res);
+	free(lr->copies);
+	free(lr->copy_res);
+	free(lr);
+}
+
+static void
+local_flush(void)
+{
+	struct local_req *lr, *next;
+	int flushed = sync_devs() == 0;
+	size_t i;
+
+	for (lr = batch; lr; lr = lr->next)
+		local_publish(lr, flushed);
+	if (sync_devs() == -1)
+		log_warn("queue manager: flushing maildirs failed");
+	for (i = 0; i < ndevs; i++)
+		close(devs[i].fd);
+	ndevs = 0;
+	lr = batch;
+	batch = NULL;
+	batch_tail = &batch;
+	for (; lr; lr = next) {
+		next = lr->next;
+		local_report(lr);
+	}
+}
+
+const struct delivery_driver delivery_local = {
+	"local", local_init, local_submit, local_flush, NULL
+};

@@ -1,12 +1,17 @@
 /*
- * deliver_local.h - local delivery into maildirs (routes with `maildir`).
+ * deliver_local.h - local delivery into maildirs (routes with `maildir`),
+ * and the local delivery driver (delivery_local, delivery.h).
  *
- * deliver_local_check() is the RCPT-time decision (safe mailbox name,
- * unknown users).  Delivery is two-phase so the queue manager can group
- * the expensive flushes of many messages: write each copy into the
- * maildir's tmp/ (deliver_local_write), make the batch durable, move each
- * into new/ (deliver_local_publish), make that durable, and only then
- * remove the spool copies.
+ * deliver_local_check() is the RCPT-time check of a recipient the router
+ * sent to a maildir (safe mailbox name, unknown users); the SMTP worker
+ * calls it (listener.c).  Delivery is two-phase so the queue manager can
+ * group the expensive flushes of many messages: the driver's submit()
+ * writes each copy into the maildir's tmp/ (deliver_local_write), its
+ * flush() at the end of the scheduler's round makes the batch durable
+ * (one syncfs per file system), moves each copy into new/
+ * (deliver_local_publish), makes that durable, and only then reports the
+ * recipients delivered, so the scheduler removes the spool copy only
+ * after the maildir copy is on disk.
  */
 #ifndef POSTERN_DELIVER_LOCAL_H
 #define POSTERN_DELIVER_LOCAL_H
@@ -14,12 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "conf.h"
-#include "envelope.h"
-#include "smtp_proto.h"
+#include "delivery.h"
+#include "route.h"
 
-/* NULL = acceptable recipient, else a reply line (without CRLF). */
-const char *deliver_local_check(const struct conf *,
-	    const struct smtp_path *);
+/* A recipient the router sent to a maildir (d->kind ROUTE_TO_MAILDIR):
+ * NULL = acceptable, else a reply line (without CRLF). */
+const char *deliver_local_check(const struct route_decision *d,
+	    const char *addr);
 
 /* Expand the maildir template for an address into buf.  0 or -1 (unsafe
  * mailbox name). */

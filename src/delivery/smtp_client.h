@@ -1,8 +1,9 @@
 /*
  * smtp_client.h - THE SMTP client protocol engine: one connection to one
  * server, driven asynchronously on a libevent event_base.  Used by
- * `postern cert fetch`, delivery and `postern send` (and `postern probe`
- * later).  It knows the protocol (RFC 5321, 3207 STARTTLS, 8314
+ * delivery (smtp_conn.c), `postern cert fetch` and `postern send`
+ * (send_driver.c); `postern probe` is to use it too.  It knows the
+ * protocol (RFC 5321, 3207 STARTTLS, 8314
  * implicit TLS, 2033 LMTP) and nothing of delivery policy: which TLS is
  * required, what to do on a 4xx, whether to verify certificates - the
  * caller decides, step by step.

@@ -15,7 +15,8 @@
  * (including NUL and a CR that is not part of the line end) replaced by
  * '?', so it can be printed and logged as is.
  *
- * Callers: smtp_client.c (cert fetch; later delivery, send, probe).
+ * Callers: smtp_client.c (the protocol engine), smtp_conn.c (reply text
+ * and status codes for the delivery log and the DSN), cmd_cert_fetch.c.
  */
 #ifndef POSTERN_SMTP_REPLY_H
 #define POSTERN_SMTP_REPLY_H

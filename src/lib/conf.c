@@ -23,13 +23,18 @@
  *   limits = { max_line_length; max_connections; max_connections_per_client;
  *       auth_failures; auth_failure_window; auth_failure_delay;
  *       command_timeout;
- *       data_block_timeout; data_timeout; bare_line_ends; };
- *       (SPEC "Limits and defaults"; bare_line_ends = reject | normalize)
+ *       data_block_timeout; data_timeout; bare_line_ends; spool_min_free; };
+ *       (SPEC "Limits and defaults"; bare_line_ends = reject | normalize;
+ *       spool_min_free = octets kept free on the spool's file system,
+ *       below which MAIL gets 452 4.3.1, default 64 MiB, 0 = none)
  *   policies: each policy may set the per-client limits keys (all of the
- *       above but max_connections); its limits are the global ones with
- *       those overrides applied.
+ *       above but max_connections and spool_min_free); its limits are the
+ *       global ones with those overrides applied.
  *   routes: unknown_users = accept | reject (maildir routes only) and
  *       users = [ "name", ... ] (the known local users).
+ *   listeners: proxy_protocol = true; proxy_from = [ CIDR, ... ];
+ *       (SPEC's comment line; proxy_from is required with proxy_protocol
+ *       and an error without it; docs/proxy-protocol.md)
  *
  * Limits and threats: the file comes from the admin but is parsed
  * defensively: at most CONF_MAX_SIZE bytes, every string and number is
@@ -65,6 +70,8 @@
 #define CONF_EMBEDDED_NAME	"(embedded default)"
 #define CONF_STRING_NAME	"(string)"
 #define CONF_INT_MAX		2147483647LL
+#define CONF_SPOOL_MIN_FREE	(64ULL * 1024 * 1024)	/* 64 MiB */
+#define CONF_SPOOL_MIN_FREE_MAX	(1LL << 50)		/* 1 PiB */
 #define CONF_WORKERS_MAX	1024
 #define CONF_IDENT_MAX		64
 
@@ -173,8 +180,12 @@ static void	 parse_tls(struct loadctx *, const config_setting_t *);
 static void	 parse_policy(struct loadctx *, const config_setting_t *,
 		    struct conf_policy *);
 static void	 parse_policies(struct loadctx *, const config_setting_t *);
+static void	 parse_proxy_from(struct loadctx *, const config_setting_t *,
+		    struct conf_listener *);
 static void	 cidr_error(struct loadctx *, const config_setting_t *,
 		    const char *, const char *);
+static void	 parse_cidr_list(struct loadctx *, const config_setting_t *,
+		    const char *, struct cidr **, size_t *);
 static void	 parse_networks(struct loadctx *, const config_setting_t *,
 		    struct conf_sender_group *);
 static void	 resolve_policy(struct loadctx *, const config_setting_t *,
@@ -230,6 +241,7 @@ static const struct conf_limits default_limits = {
 	.data_block_timeout = 180,
 	.data_timeout = 600,
 	.bare_line_ends = BARE_REJECT,
+	.spool_min_free = CONF_SPOOL_MIN_FREE,
 };
 
 static const struct keyspec top_keys[] = {
@@ -251,7 +263,8 @@ static const struct keyspec log_keys[] = {
 static const struct keyspec listener_keys[] = {
 	{ "name", K_STRING }, { "address", K_STRING }, { "port", K_INT },
 	{ "tls", K_STRING }, { "auth", K_STRING },
-	{ "certificate", K_CERT }, { NULL, K_STRING }
+	{ "certificate", K_CERT }, { "proxy_protocol", K_BOOL },
+	{ "proxy_from", K_STRLIST }, { NULL, K_STRING }
 };
 
 static const struct keyspec cert_keys[] = {
@@ -281,7 +294,7 @@ static const struct keyspec sender_group_keys[] = {
 
 static const struct keyspec limits_keys[] = {
 	PER_CLIENT_LIMIT_KEYS, { "max_connections", K_INT },
-	{ NULL, K_STRING }
+	{ "spool_min_free", K_INT }, { NULL, K_STRING }
 };
 
 static const struct keyspec policy_keys[] = {
@@ -615,7 +628,8 @@ check_keys(struct loadctx *ctx, const config_setting_t *g,
 		else if (section == NULL)
 			report(ctx, s, "unknown key '%s' at top level", name);
 		else if (specs == policy_keys &&
-		    strcmp(name, "max_connections") == 0)
+		    (strcmp(name, "max_connections") == 0 ||
+		    strcmp(name, "spool_min_free") == 0))
 			report(ctx, s, "unknown key '%s' in %s (it is global: "
 			    "set it in limits)", name, section);
 		else
@@ -1232,6 +1246,26 @@ parse_log(struct loadctx *ctx, const config_setting_t *g)
 		c->log_json = fmt;
 }
 
+/* limits.spool_min_free: octets, often above 2^31, where libconfig 1.5
+ * needs the L suffix or wraps the number (a negative value is that). */
+static void
+parse_spool_min_free(struct loadctx *ctx, const config_setting_t *g,
+    struct conf_limits *l)
+{
+	const config_setting_t *s;
+	long long v;
+
+	s = get_typed(g, "spool_min_free", K_INT);
+	if (s != NULL && config_setting_get_int64(s) < 0) {
+		report(ctx, s, "'spool_min_free' must be 0 or more (got %lld; "
+		    "numbers above 2147483647 need the L suffix, e.g. "
+		    "10737418240L)", (long long)config_setting_get_int64(s));
+		return;
+	}
+	if (get_int(ctx, g, "spool_min_free", 0, CONF_SPOOL_MIN_FREE_MAX, &v))
+		l->spool_min_free = (uint64_t)v;
+}
+
 /* The limits keys present in `g` (a limits group or a policy). */
 static void
 parse_limit_values(struct loadctx *ctx, const config_setting_t *g,
@@ -1246,6 +1280,8 @@ parse_limit_values(struct loadctx *ctx, const config_setting_t *g,
 	if (global)
 		set_int(ctx, g, "max_connections", 1, CONF_INT_MAX,
 		    &l->max_connections);
+	if (global)
+		parse_spool_min_free(ctx, g, l);
 	set_int(ctx, g, "max_connections_per_client", 1, CONF_INT_MAX,
 	    &l->max_connections_per_client);
 	set_int(ctx, g, "auth_failures", 1, 64, &l->auth_failures);
@@ -1378,6 +1414,38 @@ parse_listener(struct loadctx *ctx, const config_setting_t *g,
 		l->auth = (enum listener_auth)e;
 	if ((s = get_typed(g, "certificate", K_CERT)) != NULL)
 		parse_certificates(ctx, s, l);
+	parse_proxy_from(ctx, g, l);
+}
+
+/* proxy_protocol = true needs proxy_from (who may send the header);
+ * proxy_from without it would silently do nothing. */
+static void
+parse_proxy_from(struct loadctx *ctx, const config_setting_t *g,
+    struct conf_listener *l)
+{
+	const config_setting_t *s, *pp;
+	char where[160];
+
+	set_bool(g, "proxy_protocol", &l->proxy_protocol);
+	pp = config_setting_get_member(g, "proxy_protocol");
+	if (pp != NULL && config_setting_type(pp) != CONFIG_TYPE_BOOL)
+		return;		/* its type is reported by check_keys */
+	if ((s = config_setting_get_member(g, "proxy_from")) == NULL) {
+		if (l->proxy_protocol)
+			report(ctx, g, "listener '%s': proxy_protocol = true "
+			    "needs proxy_from = [ ... ], the networks of the "
+			    "proxies allowed to connect", l->name ? l->name : "");
+		return;
+	}
+	if (!l->proxy_protocol)
+		report(ctx, s, "listener '%s': proxy_from without "
+		    "proxy_protocol = true (add it, or remove proxy_from)",
+		    l->name ? l->name : "");
+	if ((s = get_typed(g, "proxy_from", K_STRLIST)) == NULL)
+		return;
+	snprintf(where, sizeof(where), "proxy_from of listener '%s'",
+	    l->name ? l->name : "");
+	parse_cidr_list(ctx, s, where, &l->proxy_from, &l->nproxy_from);
 }
 
 /* Same literal address (however written) and the same port. */
@@ -1522,7 +1590,7 @@ parse_policies(struct loadctx *ctx, const config_setting_t *g)
 /* Say why cidr_parse refused `text`: most often host bits are set. */
 static void
 cidr_error(struct loadctx *ctx, const config_setting_t *e, const char *text,
-    const char *group)
+    const char *where)
 {
 	char addr[INET6_ADDRSTRLEN + 1], canon[INET6_ADDRSTRLEN];
 	unsigned char buf[16];
@@ -1547,8 +1615,8 @@ cidr_error(struct loadctx *ctx, const config_setting_t *e, const char *text,
 	for (p = slash + 1; *p >= '0' && *p <= '9' && prefix <= max; p++)
 		prefix = prefix * 10 + (*p - '0');
 	if (p == slash + 1 || *p != '\0' || prefix > max) {
-		report(ctx, e, "bad network '%s' in sender group '%s': the "
-		    "prefix length must be 0 to %d", text, group, max);
+		report(ctx, e, "bad network '%s' in %s: the "
+		    "prefix length must be 0 to %d", text, where, max);
 		return;
 	}
 	for (i = 0; i < max / 8; i++) {
@@ -1558,38 +1626,52 @@ cidr_error(struct loadctx *ctx, const config_setting_t *e, const char *text,
 	}
 	if (inet_ntop(af, buf, canon, sizeof(canon)) == NULL)
 		goto bad;
-	report(ctx, e, "bad network '%s' in sender group '%s': host bits must "
-	    "be zero (did you mean %s/%d?)", text, group, canon, prefix);
+	report(ctx, e, "bad network '%s' in %s: host bits must "
+	    "be zero (did you mean %s/%d?)", text, where, canon, prefix);
 	return;
 bad:
-	report(ctx, e, "bad network '%s' in sender group '%s': not an IP "
+	report(ctx, e, "bad network '%s' in %s: not an IP "
 	    "address or CIDR network (like 192.0.2.0/24 or 2001:db8::/32)",
-	    text, group);
+	    text, where);
+}
+
+/* A list of networks `s` (type-checked) into *out; `where` names it in
+ * messages ("sender group 'G'"). */
+static void
+parse_cidr_list(struct loadctx *ctx, const config_setting_t *s,
+    const char *where, struct cidr **out, size_t *nout)
+{
+	const config_setting_t *e;
+	const char *v;
+	unsigned int i, n;
+
+	n = (unsigned int)config_setting_length(s);
+	if (n == 0)
+		report(ctx, s, "'%s' must not be empty", config_setting_name(s));
+	*out = xcalloc(n + 1, sizeof(**out));
+	for (i = 0; i < n; i++) {
+		e = config_setting_get_elem(s, i);
+		if ((v = config_setting_get_string(e)) == NULL)
+			continue;	/* reported by check_keys */
+		if (cidr_parse(v, &(*out)[*nout]) == 0)
+			(*nout)++;
+		else
+			cidr_error(ctx, e, v, where);
+	}
 }
 
 static void
 parse_networks(struct loadctx *ctx, const config_setting_t *g,
     struct conf_sender_group *sg)
 {
-	const config_setting_t *s, *e;
-	const char *v;
-	unsigned int i, n;
+	const config_setting_t *s;
+	char where[160];
 
 	if ((s = get_typed(g, "networks", K_STRLIST)) == NULL)
 		return;
-	n = (unsigned int)config_setting_length(s);
-	if (n == 0)
-		report(ctx, s, "'networks' must not be empty");
-	sg->networks = xcalloc(n + 1, sizeof(*sg->networks));
-	for (i = 0; i < n; i++) {
-		e = config_setting_get_elem(s, i);
-		if ((v = config_setting_get_string(e)) == NULL)
-			continue;	/* reported by check_keys */
-		if (cidr_parse(v, &sg->networks[sg->nnetworks]) == 0)
-			sg->nnetworks++;
-		else
-			cidr_error(ctx, e, v, sg->name ? sg->name : "");
-	}
+	snprintf(where, sizeof(where), "sender group '%s'",
+	    sg->name ? sg->name : "");
+	parse_cidr_list(ctx, s, where, &sg->networks, &sg->nnetworks);
 }
 
 static void
@@ -2034,6 +2116,7 @@ conf_free(struct conf *c)
 		for (j = 0; j < c->listeners[i].nsni_certs; j++)
 			certref_free(&c->listeners[i].sni_certs[j]);
 		free(c->listeners[i].sni_certs);
+		free(c->listeners[i].proxy_from);
 	}
 	free(c->listeners);
 	for (i = 0; i < c->nsender_groups; i++) {
@@ -2168,6 +2251,13 @@ const char *
 conf_policy_action_name(enum policy_action a)
 {
 	return enum_name(policy_action_vals, (int)a);
+}
+
+/* Name of a destination tls mode as written in the file (static storage). */
+const char *
+conf_dest_tls_name(enum dest_tls t)
+{
+	return enum_name(dest_tls_vals, (int)t);
 }
 
 /* ---- lookups ----------------------------------------------------------- */
@@ -2327,6 +2417,8 @@ show_limits(FILE *fp, const struct conf_limits *l,
 	if (base == NULL || l->bare_line_ends != base->bare_line_ends)
 		put_kstr(fp, "bare_line_ends",
 		    enum_name(bare_vals, (int)l->bare_line_ends));
+	if (base == NULL)
+		put_kint(fp, "spool_min_free", (long long)l->spool_min_free);
 }
 
 static void
@@ -2370,6 +2462,15 @@ show_listeners(const struct conf *c, FILE *fp)
 			show_certref(fp, &l->sni_certs[j]);
 		}
 		fputs(l->nsni_certs > 0 ? " );" : ";", fp);
+		put_kbool(fp, "proxy_protocol", l->proxy_protocol);
+		if (l->nproxy_from > 0) {
+			fputs(" proxy_from = [", fp);
+			for (j = 0; j < l->nproxy_from; j++) {
+				fputs(j ? ", " : " ", fp);
+				put_str(fp, l->proxy_from[j].text);
+			}
+			fputs(" ];", fp);
+		}
 		fprintf(fp, " }%s\n", i + 1 < c->nlisteners ? "," : "");
 	}
 	fputs(");\n", fp);

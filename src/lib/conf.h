@@ -47,6 +47,9 @@ struct conf_limits {
 	int	data_block_timeout;	/* seconds, default 180 */
 	int	data_timeout;		/* seconds, default 600 */
 	enum bare_line_ends bare_line_ends;	/* default BARE_REJECT */
+	/* Octets kept free on the spool's file system: below that, MAIL
+	 * gets 452 4.3.1 (global only; default 64 MiB, 0 = no reserve). */
+	uint64_t spool_min_free;
 };
 
 /* certificate = "ID" (store) or { cert; key; chain; } (paths, resolved). */
@@ -66,6 +69,12 @@ struct conf_listener {
 	 * others are offered by SNI (server name indication) match. */
 	struct conf_certref *sni_certs;
 	size_t	 nsni_certs;
+	/* PROXY protocol v1/v2 (docs/proxy-protocol.md): every connection
+	 * starts with a proxy's header naming the real client; only peers in
+	 * proxy_from may connect at all. */
+	int	 proxy_protocol;	/* default 0 */
+	struct cidr *proxy_from;	/* required when proxy_protocol */
+	size_t	 nproxy_from;
 	int	 line;			/* line in the file, for messages */
 };
 
@@ -205,5 +214,6 @@ int	conf_listener_needs_tls(const struct conf *, const struct conf_listener *);
 /* Enum names for show/logs. */
 const char *conf_listener_tls_name(enum listener_tls);
 const char *conf_policy_action_name(enum policy_action);
+const char *conf_dest_tls_name(enum dest_tls);
 
 #endif

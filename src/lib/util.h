@@ -49,6 +49,9 @@ void	 secure_free(void *, size_t);
 /* Monotonic seconds (for deadlines) and wall-clock seconds. */
 double	 mono_now(void);
 int64_t	 wall_now(void);
+/* Seconds (negative = 0) as a struct timeval, for event_add(). */
+struct timeval;
+void	 timeval_from_secs(struct timeval *, double secs);
 
 /* Start-up and invariant failures only: print and exit(1). */
 void	 fatal(const char *fmt, ...)

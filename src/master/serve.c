@@ -6,9 +6,15 @@
  * bind every listener (one SO_REUSEPORT socket per worker); drop
  * privileges when started as root; then fork one queue manager and one
  * SMTP worker per CPU.  The master only supervises: it restarts a child
- * that dies, forwards SIGUSR1 to the queue manager, and on SIGTERM/SIGINT
+ * that dies, forwards SIGUSR1 to the queue manager, reloads on SIGHUP,
+ * reopens the log files on SIGUSR2 (logrotate), and on SIGTERM/SIGINT
  * stops the children and exits.  Workers share nothing hot: each has its
  * own event loop, spool writer and commit thread.
+ *
+ * Under a service manager (systemd Type=notify, see sdnotify.c) the master
+ * says READY=1 once every listener is bound, the spool recovered and the
+ * children started; RELOADING=1 / READY=1 around a reload; STATUS= lines;
+ * WATCHDOG=1 from its signal loop; STOPPING=1 at shutdown.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +48,9 @@
 #include "log.h"
 #include "qmgr.h"
 #include "runas.h"
+#include "sdnotify.h"
 #include "spool.h"
+#include "strbuf.h"
 #include "tls_ctx.h"
 #include "util.h"
 #include "workdir.h"
@@ -67,11 +75,16 @@ static int		 generation;
 static struct spool	*sspool;
 static int		*sfds;		/* [worker][listener] */
 static SSL_CTX		**stls;		/* [listener]: server TLS, or NULL */
+/* "message committed" datagrams from the workers to the queue manager:
+ * one socketpair per generation, so a queue manager that a reload is
+ * stopping never reads (and delivers under the old configuration) a MID
+ * a new-generation worker committed. */
 static int		 snotify[2] = { -1, -1 };
 static int		 snworkers;
 static struct child	 children[MAX_WORKERS + 1];
 static int		 nchildren;
 static int		 stopping;	/* SIGTERM seen: do not restart */
+static const char	*snote;		/* appended to STATUS= (reload refused) */
 
 static void
 usage(FILE *f)
@@ -422,6 +435,36 @@ tls_build(const struct conf *c, const struct conf *oldc, SSL_CTX **old)
 	return v;
 }
 
+/* A fresh worker -> queue manager channel for a new generation (the
+ * old one stays open in the old generation's processes only). */
+static int
+notify_channel_new(void)
+{
+	int fds[2];
+
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) == -1)
+		return -1;
+	fcntl(fds[1], F_SETFL, O_NONBLOCK);
+	if (snotify[0] != -1)
+		close(snotify[0]);
+	if (snotify[1] != -1)
+		close(snotify[1]);
+	snotify[0] = fds[0];
+	snotify[1] = fds[1];
+	return 0;
+}
+
+/* Ask the current generation's queue manager to rescan the spool. */
+static void
+poke_qmgr(void)
+{
+	int i;
+
+	for (i = 0; i < nchildren; i++)
+		if (children[i].role == -1 && children[i].gen == generation)
+			kill(children[i].pid, SIGUSR1);
+}
+
 static void
 start_child(int role)
 {
@@ -451,8 +494,14 @@ reap(void)
 		if (i == nchildren)
 			continue;
 		if (stopping || children[i].gen != generation) {
-			/* stopping, or an old generation done draining */
+			/* stopping, or an old generation done draining: what
+			 * an old worker committed after the new queue
+			 * manager's first scan went to the old channel */
+			int old_worker = !stopping && children[i].role >= 0;
+
 			children[i] = children[--nchildren];
+			if (old_worker)
+				poke_qmgr();
 			continue;
 		}
 		log_crit("%s %d exited (%s %d); restarting it",
@@ -481,6 +530,7 @@ master_sigmask(sigset_t *mask)
 	sigaddset(mask, SIGTERM);
 	sigaddset(mask, SIGINT);
 	sigaddset(mask, SIGUSR1);
+	sigaddset(mask, SIGUSR2);
 	sigaddset(mask, SIGHUP);
 }
 
@@ -529,7 +579,7 @@ reopen_children(void)
  * (SIGTERM); the listening sockets never close, so no connection is
  * refused meanwhile.  A bad file changes nothing and says why.
  */
-static void
+static int
 reload(void)
 {
 	struct conf_errors errs = { NULL, 0 };
@@ -548,7 +598,7 @@ reload(void)
 		    "postern to apply it", nc->path);
 		conf_free(nc);
 		reopen_children();
-		return;
+		return -1;
 	}
 	if (nc != NULL)
 		workdir_rebase(nc);
@@ -560,28 +610,39 @@ reload(void)
 		conf_errors_free(&errs);
 		conf_free(nc);
 		reopen_children();
-		return;
+		return -1;
 	}
 	if ((what = reload_blocker(sconf, nc)) != NULL) {
 		log_crit("reload refused: %s changed in %s; restart postern to "
 		    "apply it", what, nc->path);
 		conf_free(nc);
 		reopen_children();
-		return;
+		return -1;
 	}
 	if ((ntls = tls_build(nc, sconf, stls)) == NULL) {
 		log_crit("reload refused: the running configuration stays");
 		conf_free(nc);
 		reopen_children();
-		return;
+		return -1;
 	}
 	old = sconf;
 	old_tls = stls;
 	sconf = nc;
 	stls = ntls;
+	if (notify_channel_new() == -1) {
+		log_warn("reload refused: socketpair");
+		tls_free_all(ntls, nc->nlisteners);
+		sconf = old;
+		stls = old_tls;
+		conf_free(nc);
+		reopen_children();
+		return -1;
+	}
 	old_gen = generation++;
 	/* Old queue manager first, so the new one's first scan sees all;
-	 * old workers drain: their sessions finish with the old settings. */
+	 * old workers drain: their sessions finish with the old settings,
+	 * and the messages they commit meanwhile reach the new queue
+	 * manager by a rescan when each of them exits (reap). */
 	for (i = 0; i < nchildren; i++)
 		if (children[i].gen == old_gen)
 			kill(children[i].pid, children[i].role == -1 ? SIGTERM :
@@ -592,6 +653,79 @@ reload(void)
 	tls_free_all(old_tls, old->nlisteners);
 	conf_free(old);
 	log_info("configuration reloaded from %s", sconf->path);
+	return 0;
+}
+
+/*
+ * The STATUS= line `systemctl status` shows, e.g. "accepting on 3
+ * listeners with 2 workers, 12 messages queued, 1 held, delivery paused".
+ * The counts are a directory listing of the spool (cheap; once a minute).
+ */
+static void
+service_status(struct strbuf *sb)
+{
+	uint64_t *mids = NULL;
+	size_t nq = 0, nh = 0;
+
+	strbuf_printf(sb, "accepting on %zu listener%s with %d worker%s",
+	    sconf->nlisteners, sconf->nlisteners == 1 ? "" : "s", snworkers,
+	    snworkers == 1 ? "" : "s");
+	if (spool_list(sspool, SPOOL_QUEUE, &mids, &nq) == 0)
+		strbuf_printf(sb, ", %zu message%s queued", nq,
+		    nq == 1 ? "" : "s");
+	else
+		strbuf_puts(sb, ", queue unreadable");
+	free(mids);
+	mids = NULL;
+	if (spool_list(sspool, SPOOL_HOLD, &mids, &nh) == 0 && nh > 0)
+		strbuf_printf(sb, ", %zu held", nh);
+	free(mids);
+	if (sconf->paused || spool_paused(sspool))
+		strbuf_puts(sb, ", delivery paused");
+	if (snote != NULL)
+		strbuf_printf(sb, ", %s", snote);
+}
+
+/* READY=1 (at start, after a reload) or a STATUS refresh. */
+static void
+notify_state(int ready)
+{
+	struct strbuf status = STRBUF_INIT;
+
+	if (!sdnotify_active())
+		return;		/* no service manager: not even the listing */
+	service_status(&status);
+	if (ready)
+		sdnotify_ready(status.s);
+	else
+		sdnotify_status(status.s);
+	strbuf_free(&status);
+}
+
+/* STOPPING=1: SIGTERM/SIGINT seen, the children are told next. */
+static void
+notify_stopping(void)
+{
+	char status[64];
+
+	(void)bsnprintf(status, sizeof(status), "stopping %d processes",
+	    nchildren);
+	sdnotify_stopping(status);
+}
+
+/* Wait for one of the master's signals; with a service manager, no longer
+ * than its watchdog and STATUS refresh allow (-1 then, errno EAGAIN). */
+static int
+master_wait(const sigset_t *mask, siginfo_t *si)
+{
+	long ms = sdnotify_wait_ms();
+	struct timespec ts;
+
+	if (ms < 0)
+		return sigwaitinfo(mask, si);
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	return sigtimedwait(mask, si, &ts);
 }
 
 static void
@@ -603,24 +737,35 @@ supervise(void)
 	master_sigmask(&mask);
 	for (;;) {
 		siginfo_t si;
-		int sig = sigwaitinfo(&mask, &si);
+		int sig = master_wait(&mask, &si);
+		if (sdnotify_tick())
+			notify_state(0);
 		if (sig == SIGTERM || sig == SIGINT) {
 			stopping = 1;
 			break;
 		}
 		if (sig == SIGCHLD)
 			reap();
-		else if (sig == SIGUSR1) {
-			for (i = 0; i < nchildren; i++)
-				if (children[i].role == -1)
-					kill(children[i].pid, SIGUSR1);
-		} else if (sig == SIGHUP)
-			reload();
+		else if (sig == SIGUSR1)
+			poke_qmgr();
+		else if (sig == SIGUSR2) {
+			/* logrotate: reopen the log files, nothing else */
+			log_reopen();
+			reopen_children();
+			log_info("log reopened (SIGUSR2)");
+		} else if (sig == SIGHUP) {
+			sdnotify_reloading();
+			snote = reload() == 0 ? NULL :
+			    "last reload refused (see the log)";
+			notify_state(1);
+		}
 	}
 	log_info("stopping: %d processes", nchildren);
+	notify_stopping();
 	for (i = 0; i < nchildren; i++)
 		kill(children[i].pid, SIGTERM);
 	for (i = 0; i < (WORKER_GRACE + 2) * 20 && nchildren > 0; i++) {
+		(void)sdnotify_tick();
 		reap();
 		if (nchildren > 0)
 			usleep(50000);
@@ -805,15 +950,18 @@ cmd_serve(int argc, char **argv)
 		fatal("detach");
 	if (write_pidfile(sconf->data_dir) == -1)
 		log_warn("cannot write %s/postern.pid", sconf->data_dir);
-	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, snotify) == -1)
+	if (notify_channel_new() == -1)
 		fatal("socketpair");
-	fcntl(snotify[1], F_SETFL, O_NONBLOCK);
 	log_info("postern %s starting: hostname %s, data_dir %s, %d workers, "
 	    "configuration %s", POSTERN_VERSION, sconf->hostname,
 	    sdata_dir, snworkers, sconf->path);
 	start_child(-1);
 	for (i = 0; i < snworkers; i++)
 		start_child(i);
+	/* Every listener is bound (the kernel queues connections until a
+	 * worker accepts them) and the spool recovered: ready. */
+	sdnotify_init();
+	notify_state(1);
 	supervise();
 	/* A stale pid file could make `postern queue` signal a stranger. */
 	snprintf(logpath, sizeof(logpath), "%s/postern.pid", sconf->data_dir);

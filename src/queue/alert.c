@@ -1,8 +1,12 @@
 /*
  * alert.c - the mail an administrator gets when delivery to a destination
  * that requires TLS fails for a TLS reason (see alert.h).  The text names
- * the domain, host, reason and policy, and the commands that find and fix
- * the cause (queue list, cert fetch + trust add, probe).
+ * the domain, host, reason and policy (the destinations entry the router
+ * finds for the domain), and the commands that find and fix the cause
+ * (queue list, cert fetch + trust add, probe).
+ *
+ * Public: alert_build.  Remote text (the reason) is folded and cleaned of
+ * control characters before it enters the mail.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,32 +14,8 @@
 
 #include "alert.h"
 #include "mailfmt.h"
+#include "route.h"
 #include "util.h"
-
-static const char *
-dest_tls_name(enum dest_tls t)
-{
-	static const char *names[] = { "none", "preferred", "required",
-	    "preferred-verify", "required-verify" };
-
-	return (unsigned)t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
-}
-
-/* The destinations entry that applies to a domain ("*" when none). */
-static const struct conf_destination *
-dest_for(const struct conf *conf, const char *domain)
-{
-	const struct conf_destination *star = NULL;
-	size_t i;
-
-	for (i = 0; i < conf->ndestinations; i++) {
-		if (ascii_casecmp(conf->destinations[i].domain, domain) == 0)
-			return &conf->destinations[i];
-		if (strcmp(conf->destinations[i].domain, "*") == 0)
-			star = &conf->destinations[i];
-	}
-	return star;
-}
 
 int
 alert_build(struct strbuf *out, const struct conf *conf,
@@ -100,11 +80,11 @@ alert_build(struct strbuf *out, const struct conf *conf,
 	strbuf_reset(&s);
 	strbuf_printf(&s, "%s (%s)", date, iso);
 	mailfmt_item(&body, "Time:", s.s, 0);
-	dest = dest_for(conf, dom);
+	dest = route_destination(conf, dom);
 	strbuf_reset(&s);
 	if (dest != NULL)
 		strbuf_printf(&s, "tls = \"%s\" (destinations entry \"%s\")",
-		    dest_tls_name(dest->tls), dest->domain);
+		    conf_dest_tls_name(dest->tls), dest->domain);
 	else
 		strbuf_printf(&s, "no entry in destinations (neither \"%s\" "
 		    "nor \"*\")", dom);

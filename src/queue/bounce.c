@@ -387,7 +387,7 @@ orig_load(struct orig_part *op, const struct envelope *orig, int fd,
 static void
 bounce_text(struct strbuf *t, const struct conf *conf,
     const struct envelope *orig, const struct orig_part *op,
-    const struct dsn_rcpt *rc, size_t n)
+    const struct delivery_result *rc, size_t n)
 {
 	char date[64], buf[64];
 	struct strbuf s = STRBUF_INIT;
@@ -417,23 +417,24 @@ bounce_text(struct strbuf *t, const struct conf *conf,
 	for (i = 0; i < n; i++) {
 		const char *st = status_valid(rc[i].status) ? rc[i].status :
 		    "5.0.0";
+		const char *addr = orig->rcpts[rc[i].rid].addr;
 		strbuf_puts(t, "\r\n");
 		strbuf_reset(&s);
 		strbuf_puts(&s, "<");
-		mailfmt_clean(&s, rc[i].addr, strlen(rc[i].addr), 1);
+		mailfmt_clean(&s, addr, strlen(addr), 1);
 		strbuf_puts(&s, ">:");
 		mailfmt_folded(t, "", "    ", s.s, 76);
 		strbuf_reset(&s);
 		strbuf_printf(&s, "%s (%s)", st, st[0] == '4' ?
 		    "temporary failure; no more retries" : "permanent failure");
 		mailfmt_item(t, "Status:", s.s, 1);
-		if (rc[i].remote_mta != NULL && rc[i].remote_mta[0] != '\0')
-			mailfmt_item(t, "Remote host:", rc[i].remote_mta, 1);
-		if (rc[i].diagnostic != NULL && rc[i].diagnostic[0] != '\0')
+		if (rc[i].remote[0] != '\0')
+			mailfmt_item(t, "Remote host:", rc[i].remote, 1);
+		if (rc[i].text[0] != '\0')
 			mailfmt_item(t, rc[i].smtp_diag ? "Reply:" : "Reason:",
-			    rc[i].diagnostic, 1);
-		if (rc[i].last_attempt > 0) {
-			mailfmt_date(rc[i].last_attempt, date, sizeof(date));
+			    rc[i].text, 1);
+		if (rc[i].when > 0) {
+			mailfmt_date(rc[i].when, date, sizeof(date));
 			mailfmt_item(t, "Last attempt:", date, 1);
 		}
 		mailfmt_item(t, "What to do:", status_advice(st), 1);
@@ -483,7 +484,7 @@ put_recipient_field(struct strbuf *d, const char *name, const char *type,
 /* Part 2: message/delivery-status (RFC 3464 2.2, 2.3). */
 static void
 bounce_status(struct strbuf *d, const struct conf *conf,
-    const struct envelope *orig, const struct dsn_rcpt *rc, size_t n,
+    const struct envelope *orig, const struct delivery_result *rc, size_t n,
     int global)
 {
 	struct strbuf v = STRBUF_INIT;
@@ -508,30 +509,31 @@ bounce_status(struct strbuf *d, const struct conf *conf,
 	for (i = 0; i < n; i++) {
 		const char *st = status_valid(rc[i].status) ? rc[i].status :
 		    "5.0.0";
+		const struct env_rcpt *er = &orig->rcpts[rc[i].rid];
 		strbuf_puts(d, "\r\n");
-		if (rc[i].orcpt != NULL && rc[i].orcpt[0] != '\0' &&
-		    orcpt_decode(rc[i].orcpt, type, sizeof(type), &addr) == 0) {
+		if (er->orcpt[0] != '\0' &&
+		    orcpt_decode(er->orcpt, type, sizeof(type), &addr) == 0) {
 			put_recipient_field(d, "Original-Recipient", type,
 			    addr, global);
 			free(addr);
 		}
-		put_recipient_field(d, "Final-Recipient", "rfc822",
-		    rc[i].addr, global);
+		put_recipient_field(d, "Final-Recipient", "rfc822", er->addr,
+		    global);
 		mailfmt_header(d, "Action", "failed", 0);
 		mailfmt_header(d, "Status", st, 0);
-		if (rc[i].remote_mta != NULL && rc[i].remote_mta[0] != '\0') {
+		if (rc[i].remote[0] != '\0') {
 			strbuf_reset(&v);
-			strbuf_printf(&v, "dns; %s", rc[i].remote_mta);
+			strbuf_printf(&v, "dns; %s", rc[i].remote);
 			mailfmt_header(d, "Remote-MTA", v.s, global);
 		}
-		if (rc[i].diagnostic != NULL && rc[i].diagnostic[0] != '\0') {
+		if (rc[i].text[0] != '\0') {
 			strbuf_reset(&v);
 			strbuf_printf(&v, "%s; %s", rc[i].smtp_diag ? "smtp" :
-			    "X-Postern", rc[i].diagnostic);
+			    "X-Postern", rc[i].text);
 			mailfmt_header(d, "Diagnostic-Code", v.s, global);
 		}
-		if (rc[i].last_attempt > 0) {
-			mailfmt_date(rc[i].last_attempt, date, sizeof(date));
+		if (rc[i].when > 0) {
+			mailfmt_date(rc[i].when, date, sizeof(date));
 			mailfmt_header(d, "Last-Attempt-Date", date, 0);
 		}
 	}
@@ -541,7 +543,7 @@ bounce_status(struct strbuf *d, const struct conf *conf,
 /* Needs the RFC 6533 global types: an address (or the message) is
  * internationalised. */
 static int
-needs_global(const struct envelope *orig, const struct dsn_rcpt *rc,
+needs_global(const struct envelope *orig, const struct delivery_result *rc,
     size_t n)
 {
 	char type[32], *addr;
@@ -549,9 +551,10 @@ needs_global(const struct envelope *orig, const struct dsn_rcpt *rc,
 	int r = orig->smtputf8 || mailfmt_has_8bit(orig->from);
 
 	for (i = 0; i < n && !r; i++) {
-		r = mailfmt_has_8bit(rc[i].addr);
-		if (!r && rc[i].orcpt != NULL && rc[i].orcpt[0] != '\0' &&
-		    orcpt_decode(rc[i].orcpt, type, sizeof(type), &addr) == 0) {
+		const struct env_rcpt *er = &orig->rcpts[rc[i].rid];
+		r = mailfmt_has_8bit(er->addr);
+		if (!r && er->orcpt[0] != '\0' &&
+		    orcpt_decode(er->orcpt, type, sizeof(type), &addr) == 0) {
 			r = mailfmt_has_8bit(addr);
 			free(addr);
 		}
@@ -561,7 +564,7 @@ needs_global(const struct envelope *orig, const struct dsn_rcpt *rc,
 
 int
 bounce_build_bounce(struct strbuf *out, const struct conf *conf,
-    const struct envelope *orig, int fd, const struct dsn_rcpt *rc,
+    const struct envelope *orig, int fd, const struct delivery_result *rc,
     size_t n, int64_t now, char *why, size_t whylen)
 {
 	struct strbuf text = STRBUF_INIT, status = STRBUF_INIT;
@@ -580,6 +583,13 @@ bounce_build_bounce(struct strbuf *out, const struct conf *conf,
 		bsnprintf(why, whylen, "no failed recipients to report");
 		return -1;
 	}
+	for (i = 0; i < n; i++)
+		if (rc[i].rid >= orig->nrcpts) {
+			bsnprintf(why, whylen, "RID %zu is not a recipient of "
+			    "MID %llu", rc[i].rid,
+			    (unsigned long long)orig->mid);
+			return -1;
+		}
 	global = needs_global(orig, rc, n);
 	if (orig_load(&op, orig, fd, global) == -1) {
 		bsnprintf(why, whylen, "cannot read MID %llu from the spool",

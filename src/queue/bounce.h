@@ -31,28 +31,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "conf.h"
+#include "delivery.h"
 #include "envelope.h"
 #include "strbuf.h"
 
 #define BOUNCE_HEADERS_MAX	(64 * 1024)		/* original header section */
 #define BOUNCE_FULL_MAX	(10 * 1024 * 1024)	/* RET=FULL: whole original */
-
-/* One failed recipient of the original message. */
-struct dsn_rcpt {
-	const char *addr;	/* final recipient (envelope address) */
-	const char *orcpt;	/* ORCPT as stored in struct env_rcpt.orcpt
-				 * ("rfc822;x@y", xtext), or NULL / "" */
-	const char *status;	/* "5.1.1", "4.4.7", ...; anything not of
-				 * the form c.d.d (c 4 or 5) becomes 5.0.0 */
-	const char *remote_mta;	/* host name that answered, or NULL */
-	const char *diagnostic;	/* smtp_diag: the remote reply, e.g. "550
-				 * 5.1.1 <bob@x>: no such user" (line breaks
-				 * of a multi-line reply allowed); else a local
-				 * reason; NULL = none */
-	int	    smtp_diag;	/* diagnostic is an SMTP reply: Diagnostic-
-				 * Code: smtp; else Diagnostic-Code: X-Postern; */
-	int64_t	    last_attempt;	/* wall clock, 0 = unknown */
-};
 
 /*
  * Does a recipient with these RCPT NOTIFY flags (struct env_rcpt.notify)
@@ -62,15 +46,23 @@ int	bounce_notify_failure(int notify);
 
 /*
  * Append the whole bounce message (header section and body) for the n
- * failed recipients of `orig` to `out`.  `fd` is the original's spool file
+ * failed recipients of `orig` to `out`, one delivery result each (the
+ * driver's result as the scheduler recorded it, delivery.h): per
+ * recipient, rid names the address and ORCPT in orig->rcpts; status
+ * ("5.1.1", "4.4.7", ...; anything not of the form c.d.d with c 4 or 5
+ * becomes 5.0.0), remote (the host that answered, "" = none), text (with
+ * smtp_diag: the remote reply, e.g. "550 5.1.1 <bob@x>: no such user",
+ * line breaks of a multi-line reply allowed, as Diagnostic-Code: smtp;
+ * else a local reason as Diagnostic-Code: X-Postern; "" = none) and when
+ * (the Last-Attempt-Date, 0 = unknown).  `fd` is the original's spool file
  * (content = the first orig->msg_size octets from offset 0; read with
  * pread, the offset is not used).  `now` is the Date.
  * 0, or -1 with why (and out unchanged): orig has the null sender (a bounce
- * is never sent to <>, RFC 3464 2 / RFC 5321 4.5.5), n == 0, or the spool
- * file cannot be read.
+ * is never sent to <>, RFC 3464 2 / RFC 5321 4.5.5), n == 0, a rid that
+ * is not one of orig's recipients, or the spool file cannot be read.
  */
 int	bounce_build_bounce(struct strbuf *out, const struct conf *,
-	    const struct envelope *orig, int fd, const struct dsn_rcpt *,
+	    const struct envelope *orig, int fd, const struct delivery_result *,
 	    size_t n, int64_t now, char *why, size_t whylen);
 
 #endif

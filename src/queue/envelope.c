@@ -7,10 +7,13 @@
  *   mid 40 / icid 12 / received 1763880000 / client 127.0.0.1 / helo x
  *   auth - / from alice@example.com (or "-" for <>) / body 2 / smtputf8 0
  *   ret 0 / envid - / size 1234
+ *   transformed 1        (optional: only after the queue manager rewrote
+ *                         the content, see transform.h; absent = 0)
  *   rcpt bob@example.com 6 rfc822;bob@example.com     (one per recipient)
  *   end
  * Decoding is strict: unknown keys, missing keys, overlong values, bytes
  * after "end" are errors, so a damaged spool file is refused, never guessed.
+ * The one optional field keeps files written before it readable.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +97,8 @@ envelope_encode(const struct envelope *env, struct strbuf *sb)
 	    env->smtputf8 ? 1 : 0, (int)env->ret);
 	put_field(sb, "envid", env->envid);
 	strbuf_printf(sb, "size %llu\n", (unsigned long long)env->msg_size);
+	if (env->transformed)
+		strbuf_puts(sb, "transformed 1\n");
 	for (i = 0; i < env->nrcpts; i++) {
 		strbuf_puts(sb, "rcpt ");
 		put_value(sb, env->rcpts[i].addr);
@@ -285,14 +290,19 @@ envelope_decode(const char *buf, size_t len, struct envelope *env,
 			seen |= 1024;
 		else if (KEY("size") && !get_u64(tok[1], tlen[1], &env->msg_size))
 			seen |= 2048;
-		else
+		/* Optional; only "1" is ever written, so only "1" is valid. */
+		else if (KEY("transformed") && !get_int(tok[1], tlen[1], 1, &v) &&
+		    v == 1) {
+			env->transformed = 1;
+			seen |= 4096;
+		} else
 			FAIL("unknown or malformed field");
 #undef KEY
 		/* A field given twice is damage, not a choice to guess. */
 		if (seen == before)
 			FAIL("duplicate field");
 	}
-	if (!ended || seen != 4095 || env->nrcpts == 0) {
+	if (!ended || (seen & 4095) != 4095 || env->nrcpts == 0) {
 		bsnprintf(why, whylen, "incomplete envelope");
 		goto fail;
 	}

@@ -34,6 +34,10 @@ struct envelope {
 	enum smtp_ret	ret;
 	char		envid[101];
 	uint64_t	msg_size;		/* octets of message content */
+	/* The content was rewritten by the queue manager's transformations
+	 * (transform.h), once: never transform it again.  Encoded only
+	 * when set ("transformed 1"), so files without it stay as before. */
+	int		transformed;
 	struct env_rcpt *rcpts;			/* owned */
 	size_t		nrcpts;
 };

@@ -17,6 +17,18 @@
  * spool_inject() is the synchronous path for messages the queue manager
  * makes itself: the same writer (spool_msg_*, finish_file), then fsync,
  * rename and directory fsyncs in the caller's thread.
+ *
+ * spool_rewrite_*() replace a queued message with transformed content
+ * (transform.c): the same writer into incoming/<MID> (locked), one syncfs
+ * for a batch, a rename over queue/<MID> each, one fsync of queue/.
+ *
+ * spool_has_room() answers the SMTP workers' free-space question at MAIL
+ * from a statvfs result cached per spool (per worker) for about a second.
+ *
+ * Failure of any write, flush or rename (ENOSPC, EIO, ...) makes the
+ * message fail as a whole: its file is removed from incoming/ and nothing
+ * that recovery would deliver is left behind.  tests/unit/test_spool.c
+ * injects such failures through -Wl,--wrap.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -53,6 +67,9 @@ struct spool_msg {
 	spool_commit_cb	 cb;
 	void		*cb_arg;
 	int		 ok;
+	int		 err;		/* rewrite: errno of what failed */
+	const char	*failed;	/* rewrite: what failed, or NULL */
+	int		 renamed;	/* rewrite: now at queue/<MID> */
 	struct spool_msg *next;
 };
 
@@ -70,6 +87,12 @@ struct spool {
 	int		 stop;
 	int		 wake[2];
 	struct event	*wake_ev;
+	/* free space (spool_has_room), this process's view */
+	double		 space_at;	/* monotonic time of the statvfs */
+	int		 space_valid;
+	uint64_t	 space_bytes;	/* available to unprivileged users */
+	uint64_t	 space_inodes;	/* UINT64_MAX when not counted */
+	int		 space_full;	/* last answer was FULL (logged) */
 };
 
 struct spool *
@@ -167,8 +190,10 @@ state_path(const struct spool *sp, uint64_t mid, char *buf, size_t len)
 
 /* ---------------------------------------------------------------- writing */
 
-struct spool_msg *
-spool_msg_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
+/* Create incoming/<mid> with `flags` and set up the writer. */
+static struct spool_msg *
+msg_create(struct spool *sp, uint64_t mid, int flags, char *why,
+    size_t whylen)
 {
 	struct spool_msg *m;
 	char path[4096];
@@ -177,7 +202,7 @@ spool_msg_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
 	m = xcalloc(1, sizeof(*m));
 	m->spool = sp;
 	m->mid = mid;
-	m->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	m->fd = open(path, flags | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (m->fd == -1) {
 		bsnprintf(why, whylen, "cannot create %s: %s", path,
 		    strerror(errno));
@@ -195,6 +220,13 @@ spool_msg_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
 	}
 	m->wbuf = xmalloc(SPOOL_WBUF);
 	return m;
+}
+
+/* Start receiving a message into incoming/<mid>. */
+struct spool_msg *
+spool_msg_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
+{
+	return msg_create(sp, mid, O_WRONLY, why, whylen);
 }
 
 static int
@@ -490,6 +522,200 @@ spool_inject(struct spool *sp, struct envelope *env, const char *data,
 	return 0;
 }
 
+/* ------------------------------------------------------------ rewriting */
+
+/* Start the new copy of a queued message, locked, in incoming/. */
+struct spool_msg *
+spool_rewrite_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
+{
+	struct spool_msg *m;
+
+	if ((m = msg_create(sp, mid, O_RDWR, why, whylen)) == NULL)
+		return NULL;
+	/* Locked before it has its queue/ name: `postern queue delete`
+	 * never sees it unlocked while the queue manager holds it. */
+	if (flock(m->fd, LOCK_EX | LOCK_NB) == -1) {
+		bsnprintf(why, whylen, "cannot lock the new copy of MID %llu: "
+		    "%s", (unsigned long long)mid, strerror(errno));
+		spool_msg_abort(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* Append envelope and footer to a new copy. */
+int
+spool_rewrite_finish(struct spool_msg *m, const struct envelope *env,
+    char *why, size_t whylen)
+{
+	if (env->mid != m->mid || env->msg_size != m->size) {
+		bsnprintf(why, whylen, "spool: the envelope of MID %llu does "
+		    "not match its new content", (unsigned long long)m->mid);
+		return -1;
+	}
+	if (flush_wbuf(m) == -1 || finish_file(m, env) == -1) {
+		bsnprintf(why, whylen, "spool: cannot write the new copy of MID "
+		    "%llu into %s/incoming: %s", (unsigned long long)m->mid,
+		    m->spool->dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+rewrite_failed(struct spool_msg *m, const char *what, int err)
+{
+	m->ok = 0;
+	m->failed = what;
+	m->err = err;
+}
+
+/* One syncfs, a rename each, one fsync of queue/ for a batch. */
+void
+spool_rewrite_commit(struct spool *sp, struct spool_msg **msgs, size_t n)
+{
+	char from[4096], to[4096];
+	size_t i, renamed = 0;
+	int e;
+
+	if (n == 0)
+		return;
+	/* The data of every new copy is on disk before any replaces its
+	 * original: one flush for the whole batch. */
+	if (syncfs(sp->dirfd) == -1) {
+		e = errno;
+		log_warn("spool: flushing %s failed; %zu rewritten messages "
+		    "keep their original", sp->dir, n);
+		for (i = 0; i < n; i++)
+			rewrite_failed(msgs[i], "flushing the spool", e);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (msgs[i]->error) {
+			rewrite_failed(msgs[i], "writing", EIO);
+			continue;
+		}
+		spool_path(sp, SPOOL_INCOMING, msgs[i]->mid, from, sizeof(from));
+		spool_path(sp, SPOOL_QUEUE, msgs[i]->mid, to, sizeof(to));
+		if (rename(from, to) == -1) {
+			rewrite_failed(msgs[i], "renaming into the queue", errno);
+			continue;
+		}
+		msgs[i]->ok = msgs[i]->renamed = 1;
+		renamed++;
+	}
+	if (renamed == 0)
+		return;
+	/* One flush of queue/ covers every rename into it. */
+	snprintf(to, sizeof(to), "%s/%s", sp->dir, area_names[SPOOL_QUEUE]);
+	if (fsync_dir(to) == -1) {
+		e = errno;
+		log_warn("spool: flushing %s failed", to);
+		for (i = 0; i < n; i++)
+			if (msgs[i]->ok)
+				rewrite_failed(msgs[i], "flushing the queue "
+				    "directory", e);
+	}
+}
+
+/* Outcome of one committed rewrite; hands over its descriptor. */
+int
+spool_rewrite_result(struct spool_msg *m, int *fd, char *why, size_t whylen)
+{
+	int durable = m->ok;
+
+	if (m->renamed) {
+		(void)lseek(m->fd, 0, SEEK_SET);
+		*fd = m->fd;
+		m->fd = -1;
+		if (!durable)
+			bsnprintf(why, whylen, "spool: MID %llu was rewritten "
+			    "but %s failed: %s", (unsigned long long)m->mid,
+			    m->failed, strerror(m->err));
+		msg_free(m);
+		return durable ? 1 : 0;
+	}
+	bsnprintf(why, whylen, "spool: cannot replace MID %llu: %s failed: %s",
+	    (unsigned long long)m->mid, m->failed ? m->failed : "commit",
+	    strerror(m->failed ? m->err : EINVAL));
+	/* Only incoming/<MID> goes: queue/<MID> is the old file, whole. */
+	spool_msg_abort(m);
+	return -1;
+}
+
+/* ---------------------------------------------------------- free space */
+
+/* Refresh the cached statvfs result when older than SPOOL_SPACE_TTL. */
+static int
+space_refresh(struct spool *sp, double now)
+{
+	struct statvfs vfs;
+
+	if (sp->space_valid && now >= sp->space_at &&
+	    now - sp->space_at < SPOOL_SPACE_TTL)
+		return 0;
+	if (fstatvfs(sp->dirfd, &vfs) == -1) {
+		sp->space_valid = 0;
+		log_debug("spool: statvfs of %s failed: %s", sp->dir,
+		    strerror(errno));
+		return -1;
+	}
+	sp->space_bytes = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+	/* Some file systems (btrfs) do not count inodes: f_files is 0. */
+	sp->space_inodes = vfs.f_files > 0 ? (uint64_t)vfs.f_favail :
+	    UINT64_MAX;
+	sp->space_at = now;
+	sp->space_valid = 1;
+	return 0;
+}
+
+/* Log the start and the end of a FULL episode, once each. */
+static void
+space_episode(struct spool *sp, int full, uint64_t reserve)
+{
+	char bytes[32], inodes[32], min[32];
+
+	if (full == sp->space_full)
+		return;
+	sp->space_full = full;
+	snprintf(bytes, sizeof(bytes), "%llu",
+	    (unsigned long long)sp->space_bytes);
+	snprintf(min, sizeof(min), "%llu", (unsigned long long)reserve);
+	if (sp->space_inodes == UINT64_MAX)
+		bstrlcpy(inodes, "uncounted", sizeof(inodes));
+	else
+		snprintf(inodes, sizeof(inodes), "%llu",
+		    (unsigned long long)sp->space_inodes);
+	if (full)
+		mlog(LOG_LVL_WARNING, "spool_full", "Spool {dir} nearly full: "
+		    "{bytes} bytes free ({inodes} inodes), limits."
+		    "spool_min_free {min}; MAIL gets 452 4.3.1 until space is "
+		    "freed", "dir", sp->dir, "bytes", bytes, "inodes", inodes,
+		    "min", min, NULL);
+	else
+		mlog(LOG_LVL_INFO, "spool_room", "Spool {dir} has room again: "
+		    "{bytes} bytes free ({inodes} inodes)", "dir", sp->dir,
+		    "bytes", bytes, "inodes", inodes, NULL);
+}
+
+/* Room at MAIL for `size` octets above the reserve? (cached statvfs) */
+enum spool_room
+spool_has_room(struct spool *sp, uint64_t size, uint64_t reserve, double now)
+{
+	int full;
+
+	if (space_refresh(sp, now) == -1)
+		return SPOOL_ROOM_OK;
+	full = sp->space_bytes < reserve ||
+	    sp->space_inodes < SPOOL_MIN_INODES;
+	space_episode(sp, full, reserve);
+	if (full)
+		return SPOOL_ROOM_FULL;
+	if (size > sp->space_bytes - reserve)
+		return SPOOL_ROOM_SIZE;
+	return SPOOL_ROOM_OK;
+}
+
 /* ---------------------------------------------------------------- reading */
 
 static int
@@ -612,7 +838,7 @@ int
 spool_open_msg(const struct spool *sp, enum spool_area area, uint64_t mid,
     int verify, struct envelope *env, char *why, size_t whylen)
 {
-	char path[4096], hex[65], *envbuf = NULL;
+	char path[4096], hex[65], ewhy[128], *envbuf = NULL;
 	uint64_t msglen;
 	size_t envlen;
 	struct stat st;
@@ -640,8 +866,10 @@ spool_open_msg(const struct spool *sp, enum spool_area area, uint64_t mid,
 		bsnprintf(why, whylen, "%s: short read", path);
 		goto fail;
 	}
-	if (envelope_decode(envbuf, envlen, env, why, whylen) == -1)
+	if (envelope_decode(envbuf, envlen, env, ewhy, sizeof(ewhy)) == -1) {
+		bsnprintf(why, whylen, "%s: bad envelope: %s", path, ewhy);
 		goto fail;
+	}
 	if (env->mid != mid || env->msg_size != msglen) {
 		bsnprintf(why, whylen, "%s: envelope does not match file", path);
 		goto fail;

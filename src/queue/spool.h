@@ -12,6 +12,14 @@
  * Readers (queue manager, `postern queue`) list, open, verify, move and
  * delete spool files, and keep per-recipient delivery state in
  * spool/state/<MID>.
+ *
+ * The queue manager may replace a queued message once with transformed
+ * content (transform.h): spool_rewrite_*() write the new file in
+ * incoming/, and only once a whole batch is flushed rename each over
+ * queue/<MID>, so a crash leaves the old or the new file, never a half.
+ *
+ * SMTP workers ask spool_has_room() at MAIL (a cached statvfs) so that a
+ * full file system gets 452 4.3.1 before the client sends its message.
  */
 #ifndef POSTERN_SPOOL_H
 #define POSTERN_SPOOL_H
@@ -42,7 +50,7 @@ struct spool_msg *spool_msg_new(struct spool *, uint64_t mid, char *why,
 	    size_t whylen);
 /* Buffered append of message content.  -1 after any I/O error (sticky). */
 int	spool_msg_write(struct spool_msg *, const void *, size_t);
-/* Drop an unfinished message (unlinks the file, frees). */
+/* Drop an unfinished message (unlinks the file, frees); NULL is fine. */
 void	spool_msg_abort(struct spool_msg *);
 /* ok = 1: durable in spool/queue; ok = 0: failed, nothing kept. */
 typedef void (*spool_commit_cb)(void *arg, uint64_t mid, int ok);
@@ -62,6 +70,58 @@ void	spool_msg_commit(struct spool_msg *, const struct envelope *,
  */
 int	spool_inject(struct spool *, struct envelope *env, const char *data,
 	    size_t len, char *why, size_t whylen);
+
+/* --- free space (SMTP workers, at MAIL) --- */
+enum spool_room {
+	SPOOL_ROOM_OK,		/* room for the message and the reserve */
+	SPOOL_ROOM_FULL,	/* free space (or inodes) below the reserve */
+	SPOOL_ROOM_SIZE		/* above the reserve, but not for SIZE octets */
+};
+#define SPOOL_SPACE_TTL		1.0	/* seconds a statvfs result is used */
+#define SPOOL_MIN_INODES	100	/* free inodes kept, where counted */
+/*
+ * Is there room in the spool's file system for a message of `size`
+ * octets (0 = not declared) while `reserve` octets stay free
+ * (limits.spool_min_free)?  The statvfs(2) result is kept for
+ * SPOOL_SPACE_TTL seconds of `now` (monotonic), so a busy worker asks the
+ * kernel about once a second.  When statvfs itself fails the answer is
+ * OK: the end-of-data commit still refuses what cannot be stored.  The
+ * first FULL after room (and the first room after FULL) is logged once,
+ * not per MAIL.
+ */
+enum spool_room spool_has_room(struct spool *, uint64_t size,
+	    uint64_t reserve, double now);
+
+/* --- rewriting a queued message (transform.c) --- */
+/*
+ * Start the replacement of queue/<mid>: a new file incoming/<mid>, open
+ * for reading and writing and locked with flock(2) (the lock stays on it
+ * under its new name).  Write the content with spool_msg_write().  NULL
+ * with why on failure.
+ */
+struct spool_msg *spool_rewrite_new(struct spool *, uint64_t mid,
+	    char *why, size_t whylen);
+/* Append envelope and footer (env->msg_size must be the content written);
+ * not yet durable.  0, or -1 with why (then spool_msg_abort() it). */
+int	spool_rewrite_finish(struct spool_msg *, const struct envelope *env,
+	    char *why, size_t whylen);
+/*
+ * Make finished rewrites durable and put each in place of its
+ * queue/<MID>: one syncfs(2) for the data of all of them, a rename each,
+ * one fsync of queue/.  Then take each result with spool_rewrite_result().
+ */
+void	spool_rewrite_commit(struct spool *, struct spool_msg **msgs,
+	    size_t n);
+/*
+ * Result of a committed rewrite; frees `msg`.  1: queue/<MID> is the new
+ * file, durable, and *fd its locked read-write descriptor at offset 0
+ * (the caller closes it).  0: the same, but flushing queue/ failed (why):
+ * a crash could still bring the old file back, so the message must wait
+ * for a later attempt.  -1 with why: nothing was replaced (the old file
+ * is whole and in place) and *fd is untouched.
+ */
+int	spool_rewrite_result(struct spool_msg *, int *fd, char *why,
+	    size_t whylen);
 
 /* --- reading --- */
 /* Message IDs in an area, sorted ascending (malloc'd array). */

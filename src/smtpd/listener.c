@@ -14,6 +14,16 @@
  *
  * Limits: read high-watermark SMTP_READ_MAX bounds what one client can
  * make us buffer; the engine bounds everything else.
+ *
+ * PROXY protocol (listener proxy_protocol, docs/proxy-protocol.md): the
+ * accepted socket first waits for its header in proxy_accept.c, and only
+ * then is admitted as above, with the real client's address in c->peer
+ * (so sender groups, connlimit, throttle, rDNS, the log and Received all
+ * see the client, not the proxy).  The proxy's own connections (v2 LOCAL,
+ * v1 UNKNOWN: health checks) are served with the proxy's address but
+ * stay quiet: no New SMTP, TLS or close line, one debug line, until the
+ * session does more than a check would (MAIL, STARTTLS, AUTH), when the
+ * lines held back are written.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -37,11 +47,13 @@
 #include "throttle.h"
 #include "connlimit.h"
 #include "deliver_local.h"
+#include "route.h"
 #include "dns.h"
 #include "ids.h"
 #include "listener.h"
 #include "log.h"
 #include "netaddr.h"
+#include "proxy_accept.h"
 #include "smtp_server.h"
 #include "spool.h"
 #include "tls_ctx.h"
@@ -74,7 +86,16 @@ struct conn {
 	int			 handshaking;	/* TLS handshake in progress */
 	SSL			*ssl;		/* owned by the bufferevent */
 	struct auth_check_req	*auth_req;	/* password check in flight */
+	struct conn_proxy	*proxy;		/* came through a proxy, or NULL */
 	struct conn		*prev, *next;
+};
+
+/* What the PROXY header said, and the lines a health check holds back. */
+struct conn_proxy {
+	struct proxy_accept_info info;
+	int			 quiet;		/* New SMTP not logged yet */
+	char			 rdns[256];	/* for that line, written late */
+	int			 verified;
 };
 
 static struct event_base	*lbase;
@@ -95,6 +116,7 @@ static void conn_free(struct conn *);
 static void conn_after_io(struct conn *);
 static void conn_event_cb(struct bufferevent *, short, void *);
 static void tls_begin(struct conn *);
+static void conn_unquiet(struct conn *);
 
 int
 listener_bind(const struct conf_listener *l, int reuseport, char *why,
@@ -232,13 +254,19 @@ op_msg_abort(void *ctx)
 static uint64_t
 op_new_mid(void *ctx)
 {
+	conn_unquiet(ctx);	/* MAIL: not a health check after all */
 	return ids_next(ID_MID);
 }
 
+/* RCPT for a local domain: where the router sends it decides whether a
+ * mailbox must exist here. */
 static const char *
 op_rcpt_local_check(void *ctx, const struct smtp_path *p)
 {
-	return deliver_local_check(lconf_all, p);
+	struct route_decision d;
+
+	route_decide(lconf_all, p->addr, &d);
+	return deliver_local_check(&d, p->addr);
 }
 
 static void
@@ -246,6 +274,7 @@ op_starttls(void *ctx)
 {
 	struct conn *c = ctx;
 
+	conn_unquiet(c);
 	/* Switch once the 220 is on its way (conn_after_io); read nothing
 	 * more in plaintext meanwhile. */
 	c->starttls = 1;
@@ -266,6 +295,7 @@ op_auth_blocked(void *ctx)
 	const struct conf_limits *l = &c->policy->limits;
 	char icid[32], ip[64], n[16], w[16], d[16];
 
+	conn_unquiet(c);
 	switch (throttle_gate((struct sockaddr *)&c->peer, l->auth_failures,
 	    l->auth_failure_window, mono_now())) {
 	case THROTTLE_OPEN:
@@ -361,10 +391,18 @@ op_send_quota(void *ctx, const char *user)
 	return line;
 }
 
+/* Cheap on the hot path: spool.c caches statvfs for about a second. */
+static int
+op_spool_room(void *ctx, uint64_t size)
+{
+	return spool_has_room(lspool, size, lconf_all->limits.spool_min_free,
+	    mono_now()) == SPOOL_ROOM_OK;
+}
+
 static const struct smtp_server_ops conn_ops = {
 	op_reply, op_msg_begin, op_msg_write, op_msg_commit, op_msg_abort,
 	op_new_mid, op_rcpt_local_check, op_starttls, op_auth_blocked,
-	op_auth_check, op_sender_allowed, op_send_quota
+	op_auth_check, op_sender_allowed, op_send_quota, op_spool_room
 };
 
 /* --------------------------------------------------------- connection */
@@ -389,7 +427,10 @@ conn_free(struct conn *c)
 	char icid[32];
 
 	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
-	mlog(LOG_LVL_INFO, "close", "ICID {icid} close", "icid", icid, NULL);
+	if (c->proxy == NULL || !c->proxy->quiet)
+		mlog(LOG_LVL_INFO, "close", "ICID {icid} close", "icid", icid,
+		    NULL);
+	free(c->proxy);
 	auth_check_cancel(c->auth_req);
 	smtp_session_free(c->sess);
 	if (c->msg)
@@ -536,8 +577,21 @@ log_tls_failed(struct conn *c, const char *reason)
 	char icid[32];
 
 	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
+	if (c->proxy != NULL && c->proxy->quiet)
+		return;	/* a TCP check on an implicit-TLS port: no line */
 	mlog(LOG_LVL_INFO, "tls_failed", "ICID {icid} TLS failed: {reason}",
 	    "icid", icid, "reason", reason, NULL);
+}
+
+static void
+log_tls_success(struct conn *c)
+{
+	char icid[32];
+
+	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
+	mlog(LOG_LVL_INFO, "tls", "ICID {icid} TLS success protocol "
+	    "{protocol} cipher {cipher}", "icid", icid, "protocol",
+	    tls_protocol(c->ssl), "cipher", tls_cipher(c->ssl), NULL);
 }
 
 /* Handshake finished or failed. */
@@ -546,15 +600,12 @@ tls_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 	unsigned long err, e;
-	char icid[32], reason[256];
+	char reason[256];
 
 	if (what & BEV_EVENT_CONNECTED) {
 		c->handshaking = 0;
-		snprintf(icid, sizeof(icid), "%llu",
-		    (unsigned long long)c->icid);
-		mlog(LOG_LVL_INFO, "tls", "ICID {icid} TLS success protocol "
-		    "{protocol} cipher {cipher}", "icid", icid, "protocol",
-		    tls_protocol(c->ssl), "cipher", tls_cipher(c->ssl), NULL);
+		if (c->proxy == NULL || !c->proxy->quiet)
+			log_tls_success(c);	/* else when it goes on */
 		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb,
 		    conn_event_cb, c);
 		smtp_session_tls_started(c->sess, tls_protocol(c->ssl),
@@ -580,7 +631,9 @@ tls_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (err == 0 && (what & BEV_EVENT_ERROR) && errno != 0)
 		bsnprintf(reason, sizeof(reason), "%s", strerror(errno));
 	else
-		tls_error_reason(err, reason, sizeof(reason));
+		tls_handshake_reason(err, c->tls_mode == LISTENER_TLS_IMPLICIT ?
+		    TLS_START_IMPLICIT : TLS_START_STARTTLS, reason,
+		    sizeof(reason));
 	log_tls_failed(c, reason);
 	smtp_session_lost(c->sess);
 	conn_free(c);
@@ -661,16 +714,40 @@ action_word(enum policy_action a)
 	return w[a];
 }
 
-/* Reverse DNS known: log the connection and greet the client. */
+/* Which proxy relayed the connection, and the client's port. */
 static void
-conn_rdns_cb(void *arg, const char *host, int verified)
+conn_log_proxy(const struct conn *c, const char *icid)
 {
-	struct conn *c = arg;
-	struct smtp_session_params p;
+	const struct proxy_accept_info *pi = &c->proxy->info;
+	char ver[8], pip[64], pport[16], cip[64], cport[16];
+
+	snprintf(ver, sizeof(ver), "%d", pi->version);
+	sockaddr_ip((const struct sockaddr *)&pi->proxy, pip, sizeof(pip));
+	snprintf(pport, sizeof(pport), "%d",
+	    sockaddr_port((const struct sockaddr *)&pi->proxy));
+	if (pi->kind != PROXY_PROTO_RELAYED) {
+		mlog(LOG_LVL_INFO, "proxy", "ICID {icid} PROXY v{version} "
+		    "{proto} from {proxy} port {proxy_port}", "icid", icid,
+		    "version", ver, "proto", pi->proto, "proxy", pip,
+		    "proxy_port", pport, NULL);
+		return;
+	}
+	sockaddr_ip((const struct sockaddr *)&pi->client, cip, sizeof(cip));
+	snprintf(cport, sizeof(cport), "%d",
+	    sockaddr_port((const struct sockaddr *)&pi->client));
+	mlog(LOG_LVL_INFO, "proxy", "ICID {icid} PROXY v{version} {proto} "
+	    "from {proxy} port {proxy_port} client {ip} port {port}", "icid",
+	    icid, "version", ver, "proto", pi->proto, "proxy", pip,
+	    "proxy_port", pport, "ip", cip, "port", cport, NULL);
+}
+
+/* The lines that open a connection: New SMTP, SG, and its proxy. */
+static void
+conn_log_new(const struct conn *c, const char *host, int verified)
+{
 	char ip[64], icid[32], port[16];
 
-	c->dns_pending = 0;
-	sockaddr_ip((struct sockaddr *)&c->peer, ip, sizeof(ip));
+	sockaddr_ip((const struct sockaddr *)&c->peer, ip, sizeof(ip));
 	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
 	snprintf(port, sizeof(port), "%d", c->lconf->port);
 	mlog(LOG_LVL_INFO, "new_icid", "New SMTP ICID {icid} interface "
@@ -681,6 +758,52 @@ conn_rdns_cb(void *arg, const char *host, int verified)
 	mlog(LOG_LVL_INFO, "sg", "ICID {icid} {action} SG {sg} match {cidr}",
 	    "icid", icid, "action", action_word(c->policy->action), "sg",
 	    c->sg->name, "cidr", c->match ? c->match->text : "", NULL);
+	if (c->proxy != NULL)
+		conn_log_proxy(c, icid);
+}
+
+/* A proxy health check keeps its lines back (one debug line instead). */
+static void
+conn_log_quiet(struct conn *c, const char *host, int verified)
+{
+	char ip[64];
+
+	bstrlcpy(c->proxy->rdns, host, sizeof(c->proxy->rdns));
+	c->proxy->verified = verified;
+	sockaddr_ip((const struct sockaddr *)&c->peer, ip, sizeof(ip));
+	log_debug("ICID %llu PROXY v%d %s from %s port %d on %s: a health "
+	    "check, logged only if it goes on to MAIL, STARTTLS or AUTH",
+	    (unsigned long long)c->icid, c->proxy->info.version,
+	    c->proxy->info.proto, ip,
+	    sockaddr_port((const struct sockaddr *)&c->peer), c->lconf->name);
+}
+
+/* The quiet session does more than a health check: write its lines. */
+static void
+conn_unquiet(struct conn *c)
+{
+	if (c->proxy == NULL || !c->proxy->quiet)
+		return;
+	c->proxy->quiet = 0;
+	conn_log_new(c, c->proxy->rdns, c->proxy->verified);
+	if (c->ssl != NULL && !c->handshaking)
+		log_tls_success(c);
+}
+
+/* Reverse DNS known: log the connection and greet the client. */
+static void
+conn_rdns_cb(void *arg, const char *host, int verified)
+{
+	struct conn *c = arg;
+	struct smtp_session_params p;
+	char ip[64];
+
+	c->dns_pending = 0;
+	sockaddr_ip((struct sockaddr *)&c->peer, ip, sizeof(ip));
+	if (c->proxy != NULL && c->proxy->quiet)
+		conn_log_quiet(c, host, verified);
+	else
+		conn_log_new(c, host, verified);
 	memset(&p, 0, sizeof(p));
 	p.conf = lconf_all;
 	p.policy = c->policy;
@@ -713,17 +836,55 @@ refuse(int fd, const char *line)
 }
 
 static void
-accept_cb(struct evconnlistener *el, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+log_too_many(const struct conf_listener *l, const char *ip, const char *why)
 {
-	const struct conf_listener *l = arg;
+	mlog(LOG_LVL_WARNING, "too_many", "Connection refused address {ip} "
+	    "interface {listener}: {why}", "ip", ip, "listener", l->name, "why",
+	    why, NULL);
+}
+
+/* A connection's socket, buffers and timer, linked in; nothing logged. */
+static struct conn *
+conn_new(const struct conf_listener *l, int fd, const struct sockaddr *sa,
+    size_t salen)
+{
+	struct conn *c;
+	int on = 1;
+
+	c = xcalloc(1, sizeof(*c));
+	memcpy(&c->peer, sa, salen < sizeof(c->peer) ? salen :
+	    sizeof(c->peer));
+	c->lconf = l;
+	c->icid = ids_next(ID_ICID);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	c->bev = bufferevent_socket_new(lbase, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(lbase, conn_timer_cb, c);
+	c->out = evbuffer_new();
+	if (c->bev == NULL || c->timer == NULL || c->out == NULL)
+		fatalx("out of memory for a connection");
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	nconns++;
+	return c;
+}
+
+/*
+ * Admit a client: sender group, connection caps, then the session after
+ * reverse DNS.  `sa` is the client (from a PROXY header when pi != NULL,
+ * which is then kept for the log).
+ */
+static void
+conn_admit(const struct conf_listener *l, int fd, const struct sockaddr *sa,
+    size_t salen, const struct proxy_accept_info *pi)
+{
 	const struct conf_sender_group *sg;
 	const struct conf_policy *pol;
 	const struct cidr *match = NULL;
 	char ip[64];
 	enum connlimit_result lim;
 	struct conn *c;
-	int on = 1;
 
 	sockaddr_ip(sa, ip, sizeof(ip));
 	sg = conf_match_sender_group(lconf_all, sa, &match);
@@ -739,38 +900,57 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 	lim = connlimit_take(sa, lconf_all->limits.max_connections,
 	    pol->limits.max_connections_per_client);
 	if (lim != CONNLIMIT_OK) {
-		mlog(LOG_LVL_WARNING, "too_many", "Connection refused address "
-		    "{ip} interface {listener}: {why}", "ip", ip, "listener",
-		    l->name, "why", lim == CONNLIMIT_TOTAL ?
+		log_too_many(l, ip, lim == CONNLIMIT_TOTAL ?
 		    "max_connections reached" :
-		    "max_connections_per_client reached", NULL);
+		    "max_connections_per_client reached");
 		refuse(fd, "421 4.7.0 Too many connections\r\n");
 		return;
 	}
-	c = xcalloc(1, sizeof(*c));
-	memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ?
-	    (size_t)salen : sizeof(c->peer));
-	c->lconf = l;
+	c = conn_new(l, fd, sa, salen);
 	c->policy = pol;
 	c->sg = sg;
 	c->match = match;
 	c->tls_mode = conf_effective_tls(l, pol);
-	c->icid = ids_next(ID_ICID);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	c->bev = bufferevent_socket_new(lbase, fd, BEV_OPT_CLOSE_ON_FREE);
-	c->timer = evtimer_new(lbase, conn_timer_cb, c);
-	c->out = evbuffer_new();
-	if (c->bev == NULL || c->timer == NULL || c->out == NULL)
-		fatalx("out of memory for a connection");
-	c->next = conns;
-	if (conns)
-		conns->prev = c;
-	conns = c;
-	nconns++;
+	if (pi != NULL) {
+		c->proxy = xcalloc(1, sizeof(*c->proxy));
+		c->proxy->info = *pi;
+		c->proxy->quiet = pi->kind == PROXY_PROTO_LOCAL;
+	}
 	/* The banner waits for the reverse lookup (bounded), so the log
 	 * names the client before anything else happens. */
 	c->dns_pending = 1;
-	dns_rdns(sa, RDNS_TIMEOUT, conn_rdns_cb, c);
+	dns_rdns((struct sockaddr *)&c->peer, RDNS_TIMEOUT, conn_rdns_cb, c);
+}
+
+/* The PROXY header is in: admit the client it names. */
+static void
+proxy_done_cb(int fd, const struct proxy_accept_info *pi, void *arg)
+{
+	conn_admit(arg, fd, (const struct sockaddr *)&pi->client,
+	    sizeof(pi->client), pi);
+}
+
+static void
+accept_cb(struct evconnlistener *el, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	const struct conf_listener *l = arg;
+	char ip[64];
+
+	if (!l->proxy_protocol) {
+		conn_admit(l, fd, sa, (size_t)salen, NULL);
+		return;
+	}
+	/* Sockets without their header yet are bounded too (a proxy that
+	 * connects and sends nothing cannot pile them up). */
+	if (proxy_accept_pending() >= (size_t)lconf_all->limits.max_connections) {
+		log_too_many(l, sockaddr_ip(sa, ip, sizeof(ip)),
+		    "max_connections reached (waiting for PROXY headers)");
+		close(fd);
+		return;
+	}
+	proxy_accept_start(lbase, fd, sa, l, PROXY_ACCEPT_TIMEOUT,
+	    proxy_done_cb, arg);
 }
 
 static void
@@ -840,6 +1020,7 @@ listener_shutdown(double grace, int goodbye, void (*done)(void))
 	struct timeval tv;
 
 	listener_detach();
+	proxy_accept_close_all();	/* no header yet: not a session */
 	stopping = goodbye ? 2 : 1;
 	stopped_cb = done;
 	if (nconns == 0) {

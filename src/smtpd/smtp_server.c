@@ -494,6 +494,27 @@ sender_refused(struct smtp_session *s, const char *addr)
 	return 0;
 }
 
+/* MAIL refused for want of spool space: 452 "insufficient system
+ * storage" (RFC 5321 4.2.2, RFC 1870 6 for a declared SIZE; RFC 3463
+ * X.3.1).  The client keeps its message and tries later instead of
+ * learning after the whole DATA; 1 = refused (reply sent). */
+static int
+spool_full(struct smtp_session *s, const struct smtp_path *path,
+    uint64_t size)
+{
+	static const char line[] = "452 4.3.1 Insufficient system storage";
+	char icid[32];
+
+	if (s->ops->spool_room(s->ctx, size))
+		return 0;
+	idstr(s->icid, icid, sizeof(icid));
+	mlog(LOG_LVL_INFO, "mail_rejected",
+	    "ICID {icid} From: <{from}> rejected: {reply}", "icid", icid,
+	    "from", path->addr, "reply", line, NULL);
+	reply(s, "%s", line);
+	return 1;
+}
+
 static void
 cmd_mail(struct smtp_session *s, const struct smtp_cmd *c, double now)
 {
@@ -526,7 +547,10 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c, double now)
 		    "message size");
 		return;
 	}
-	if (need_auth(s) || (s->authed && sender_refused(s, path.addr)))
+	/* Space before the sender checks: a refusal here must not count
+	 * against the user's sending quota. */
+	if (need_auth(s) || spool_full(s, &path, mp.size) ||
+	    (s->authed && sender_refused(s, path.addr)))
 		return;
 	envelope_init(&s->env);
 	s->env.mid = s->ops->new_mid(s->ctx);

@@ -56,6 +56,9 @@ struct smtp_server_ops {
 	/* At MAIL: NULL, or the reply line refusing it (sending quota).
 	 * Counts the message when allowed. */
 	const char *(*send_quota)(void *ctx, const char *user);
+	/* At MAIL: room in the spool for a message of `size` octets (the
+	 * SIZE parameter, 0 = not declared)?  1 yes; 0 no: 452 4.3.1. */
+	int	(*spool_room)(void *ctx, uint64_t size);
 };
 
 struct smtp_session_params {

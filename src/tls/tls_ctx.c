@@ -387,6 +387,13 @@ tls_demo_cert_missing(const struct conf *conf, const struct conf_listener *l)
 const char *
 tls_error_reason(unsigned long err, char *buf, size_t len)
 {
+	return tls_handshake_reason(err, TLS_START_STARTTLS, buf, len);
+}
+
+const char *
+tls_handshake_reason(unsigned long err, enum tls_start how, char *buf,
+    size_t len)
+{
 	const char *r;
 
 	if (err == 0) {
@@ -400,7 +407,6 @@ tls_error_reason(unsigned long err, char *buf, size_t len)
 			return buf;
 		case SSL_R_UNSUPPORTED_PROTOCOL:
 		case SSL_R_VERSION_TOO_LOW:
-		case SSL_R_WRONG_VERSION_NUMBER:
 		case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
 		case SSL_R_NO_PROTOCOLS_AVAILABLE:
 			bstrlcpy(buf, "unsupported protocol", len);
@@ -412,12 +418,18 @@ tls_error_reason(unsigned long err, char *buf, size_t len)
 		case SSL_R_CERTIFICATE_VERIFY_FAILED:
 			bstrlcpy(buf, "certificate verify failed", len);
 			return buf;
+		/* The first record's major version is not 3: the bytes are
+		 * not TLS at all (an old TLS version fails in the hello, as
+		 * UNSUPPORTED_PROTOCOL, not here). */
+		case SSL_R_WRONG_VERSION_NUMBER:
 		case SSL_R_HTTP_REQUEST:
 		case SSL_R_HTTPS_PROXY_REQUEST:
 		case SSL_R_PACKET_LENGTH_TOO_LONG:
 		case SSL_R_RECORD_LENGTH_MISMATCH:
-			bstrlcpy(buf, "not a TLS handshake (plaintext after "
-			    "STARTTLS?)", len);
+			bstrlcpy(buf, how == TLS_START_IMPLICIT ?
+			    "not a TLS handshake (plaintext sent to an "
+			    "implicit-TLS port?)" : "not a TLS handshake "
+			    "(plaintext after STARTTLS?)", len);
 			return buf;
 		}
 	}

@@ -49,9 +49,18 @@ int	tls_client_expect_host(SSL *, const char *host);
 int	tls_demo_cert_missing(const struct conf *,
 	    const struct conf_listener *);
 
+/* How the handshake that failed was started: after STARTTLS (RFC 3207)
+ * or at once on an implicit-TLS port (RFC 8314).  It only changes how a
+ * peer that speaks plaintext is described. */
+enum tls_start { TLS_START_STARTTLS, TLS_START_IMPLICIT };
+
 /* Why a handshake failed, in words an admin can act on ("no shared
- * cipher", "unsupported protocol", ...), from the OpenSSL error queue /
- * an error code.  Writes into buf and returns it. */
+ * cipher", "unsupported protocol", "not a TLS handshake (plaintext sent
+ * to an implicit-TLS port?)", ...), from the OpenSSL error queue / an
+ * error code.  Writes into buf and returns it. */
+const char *tls_handshake_reason(unsigned long err, enum tls_start,
+	    char *buf, size_t len);
+/* The same, worded for a handshake after STARTTLS. */
 const char *tls_error_reason(unsigned long err, char *buf, size_t len);
 
 /* "TLSv1.3" and the cipher name of an established SSL. */

@@ -42,6 +42,19 @@ def wait_port(host, port, timeout=15.0):
     return False
 
 
+def stop_process_group(proc, timeout=10):
+    """SIGTERM a peer started with start_new_session=True and its whole
+    process group, SIGKILL if it is still there after `timeout` s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+
+
 def run(*args, cwd=None, check=False, timeout=60, env=None):
     """Run the postern binary; returns CompletedProcess (text)."""
     p = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True,
@@ -80,8 +93,10 @@ routes = (
 class Server:
     def __init__(self, tmp_path, config=None, extra="", log_format="text",
                  debug=False,
-                 port=None):
+                 port=None, bin=None, env=None):
         self.dir = tmp_path
+        self.bin = bin or BIN        # another postern (an installed tree)
+        self.env = env               # environment of serve (None: ours)
         self.debug = debug
         self.port = port or free_port()
         self.conf = os.path.join(self.dir, "postern.conf")
@@ -103,9 +118,10 @@ class Server:
     def start(self, wait=True):
         self.errf = open(self.stderr_path, "a")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "-c", self.conf, "--foreground"] +
+            [self.bin, "serve", "-c", self.conf, "--foreground"] +
             (["--debug"] if self.debug else []), cwd=self.dir,
-            stdout=self.errf, stderr=self.errf, start_new_session=True)
+            stdout=self.errf, stderr=self.errf, start_new_session=True,
+            env=self.env)
         if wait and not wait_port("127.0.0.1", self.port):
             self.stop()
             raise AssertionError("postern did not start listening:\n" +
@@ -417,3 +433,38 @@ def queued_mid(reply):
     m = QUEUED_RE.match(reply)
     assert m, f"not a queued reply: {reply!r}"
     return int(m.group(1))
+
+
+def systemd_analyze(root):
+    """`systemd-analyze verify` and `systemd-analyze security --offline` of
+    ROOT/lib/systemd/system/postern.service, ROOT being an installed tree
+    (the binary where ExecStart says, the man pages Documentation= names).
+    The system's own units (the targets the unit depends on) are copied in
+    beside it.  Returns (verify CompletedProcess, security
+    CompletedProcess, exposure as a float, its rating word)."""
+    import shutil
+    unitdir = os.path.join(root, "lib", "systemd", "system")
+    system_units = ("/lib/systemd/system" if os.path.isdir(
+        "/lib/systemd/system") else "/usr/lib/systemd/system")
+    for name in os.listdir(system_units):
+        src = os.path.join(system_units, name)
+        dst = os.path.join(unitdir, name)
+        if os.path.exists(dst) or os.path.islink(dst):
+            continue
+        if os.path.isdir(src) and not os.path.islink(src):
+            shutil.copytree(src, dst, symlinks=True)
+        else:
+            shutil.copy(src, dst, follow_symlinks=False)
+    env = dict(os.environ, MANPATH=os.path.join(root, "usr", "share", "man"))
+    verify = subprocess.run(["systemd-analyze", "verify", "--root=" + root,
+                             "postern.service"], capture_output=True,
+                            text=True, env=env, timeout=60)
+    # --threshold counts in tenths: 25 = 2.5
+    security = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                               "--threshold=25",
+                               os.path.join(unitdir, "postern.service")],
+                              capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for postern\.service: "
+                  r"(\d+\.\d+) (\w+)", security.stdout)
+    assert m, security.stdout + security.stderr
+    return verify, security, float(m.group(1)), m.group(2)

@@ -4,7 +4,8 @@ preferred-verify | required-verify) against next hops that offer no
 STARTTLS, or STARTTLS with a certificate that is good (test CA in the trust
 store, name mx.partner.example), for the wrong name, from an untrusted CA,
 or expired; TLS alerts to postmaster; cloud-relay routes with STARTTLS or
-implicit TLS and AUTH.
+implicit TLS and AUTH; STARTTLS refused before its 220 (clear) or failing
+after it (deferred, never clear: handshake failure, injected data).
 
 Every route here is `[mx.partner.example]:P` (resolver.local_data maps the
 name to 127.0.0.1), so the name checked is mx.partner.example.  The peers
@@ -18,9 +19,10 @@ import pytest
 from conftest import settle
 # peer_factory and pki are fixtures
 from peers import (PARTNER, RELAY_PASSWORD, RELAY_USER,  # noqa: F401
-                   log_lines, new_smtp_dcid, parse_mail, peer_factory, pki,
-                   queue_block, send, squash, start_delivery_server, text_of,
-                   wait_done, wait_queued_attempts)
+                   delayed_rx, log_lines, new_smtp_dcid, parse_mail,
+                   peer_factory, pki, queue_block, send, squash,
+                   start_delivery_server, text_of, wait_done,
+                   wait_queued_attempts)
 
 WAIT = 20.0
 RETRY_WAIT = 30.0
@@ -254,7 +256,11 @@ def test_auth_route_without_tls_never_sends_credentials(server_factory, pki,
 
 
 # ---------------------------------------------------------------------------
-# A STARTTLS whose handshake fails: never plaintext on that connection
+# STARTTLS under preferred (Cisco's meaning, SPEC "destinations"): refused
+# before its 220, delivery goes on in clear; any failure after the 220
+# (handshake failure, data injected after the 220) never falls back to
+# clear text, on that connection or a new one: the message is deferred and
+# a Warning names a possible active attack.
 
 
 def _broken_starttls(c, _arg):
@@ -264,24 +270,85 @@ def _broken_starttls(c, _arg):
     raise peers._Closed()
 
 
-def test_preferred_failed_handshake_delivers_in_clear_on_a_new_connection(
+def _failed_handshake(c, _arg):
+    """220 to STARTTLS, read the ClientHello, answer with a TLS alert
+    (handshake_failure) and close."""
+    import peers
+    c.sock.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+    c.sock.settimeout(10)
+    c.sock.recv(65536)
+    c.sock.sendall(b"\x15\x03\x03\x00\x02\x02\x28")
+    raise peers._Closed()
+
+
+def _injected_after_220(c, _arg):
+    """220 to STARTTLS with a plaintext reply glued after it, in one
+    write (the CVE-2011-0411 class of STARTTLS injection)."""
+    import peers
+    c.sock.sendall(b"220 2.0.0 Ready to start TLS\r\n"
+                   b"250 2.0.0 injected in plaintext\r\n")
+    raise peers._Closed()
+
+
+AFTER_220 = {"handshake": _failed_handshake, "injection": _injected_after_220,
+             "not-tls": _broken_starttls}
+ATTACK_RX = (r"Warning: DCID (\d+) TLS failed: (.+); possible active attack: "
+             r"the failure came after the server's 220 to STARTTLS, so the "
+             r"message is deferred and never sent in clear \(destination "
+             r"named\.test tls {mode}\)$")
+
+
+@pytest.mark.parametrize("case", sorted(AFTER_220))
+@pytest.mark.parametrize("mode", ["preferred", "preferred-verify"])
+def test_preferred_failure_after_220_is_deferred_never_clear(
+        server_factory, pki, peer_factory, mode, case):
+    peer = make_peer(peer_factory, pki, "good",
+                     replies={"STARTTLS": AFTER_220[case]})
+    s = start_delivery_server(server_factory, pki, named_port=peer.port,
+                              destinations=destinations(mode))
+    mid = send(s, "bob@named.test", subject=f"after-220-{mode}-{case}")
+    attack = s.wait_log(ATTACK_RX.format(mode=re.escape(mode)),
+                        timeout=WAIT)
+    reason = s.wait_log(delayed_rx(mid), timeout=WAIT)[0]
+    assert "possible active attack" in reason, reason
+    assert "not sent in clear" in reason, reason
+    # retried (retry_min = 1): every attempt tries TLS again, none in clear
+    wait_queued_attempts(s, mid, 2, timeout=RETRY_WAIT)
+    dcids = re.findall(ATTACK_RX.format(mode=re.escape(mode)), s.log(),
+                       re.M)
+    assert len(dcids) >= 2, s.log()
+    assert int(attack[0][0]) == int(dcids[0][0])
+    for dcid, _why in dcids:
+        new_smtp_dcid(s, dcid)
+    assert peer.messages == []
+    assert "MAIL" not in peer.verbs(), peer.commands
+    assert peer.starttls_attempts >= 2, peer.commands
+    assert not log_lines(s, r"delivering in clear"), s.log()
+    assert not log_lines(s, rf"Message done DCID \d+ MID {mid} ")
+    assert not log_lines(s, r"Alert MID "), s.log()
+    assert queue_block(s, mid), "message left the queue"
+
+
+def test_preferred_starttls_refused_before_220_goes_on_in_clear(
         server_factory, pki, peer_factory):
     peer = make_peer(peer_factory, pki, "good",
-                     replies={"STARTTLS": _broken_starttls})
+                     replies={"STARTTLS": "454 4.7.0 TLS not available due "
+                              "to local problem"})
     s = start_delivery_server(server_factory, pki, named_port=peer.port,
                               destinations=destinations("preferred"))
-    mid = send(s, "bob@named.test", subject="broken-starttls-preferred")
+    mid = send(s, "bob@named.test", subject="refused-before-220")
     got = peer.wait_messages(1, WAIT)[0]
-    dcid, _resp = wait_done(s, mid)
+    dcid, resp = wait_done(s, mid)
+    assert resp.startswith("250 "), resp
     assert not got.tls
-    failed = s.wait_log(r"DCID (\d+) TLS failed: (.+); connecting again to "
-                        r"deliver in clear \(destination named\.test tls "
-                        r"preferred\)$", timeout=WAIT)
-    assert int(failed[0][0]) != dcid     # the clear one is a new connection
-    assert peer.connections == 2, peer.connections
-    assert peer.starttls_attempts == 1
-    # the first connection never carried MAIL
-    assert [n for n, v, _d in peer.commands if v == "MAIL"] == [got.conn]
+    assert peer.connections == 1 and peer.starttls_attempts == 1
+    line = s.wait_log(rf"Warning: DCID {dcid} TLS failed: STARTTLS refused "
+                      r"by mx\.partner\.example: 454 4\.7\.0 TLS not "
+                      r"available due to local problem; delivering in clear "
+                      r"\(destination named\.test tls preferred\)$",
+                      timeout=WAIT)
+    assert line
+    assert not log_lines(s, r"possible active attack"), s.log()
     assert not log_lines(s, r"Alert MID ")
     settle(s, WAIT)
 

@@ -51,10 +51,9 @@ def test_privileges_are_dropped_after_binding(server_factory):
             'data_dir = "data";', f'data_dir = "{d}/data";').replace(
             'maildir = "data/mail/%d/%u"', f'maildir = "{d}/data/mail/%d/%u"'))
         srv.start()
-        # the port accepts once bound; the children come right after
-        kids = wait_for(lambda: children(srv.proc.pid)
-                        if len(children(srv.proc.pid)) >= 2 else None,
-                        15, "queue manager and worker")
+        # the port listens before the children are forked: wait for them
+        kids = wait_for(lambda: (lambda k: k if len(k) >= 2 else None)(
+            children(srv.proc.pid)), what="queue manager and a worker")
         for pid in [srv.proc.pid] + kids:
             assert uid_of(pid) == [nobody.pw_uid] * 4, pid
         import smtplib

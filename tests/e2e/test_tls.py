@@ -306,7 +306,24 @@ def test_plaintext_client_on_implicit_port_fails_cleanly(tls_server):
             data = b""
         # No SMTP reply in plaintext; at most a TLS alert record.
         assert not data.startswith(b"2") and not data.startswith(b"5")
-    s.wait_log(r"ICID \d+ TLS failed: ")
+    # Worded for this listener: there is no STARTTLS on an implicit port.
+    s.wait_log(r"ICID \d+ TLS failed: not a TLS handshake \(plaintext sent "
+               r"to an implicit-TLS port\?\)$")
+    assert "plaintext after STARTTLS" not in s.log()
+
+
+def test_plaintext_after_starttls_220_is_named(tls_server):
+    """A client that says STARTTLS, gets the 220, then goes on in
+    plaintext: the handshake fails and the log names the likely cause."""
+    s = tls_server
+    with RawSMTP(s.port) as c:
+        c.ehlo()
+        assert c.cmd("STARTTLS") == "220 2.0.0 Ready to start TLS"
+        c.send("EHLO plain.test\r\n")
+        assert c.closed(timeout=10)
+    s.wait_log(r"ICID \d+ TLS failed: not a TLS handshake \(plaintext after "
+               r"STARTTLS\?\)$")
+    assert "implicit-TLS port" not in s.log()
 
 
 def test_handshake_timeout(server_factory):

@@ -28,6 +28,7 @@ same(const struct envelope *a, const struct envelope *b)
 	    a->received != b->received || a->body != b->body ||
 	    a->smtputf8 != b->smtputf8 || a->ret != b->ret ||
 	    a->msg_size != b->msg_size || a->nrcpts != b->nrcpts ||
+	    a->transformed != b->transformed ||
 	    strcmp(a->client_ip, b->client_ip) != 0 ||
 	    strcmp(a->helo, b->helo) != 0 ||
 	    strcmp(a->auth_user, b->auth_user) != 0 ||

@@ -176,9 +176,17 @@ f_send_quota(void *ctx, const char *user)
 	return NULL;
 }
 
+/* Room unless the declared SIZE ends in 7: both paths get fuzzed. */
+static int
+f_spool_room(void *ctx, uint64_t size)
+{
+	return size % 10 != 7;
+}
+
 static const struct smtp_server_ops fops = {
 	f_reply, f_begin, f_write, f_commit, f_abort, f_mid, f_local,
-	f_starttls, f_blocked, f_auth_check, f_sender_allowed, f_send_quota
+	f_starttls, f_blocked, f_auth_check, f_sender_allowed, f_send_quota,
+	f_spool_room
 };
 
 static const struct conf_policy *

@@ -208,6 +208,18 @@ spool_orig(struct spool *sp, struct envelope *env, const char *text,
 	return fd;
 }
 
+/* One failed recipient as the queue manager records it. */
+static void
+rc_set(struct delivery_result *r, size_t rid, const char *status,
+    const char *remote, const char *text, int smtp_diag, int64_t when)
+{
+	memset(r, 0, sizeof(*r));
+	r->rid = rid;
+	delivery_result_set(r, DELIVERY_BOUNCED, text, status, remote,
+	    smtp_diag);
+	r->when = when;
+}
+
 static void
 orig_envelope(struct envelope *env, enum smtp_ret ret)
 {
@@ -241,7 +253,7 @@ test_bounce_hdrs(void **state)
 	struct envelope env;
 	struct strbuf out = STRBUF_INIT;
 	struct part parts[4];
-	struct dsn_rcpt rc[2];
+	struct delivery_result rc[2];
 	char why[256], *v;
 	size_t n;
 	int fd;
@@ -253,23 +265,14 @@ test_bounce_hdrs(void **state)
 	envelope_add_rcpt(&env, "carol@partner.example", 0, "");
 	fd = spool_orig(sp, &env, orig_text, sizeof(orig_text) - 1);
 
-	memset(rc, 0, sizeof(rc));
-	rc[0].addr = "bob@partner.example";
-	rc[0].orcpt = env.rcpts[0].orcpt;
-	rc[0].status = "5.1.1";
-	rc[0].remote_mta = "mx.partner.example";
 	/* a multi-line reply, with a control character and an attempt to
 	 * start a header of its own */
-	rc[0].diagnostic = "550-5.1.1 <bob@partner.example>: no such user\r\n"
-	    "550 5.1.1 see\x01 https://partner.example/\r\nX-Injected: yes";
-	rc[0].smtp_diag = 1;
-	rc[0].last_attempt = NOW - 60;
-	rc[1].addr = "carol@partner.example";
-	rc[1].status = "4.4.7";
-	rc[1].diagnostic = "message expired after 5 days in the queue; "
-	    "last error: connection refused";
-	rc[1].smtp_diag = 0;
-	rc[1].last_attempt = NOW - 30;
+	rc_set(&rc[0], 0, "5.1.1", "mx.partner.example",
+	    "550-5.1.1 <bob@partner.example>: no such user\r\n"
+	    "550 5.1.1 see\x01 https://partner.example/\r\nX-Injected: yes", 1,
+	    NOW - 60);
+	rc_set(&rc[1], 1, "4.4.7", NULL, "message expired after 5 days in the "
+	    "queue; last error: connection refused", 0, NOW - 30);
 
 	assert_int_equal(bounce_build_bounce(&out, c, &env, fd, rc, 2, NOW, why,
 	    sizeof(why)), 0);
@@ -378,6 +381,12 @@ test_bounce_hdrs(void **state)
 		assert_int_equal(bounce_build_bounce(&out, c, &env, fd, rc, 0,
 		    NOW, why, sizeof(why)), -1);
 		assert_int_equal(out.len, before);
+		/* a RID that is not a recipient of the message */
+		rc[1].rid = 2;
+		assert_int_equal(bounce_build_bounce(&out, c, &env, fd, rc, 2,
+		    NOW, why, sizeof(why)), -1);
+		assert_non_null(strstr(why, "RID 2"));
+		assert_int_equal(out.len, before);
 	}
 	close(fd);
 	strbuf_free(&out);
@@ -395,7 +404,7 @@ test_bounce_full_global(void **state)
 	struct envelope env;
 	struct strbuf out = STRBUF_INIT;
 	struct part parts[4];
-	struct dsn_rcpt rc[2];
+	struct delivery_result rc[2];
 	char why[256], *v;
 	int fd;
 
@@ -407,18 +416,11 @@ test_bounce_full_global(void **state)
 	    "utf-8;d\\x{F6}rte@b\\x{FC}cher.example");
 	fd = spool_orig(sp, &env, orig_text, sizeof(orig_text) - 1);
 
-	memset(rc, 0, sizeof(rc));
-	rc[0].addr = env.rcpts[0].addr;
-	rc[0].orcpt = env.rcpts[0].orcpt;
-	rc[0].status = "5.7.1";
-	rc[0].remote_mta = "mx.partner.example";
-	rc[0].diagnostic = "554 5.7.1 rejected by policy";
-	rc[0].smtp_diag = 1;
-	rc[1].addr = env.rcpts[1].addr;
-	rc[1].orcpt = env.rcpts[1].orcpt;
-	rc[1].status = "bogus";		/* becomes 5.0.0 */
-	rc[1].diagnostic = "550 5.1.1 unknown \xff\xfe user";
-	rc[1].smtp_diag = 1;
+	rc_set(&rc[0], 0, "5.7.1", "mx.partner.example",
+	    "554 5.7.1 rejected by policy", 1, 0);
+	/* "bogus" becomes 5.0.0 */
+	rc_set(&rc[1], 1, "bogus", NULL, "550 5.1.1 unknown \xff\xfe user", 1,
+	    0);
 
 	assert_int_equal(bounce_build_bounce(&out, c, &env, fd, rc, 2, NOW, why,
 	    sizeof(why)), 0);
@@ -471,7 +473,7 @@ test_bounce_full_fallback_and_caps(void **state)
 	struct strbuf msg = STRBUF_INIT, out = STRBUF_INIT;
 	struct envelope env;
 	struct part parts[4];
-	struct dsn_rcpt rc;
+	struct delivery_result rc;
 	char why[256], longword[3001];
 	size_t i;
 	int fd;
@@ -488,12 +490,9 @@ test_bounce_full_fallback_and_caps(void **state)
 	orig_envelope(&env, SMTP_RET_FULL);
 	envelope_add_rcpt(&env, "bob@partner.example", 0, "");
 	fd = spool_orig(sp, &env, msg.s, msg.len);
-	memset(&rc, 0, sizeof(rc));
-	rc.addr = "bob@partner.example";
-	rc.status = "5.3.4";
-	/* one 3000-octet word: must be split, never longer than 998 */
-	rc.diagnostic = longword;
-	rc.smtp_diag = 1;
+	/* the longest word a reply text holds: folded, never a line longer
+	 * than 998 */
+	rc_set(&rc, 0, "5.3.4", NULL, longword, 1, 0);
 	assert_int_equal(bounce_build_bounce(&out, c, &env, fd, &rc, 1, NOW, why,
 	    sizeof(why)), 0);
 	check_lines(out.s, out.len);
@@ -518,8 +517,7 @@ test_bounce_full_fallback_and_caps(void **state)
 	envelope_add_rcpt(&env, "bob@partner.example", 0, "");
 	fd = spool_orig(sp, &env, msg.s, msg.len);
 	strbuf_reset(&out);
-	rc.diagnostic = "550 5.1.1 no";
-	rc.status = "5.1.1";
+	rc_set(&rc, 0, "5.1.1", NULL, "550 5.1.1 no", 1, 0);
 	assert_int_equal(bounce_build_bounce(&out, c, &env, fd, &rc, 1, NOW, why,
 	    sizeof(why)), 0);
 	check_lines(out.s, out.len);
@@ -639,7 +637,7 @@ test_inject_roundtrip(void **state)
 	struct spool *sp = open_spool();
 	struct envelope orig, env, back;
 	struct strbuf out = STRBUF_INIT;
-	struct dsn_rcpt rc;
+	struct delivery_result rc;
 	struct rcpt_state st[1];
 	const char *to[1];
 	char why[256], path[4096], *buf;
@@ -650,11 +648,7 @@ test_inject_roundtrip(void **state)
 	orig_envelope(&orig, SMTP_RET_HDRS);
 	envelope_add_rcpt(&orig, "bob@partner.example", 0, "");
 	fd = spool_orig(sp, &orig, orig_text, sizeof(orig_text) - 1);
-	memset(&rc, 0, sizeof(rc));
-	rc.addr = "bob@partner.example";
-	rc.status = "5.1.1";
-	rc.diagnostic = "550 5.1.1 no such user";
-	rc.smtp_diag = 1;
+	rc_set(&rc, 0, "5.1.1", NULL, "550 5.1.1 no such user", 1, 0);
 	assert_int_equal(bounce_build_bounce(&out, c, &orig, fd, &rc, 1, NOW, why,
 	    sizeof(why)), 0);
 	close(fd);

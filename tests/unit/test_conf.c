@@ -96,10 +96,11 @@ static const char extended[] =
 "  max_connections_per_client = 7; auth_failures = 3;\n"
 "  auth_failure_window = 60; command_timeout = 100;\n"
 "  data_block_timeout = 50; data_timeout = 200;\n"
-"  bare_line_ends = \"normalize\"; };\n"
+"  bare_line_ends = \"normalize\"; spool_min_free = 10737418240L; };\n"
 "listeners = (\n"
 "  { name = \"v6\"; address = \"::1\"; port = 2525; auth = \"optional\";\n"
-"    certificate = { cert = \"c/mx.pem\"; key = \"/abs/mx.key\"; }; },\n"
+"    certificate = { cert = \"c/mx.pem\"; key = \"/abs/mx.key\"; };\n"
+"    proxy_protocol = true; proxy_from = [ \"::1\", \"10.0.0.0/8\" ]; },\n"
 "  { name = \"v4\"; address = \"127.0.0.1\"; port = 2465; tls = \"implicit\";\n"
 "    certificate = { cert = \"mx.pem\"; key = \"mx.key\"; chain = \"ca.pem\"; }; }\n"
 ");\n"
@@ -239,6 +240,9 @@ static const struct err_case err_cases[] = {
 	{ "policies = { p = { action = \"accept\";\n"
 	    "  max_connections = 9; }; };\n", 2,
 	    "unknown key 'max_connections' in policy 'p' (it is global" },
+	{ "policies = { p = { action = \"accept\";\n"
+	    "  spool_min_free = 9; }; };\n", 2,
+	    "unknown key 'spool_min_free' in policy 'p' (it is global" },
 	{ "routes = ( { domain = \"*\"; hosts = [ \"a.example\" ];\n"
 	    "  via = \"x\"; } );\n", 2, "unknown key 'via' in routes" },
 	{ "destinations = (\n { domain = \"*\"; retries = 1; } );\n", 2,
@@ -322,6 +326,13 @@ static const struct err_case err_cases[] = {
 	    "'tls' must be one of starttls, implicit, none" },
 	{ "log = { format = \"xml\"; };\n", 1,
 	    "'format' must be one of text, json (got 'xml')" },
+	{ "limits = {\n spool_min_free = -1; };\n", 2,
+	    "'spool_min_free' must be 0 or more (got -1; numbers above "
+	    "2147483647 need the L suffix, e.g. 10737418240L)" },
+	{ "limits = { spool_min_free = 2251799813685248L; };\n", 1,
+	    "'spool_min_free' must be between 0 and 1125899906842624" },
+	{ "limits = { spool_min_free = \"1G\"; };\n", 1,
+	    "'spool_min_free' must be an integer" },
 	{ "limits = { bare_line_ends = \"strip\"; };\n", 1,
 	    "'bare_line_ends' must be one of reject, normalize" },
 	{ "tls = { min_protocol = \"SSLv3\"; };\n", 1,
@@ -378,6 +389,27 @@ static const struct err_case err_cases[] = {
 	    "certificate ID '../etc/x' may contain only" },
 	{ LST("port = 25; certificate = {\n key = \"k\"; };"), 2,
 	    "missing required key 'cert' in certificate" },
+	/* PROXY protocol */
+	{ LST("port = 25;\n proxy_protocol = true;"), 2,
+	    "listener 'a': proxy_protocol = true needs proxy_from = [ ... ]" },
+	{ LST("port = 25;\n proxy_from = [ \"127.0.0.1\" ];"), 3,
+	    "listener 'a': proxy_from without proxy_protocol = true (add it, "
+	    "or remove proxy_from)" },
+	{ LST("port = 25; proxy_protocol = false;\n proxy_from = [ "
+	    "\"127.0.0.1\" ];"), 3, "proxy_from without proxy_protocol" },
+	{ LST("port = 25; proxy_protocol = true;\n proxy_from = [ ];"), 3,
+	    "'proxy_from' must not be empty" },
+	{ LST("port = 25; proxy_protocol = true;\n proxy_from = [ "
+	    "\"10.1.0.0/8\" ];"), 3, "bad network '10.1.0.0/8' in proxy_from "
+	    "of listener 'a': host bits must be zero (did you mean "
+	    "10.0.0.0/8?)" },
+	{ LST("port = 25; proxy_protocol = true;\n proxy_from = [ "
+	    "\"haproxy\" ];"), 3, "bad network 'haproxy' in proxy_from of "
+	    "listener 'a': not an IP address" },
+	{ LST("port = 25;\n proxy_protocol = \"yes\"; proxy_from = [ \"::1\" ];"),
+	    3, "'proxy_protocol' must be a boolean" },
+	{ LST("port = 25; proxy_protocol = true;\n proxy_from = \"::1\";"), 3,
+	    "'proxy_from' must be a list of strings" },
 	/* routes, destinations */
 	{ "routes = (\n { domain = \"a.example\"; maildir = \"m/%u\";\n"
 	    "   hosts = [ \"b.example\" ]; } );\n", 2,
@@ -588,6 +620,7 @@ test_defaults(void **state)
 	assert_int_equal(c->limits.data_block_timeout, 180);
 	assert_int_equal(c->limits.data_timeout, 600);
 	assert_int_equal(c->limits.bare_line_ends, BARE_REJECT);
+	assert_int_equal(c->limits.spool_min_free, 64 * 1024 * 1024);
 	assert_int_equal(c->retry_min, 60);
 	assert_int_equal(c->retry_max, 3600);
 	assert_int_equal(c->max_queue_lifetime, 432000);
@@ -621,6 +654,8 @@ test_entry_defaults(void **state)
 	assert_int_equal(c->listeners[0].auth, LISTENER_AUTH_OFF);
 	assert_string_equal(c->listeners[0].certificate.id, "default");
 	assert_null(c->listeners[0].certificate.cert);
+	assert_int_equal(c->listeners[0].proxy_protocol, 0);
+	assert_int_equal(c->listeners[0].nproxy_from, 0);
 	p = &c->policies[0];
 	q = &c->policies[1];
 	assert_int_equal(p->tls, POLICY_TLS_UNSET);
@@ -910,11 +945,20 @@ test_show_round_trip(void **state)
 	assert_string_equal(c->data_dir, BASE "/data dir/\"quoted\" \\ back");
 	assert_int_equal(c->policies[1].limits.max_line_length, 1000);
 	assert_int_equal(c->policies[1].limits.auth_failures, 3);
+	/* 64-bit value with libconfig's L suffix; shown back with it */
+	assert_true(c->limits.spool_min_free == 10737418240ULL);
+	assert_true(c->policies[1].limits.spool_min_free == 10737418240ULL);
 	assert_string_equal(c->tls.min_protocol, "TLSv1.3");
 	assert_int_equal(c->routes[0].unknown_users, UNKNOWN_USERS_REJECT);
 	assert_int_equal(c->routes[0].nusers, 2);
 	assert_string_equal(c->alert_from, "postern@mail.example.org");
+	assert_int_equal(c->listeners[0].proxy_protocol, 1);
+	assert_int_equal(c->listeners[0].nproxy_from, 2);
+	assert_string_equal(c->listeners[0].proxy_from[1].text, "10.0.0.0/8");
+	assert_int_equal(c->listeners[1].proxy_protocol, 0);
 	s = show(c);
+	assert_non_null(strstr(s, " proxy_protocol = true; proxy_from = "
+	    "[ \"::1/128\", \"10.0.0.0/8\" ];"));
 	/* A password file is a path, not a secret: shown as is. */
 	assert_null(strstr(s, "****"));
 	assert_non_null(strstr(s, "data_dir = \"/base/data dir/\\\"quoted\\\" "

@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "deliver_local.h"
 #include "qmgr.h"
+#include "route.h"
 #include "util.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
@@ -98,22 +99,25 @@ test_unknown_users(void **state)
 	struct conf *c = load("local_domains = [ \"example.com\" ];\n"
 	    "routes = ( { domain = \"example.com\"; maildir = \"/nonexistent/%u\";"
 	    " unknown_users = \"reject\"; users = [ \"alice\" ]; } );");
-	struct smtp_path p;
+	struct route_decision d;
 	const char *why;
 
-	memset(&p, 0, sizeof(p));
-	strcpy(p.domain, "example.com");
-	strcpy(p.addr, "Alice@example.com");
-	assert_null(deliver_local_check(c, &p));
-	strcpy(p.addr, "mallory@example.com");
-	why = deliver_local_check(c, &p);
+	assert_int_equal(route_decide(c, "Alice@example.com", &d),
+	    ROUTE_TO_MAILDIR);
+	assert_null(deliver_local_check(&d, "Alice@example.com"));
+	route_decide(c, "mallory@example.com", &d);
+	why = deliver_local_check(&d, "mallory@example.com");
 	assert_non_null(why);
 	assert_string_equal(why, "550 5.1.1 Recipient address rejected: User "
 	    "unknown");
-	strcpy(p.addr, "../x@example.com");
-	why = deliver_local_check(c, &p);
+	route_decide(c, "../x@example.com", &d);
+	why = deliver_local_check(&d, "../x@example.com");
 	assert_non_null(why);
 	assert_memory_equal(why, "550 5.1.1 ", 10);
+	/* a recipient routed onwards is not checked here */
+	assert_int_equal(route_decide(c, "mallory@other.example", &d),
+	    ROUTE_TO_MX);
+	assert_null(deliver_local_check(&d, "mallory@other.example"));
 	conf_free(c);
 }
 

@@ -6,7 +6,9 @@
  * numbers, many recipients) survive encode -> decode; every kind of
  * damage (missing or duplicate fields, unknown keys, bad version, bytes
  * after "end", bad %XX escapes, raw octets, overlong values, numbers out
- * of range, wrong field counts) is refused with a reason.
+ * of range, wrong field counts) is refused with a reason.  The optional
+ * "transformed 1" field (transform.h) round-trips, is absent from files
+ * that never had it, and takes no other value.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,6 +61,7 @@ assert_env_equal(const struct envelope *got, const struct envelope *want)
 	assert_int_equal(got->ret, want->ret);
 	assert_string_equal(got->envid, want->envid);
 	assert_true(got->msg_size == want->msg_size);
+	assert_int_equal(got->transformed, want->transformed);
 	assert_int_equal(got->nrcpts, want->nrcpts);
 	for (i = 0; i < want->nrcpts; i++) {
 		assert_string_equal(got->rcpts[i].addr, want->rcpts[i].addr);
@@ -88,6 +91,7 @@ test_decode_fixed(void **state)
 	assert_int_equal(got_env.ret, SMTP_RET_FULL);
 	assert_string_equal(got_env.envid, "QQ+2B1");
 	assert_true(got_env.msg_size == 1234);
+	assert_int_equal(got_env.transformed, 0);
 	assert_int_equal(got_env.nrcpts, 2);
 	assert_string_equal(got_env.rcpts[0].addr, "bob@example.com");
 	assert_int_equal(got_env.rcpts[0].notify,
@@ -399,6 +403,18 @@ static const struct bad_case bad_cases[] = {
 	    "rcpt carol@example.com 0 - x\n", 0 },
 	{ "rcpt with many fields", "rcpt carol@example.com 0 -\n",
 	    "rcpt a b c d e f g h\n", 0 },
+	/* the optional field: only "transformed 1", once */
+	{ "transformed 0", "size 1234\n", "size 1234\ntransformed 0\n", 0 },
+	{ "transformed 2", "size 1234\n", "size 1234\ntransformed 2\n", 0 },
+	{ "transformed yes", "size 1234\n", "size 1234\ntransformed yes\n",
+	    0 },
+	{ "transformed without value", "size 1234\n",
+	    "size 1234\ntransformed\n", 0 },
+	{ "transformed twice", "size 1234\n",
+	    "size 1234\ntransformed 1\ntransformed 1\n", 0 },
+	{ "transformed after end", "end\n", "end\ntransformed 1\n", 0 },
+	{ "transformed instead of size", "size 1234\n", "transformed 1\n",
+	    0 },
 };
 
 static void
@@ -438,6 +454,36 @@ test_decode_errors(void **state)
 		check_refused(tc->name, text.s ? text.s : "", text.len);
 	}
 	strbuf_free(&text);
+}
+
+/* A rewritten message (transform.h) says so; the field sits after size. */
+static void
+test_transformed(void **state)
+{
+	struct strbuf want_text = STRBUF_INIT, got_text = STRBUF_INIT;
+	struct envelope got_env;
+	const char *at;
+	char why[128] = "";
+
+	at = strstr(base_text, "rcpt ");
+	strbuf_add(&want_text, base_text, (size_t)(at - base_text));
+	strbuf_puts(&want_text, "transformed 1\n");
+	strbuf_puts(&want_text, at);
+	assert_int_equal(envelope_decode(want_text.s, want_text.len, &got_env,
+	    why, sizeof(why)), 0);
+	assert_int_equal(got_env.transformed, 1);
+	assert_true(got_env.msg_size == 1234);
+	assert_int_equal(got_env.nrcpts, 2);
+	envelope_encode(&got_env, &got_text);
+	assert_string_equal(got_text.s, want_text.s);
+	/* Clearing the flag gives back the file format of before. */
+	got_env.transformed = 0;
+	strbuf_reset(&got_text);
+	envelope_encode(&got_env, &got_text);
+	assert_string_equal(got_text.s, base_text);
+	envelope_clear(&got_env);
+	strbuf_free(&want_text);
+	strbuf_free(&got_text);
 }
 
 /* Every proper prefix of a valid encoding is refused. */
@@ -491,6 +537,7 @@ main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_decode_errors),
 		cmocka_unit_test(test_decode_truncated),
+		cmocka_unit_test(test_transformed),
 		cmocka_unit_test(test_decode_rcpt_limit),
 	};
 

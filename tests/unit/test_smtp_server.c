@@ -9,7 +9,8 @@
  * byte at a time, and in 7-byte pieces - and each run must give exactly
  * the wanted replies (SPEC.md reply table), commits and stored content.
  * Other tests cover the Received: trace field and envelope, deadlines and
- * timeouts, input held back while a commit is pending, and teardown.
+ * timeouts, input held back while a commit is pending, teardown, and MAIL
+ * refused with 452 4.3.1 while the spool has no room (ops->spool_room).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,6 +77,7 @@
 #define R_PARAMEHLO	"555 5.5.4 MAIL parameters need EHLO\r\n"
 #define R_USER		"550 5.1.1 <unknown@example.com>: Recipient address " \
 			"rejected: User unknown"
+#define R_STORAGE	"452 4.3.1 Insufficient system storage\r\n"
 
 /* ---- client commands ------------------------------------------------ */
 
@@ -144,6 +146,13 @@ struct fake {
 	char			 auth_seen[64];	/* user:password last checked */
 	int			 user_removed;
 	const char		*quota_reply;
+	int			 nquota;	/* send_quota calls */
+	/* spool_room: "full" for the first full_asks calls, then room for
+	 * messages up to room_max octets */
+	int			 full_asks;
+	uint64_t		 room_max;
+	int			 nroom;
+	uint64_t		 room_sizes[8];	/* sizes asked, in order */
 };
 
 /* Listener auth of the sessions fake_start() makes (default off). */
@@ -285,14 +294,27 @@ fake_send_quota(void *ctx, const char *user)
 {
 	struct fake *f = ctx;
 
+	f->nquota++;
 	return f->quota_reply;
+}
+
+static int
+fake_spool_room(void *ctx, uint64_t size)
+{
+	struct fake *f = ctx;
+
+	if ((size_t)f->nroom < NELEM(f->room_sizes))
+		f->room_sizes[f->nroom] = size;
+	if (f->nroom++ < f->full_asks)
+		return 0;
+	return size <= f->room_max;
 }
 
 static const struct smtp_server_ops fake_ops = {
 	fake_reply, fake_msg_begin, fake_msg_write, fake_msg_commit,
 	fake_msg_abort, fake_new_mid, fake_rcpt_local_check, fake_starttls,
 	fake_auth_blocked, fake_auth_check, fake_sender_allowed,
-	fake_send_quota
+	fake_send_quota, fake_spool_room
 };
 
 static const struct conf_policy *
@@ -320,6 +342,7 @@ fake_start(struct fake *f, const char *policy, enum commit_mode commit,
 	strbuf_init(&f->stored);
 	envelope_init(&f->env);
 	f->next_mid = 40;
+	f->room_max = UINT64_MAX;
 	f->commit = commit;
 	f->now = now;
 	assert_non_null(f->in = evbuffer_new());
@@ -1494,6 +1517,90 @@ test_auth_policy(void **state)
 	check_done();
 }
 
+/* ---- no room in the spool: 452 4.3.1 at MAIL ------------------------ */
+
+static void
+test_spool_room(void **state)
+{
+	static const struct {
+		const char *name, *policy;
+		int full_asks;
+		uint64_t room_max;
+		const char *in, *want;
+		int want_asks, want_mids, want_commits;
+		uint64_t want_size0, want_size1;
+	} cases[] = {
+		{ "full: MAIL 452, RCPT and DATA find no transaction",
+		  "relayed", 99, UINT64_MAX,
+		  TX "DATA\r\nQUIT\r\n", BANNER EHLO_R(SIZE_DEF) R_STORAGE
+		  R_NEEDMAIL R_NEEDMAIL R_BYE, 1, 0, 0, 0, 0 },
+		{ "full: a pipelined BDAT chunk is swallowed, not run",
+		  "relayed", 99, UINT64_MAX,
+		  TX "BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", BANNER
+		  EHLO_R(SIZE_DEF) R_STORAGE R_NEEDMAIL R_NEEDMAIL R_OK, 1, 0,
+		  0, 0, 0 },
+		{ "room again: the next MAIL is taken, no restart",
+		  "relayed", 1, UINT64_MAX,
+		  EHLO MAILFROM "RSET\r\n" MAILFROM RCPTTO
+		  "DATA\r\nx\r\n.\r\n", BANNER EHLO_R(SIZE_DEF) R_STORAGE
+		  R_OK R_MAIL R_RCPT R_DATA R_QUEUED("40"), 2, 1, 1, 0, 0 },
+		{ "declared SIZE bigger than the room left",
+		  "relayed", 0, 1000,
+		  EHLO "MAIL FROM:<a@example.org> SIZE=5000\r\n"
+		  "MAIL FROM:<a@example.org> SIZE=500\r\n", BANNER
+		  EHLO_R(SIZE_DEF) R_STORAGE R_MAIL, 2, 1, 0, 5000, 500 },
+		{ "SIZE over the policy maximum is 552, space not asked",
+		  "small", 99, UINT64_MAX,
+		  EHLO "MAIL FROM:<a@example.org> SIZE=5000\r\n", BANNER
+		  EHLO_R("3000") R_TOOBIG, 0, 0, 0, 0, 0 },
+		{ "MAIL before HELO: 503, space not asked",
+		  "relayed", 99, UINT64_MAX, MAILFROM, BANNER R_NEEDHELO,
+		  0, 0, 0, 0, 0 },
+		{ "HELO session: size not declared",
+		  "relayed", 99, UINT64_MAX,
+		  "HELO client.test\r\n" MAILFROM, BANNER R_HELO R_STORAGE,
+		  1, 0, 0, 0, 0 },
+	};
+	struct fake f;
+	size_t c;
+
+	(void)state;
+	for (c = 0; c < NELEM(cases); c++) {
+		fake_start(&f, cases[c].policy, COMMIT_OK, T0);
+		f.full_asks = cases[c].full_asks;
+		f.room_max = cases[c].room_max;
+		feed_str(&f, cases[c].in, T0);
+		check_str(cases[c].name, "replies", str(&f.replies),
+		    cases[c].want);
+		check_int(cases[c].name, "asks", f.nroom, cases[c].want_asks);
+		check_int(cases[c].name, "MIDs", f.nmids, cases[c].want_mids);
+		check_int(cases[c].name, "commits", f.ncommit,
+		    cases[c].want_commits);
+		check_int(cases[c].name, "misuse", f.misuse, 0);
+		if (cases[c].want_asks > 0)
+			check_int(cases[c].name, "size 0",
+			    (long long)f.room_sizes[0],
+			    (long long)cases[c].want_size0);
+		if (cases[c].want_asks > 1)
+			check_int(cases[c].name, "size 1",
+			    (long long)f.room_sizes[1],
+			    (long long)cases[c].want_size1);
+		fake_end(&f);
+	}
+	/* Authenticated: a refusal for space does not use up the quota. */
+	auth_start(&f, LISTENER_AUTH_REQUIRED, "accepted");
+	f.full_asks = 99;
+	feed_str(&f, EHLO "AUTH PLAIN " PLAIN_OK "\r\n" MAILFROM, T0);
+	check_str("auth full", "replies", str(&f.replies), EHLO_AUTH_R
+	    R_AUTHOK R_STORAGE);
+	check_int("auth full", "quota checks", f.nquota, 0);
+	f.full_asks = 0;
+	feed_str(&f, MAILFROM, T0);
+	check_int("auth room", "quota checks", f.nquota, 1);
+	auth_done(&f);
+	check_done();
+}
+
 int
 main(void)
 {
@@ -1507,6 +1614,7 @@ main(void)
 		cmocka_unit_test(test_starttls),
 		cmocka_unit_test(test_auth_dialogs),
 		cmocka_unit_test(test_auth_policy),
+		cmocka_unit_test(test_spool_room),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
