@@ -490,3 +490,21 @@ def test_bulk_reconnects_after_421():
         assert len(peer.messages) == 16
         assert "RSET" in [v for _, v, _ in peer.commands]
         assert "421 4.3.2 closing, try again" in p.stderr
+
+
+def test_password_file_and_env_options(pn, msgfile, tmp_path):
+    tls = ["--trust", pn.cert, "--servername", "mx.test.example"]
+    pwf = tmp_path / "pw"
+    pwf.write_text(pn.pw + "\n")
+    env = pn_env(pn, user=False)
+    p = send(msgfile, *tls, "--user", "alice", "--password-file", str(pwf),
+             env=env)
+    assert p.returncode == 0, p.stderr
+    assert 'user="alice", password="****"' in p.stdout
+    p = send(msgfile, *tls, "--user", "alice", "--password-env", "MY_PW",
+             env={**env, "MY_PW": pn.pw})
+    assert p.returncode == 0, p.stderr
+    assert pn.pw not in p.stdout + p.stderr
+    p = send(msgfile, *tls, "--user", "alice", "--password-env", "NOT_SET",
+             env=env)
+    assert p.returncode == 2 and "NOT_SET" in p.stderr
