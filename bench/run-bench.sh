@@ -193,5 +193,7 @@ if [ -z "${SKIP_IDLE:-}" ]; then
 	pn stop
 fi
 
+[ -n "${SKIP_INJECT:-}" ] || sh "$TOP/bench/bench-inject.sh" | tee "$R/inject.txt"
+
 echo "== summary (medians; ratio = Postern / Postfix)"
 /usr/bin/python3 "$TOP/bench/ratios.py" "$R"
