@@ -17,11 +17,6 @@ int	cmd_send(int argc, char **argv);	/* send [FILE|-] ... */
 int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 int	cmd_user(int argc, char **argv);	/* user add|list|remove|passwd|modify */
 
-/* The file stem `postern cert fetch` saves a certificate under (<CN>,
- * made safe), so other commands can name that file. */
-struct x509_st;
-void	cmd_cert_fetch_stem(struct x509_st *, char *out, size_t outlen);
-
 /* `postern CMD [-c FILE] [--help] SUBCOMMAND ...` (cmd_args.c): sets *path
  * (when -c is given) and *next (index of SUBCOMMAND) and returns -1 to go
  * on, or the exit status after --help / `help` (0) or a usage error (2). */

@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "certchain.h"
 #include "certstore.h"
 #include "cmd.h"
 #include "conf.h"
@@ -142,48 +143,6 @@ req_sans(X509_REQ *req)
 		gens = X509V3_EXT_d2i(sk_X509_EXTENSION_value(exts, i));
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	return gens;
-}
-
-/* Names of a SAN extension joined by sep ("-" when none). */
-static void
-sans_text(GENERAL_NAMES *gens, const char *sep, struct strbuf *sb)
-{
-	char ip[INET6_ADDRSTRLEN];
-	size_t start = sb->len;
-	int i;
-
-	for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
-		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(gens, i);
-		const ASN1_STRING *s;
-		int type;
-
-		s = GENERAL_NAME_get0_value(gn, &type);
-		if (type != GEN_DNS && type != GEN_IPADD && type != GEN_EMAIL &&
-		    type != GEN_URI)
-			continue;
-		if (sb->len > start)
-			strbuf_puts(sb, sep);
-		if (type == GEN_IPADD) {
-			int len = ASN1_STRING_length(s);
-			const unsigned char *d = ASN1_STRING_get0_data(s);
-			if ((len == 4 && inet_ntop(AF_INET, d, ip,
-			    sizeof(ip))) || (len == 16 && inet_ntop(AF_INET6, d,
-			    ip, sizeof(ip))))
-				strbuf_puts(sb, ip);
-			else
-				strbuf_puts(sb, "(bad IP)");
-			continue;
-		}
-		if (type == GEN_EMAIL)
-			strbuf_puts(sb, "email:");
-		else if (type == GEN_URI)
-			strbuf_puts(sb, "URI:");
-		strbuf_printable(sb, (const char *)ASN1_STRING_get0_data(s),
-		    (size_t)ASN1_STRING_length(s));
-	}
-	if (sb->len == start)
-		strbuf_puts(sb, "-");
-	GENERAL_NAMES_free(gens);
 }
 
 static void
@@ -472,10 +431,11 @@ check_chain(struct checkout *o, const struct conf *conf,
 	struct certstore_chainfix fix;
 	struct strbuf cmd = STRBUF_INIT, fx = STRBUF_INIT;
 	STACK_OF(X509) *ordered;
-	X509_STORE_CTX *ctx = NULL;
+	struct certchain_facts facts;
 	X509_STORE *store = NULL;
 	char why[512], cn[256], icn[256];
-	int i, n, err, ntrust, gap = 0;
+	long err;
+	int i, n, ntrust, gap = 0;
 
 	ordered = certstore_order_chain(r->leaf, r->chain, &fix);
 	reimport_cmd(conf, r, &cmd);
@@ -501,42 +461,28 @@ check_chain(struct checkout *o, const struct conf *conf,
 		    "they trust it");
 		goto out;
 	}
-	if ((store = X509_STORE_new()) == NULL ||
-	    (ctx = X509_STORE_CTX_new()) == NULL)
+	if ((store = X509_STORE_new()) == NULL)
 		fatalx("out of memory");
 	ntrust = truststore_load(store, conf->data_dir, conf->tls.system_cas,
 	    why, sizeof(why));
 	if (ntrust == -1)
 		line_warn(o, "trust store: %s", why);
-	if (!X509_STORE_CTX_init(ctx, store, r->leaf, ordered))
-		fatalx("out of memory");
-	X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME);
-	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
-	ERR_set_mark();
-	i = X509_verify_cert(ctx);
-	ERR_pop_to_mark();
-	err = X509_STORE_CTX_get_error(ctx);
-	if (i == 1) {
-		STACK_OF(X509) *built = X509_STORE_CTX_get0_chain(ctx);
-		X509 *top = sk_X509_value(built, sk_X509_num(built) - 1);
-
-		certstore_cn(X509_get_subject_name(top), cn, sizeof(cn));
-		line_ok(o, "chain complete up to the trusted root '%s'", cn);
+	/* the input as given: certchain_verify spots its untrusted root */
+	certchain_verify(store, r->leaf, r->chain, 0, &facts);
+	err = facts.error;
+	if (err == X509_V_OK) {
+		line_ok(o, "chain complete up to the trusted root '%s'",
+		    facts.anchor);
 	} else if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-	    err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) {
-		X509 *last = n > 0 ? sk_X509_value(ordered, n - 1) : r->leaf;
-		X509 *root = NULL;
+	    err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+	    err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN) {
+		X509 *last = facts.root_sent != NULL && facts.top ==
+		    facts.root_sent ? sk_X509_value(ordered, n - 1) : facts.top;
+		X509 *root = facts.root_sent;
 		struct strbuf q = STRBUF_INIT, p = STRBUF_INIT;
 
-		/* did the input carry the (untrusted) root that issued it? */
-		for (i = 0; i < sk_X509_num(r->chain) && root == NULL; i++) {
-			X509 *c = sk_X509_value(r->chain, i);
-			ERR_set_mark();
-			if (certstore_is_self_signed(c) &&
-			    X509_check_issued(c, last) == X509_V_OK)
-				root = c;
-			ERR_pop_to_mark();
-		}
+		if (last == NULL)
+			last = r->leaf;
 		certstore_cn(X509_get_subject_name(last), cn, sizeof(cn));
 		certstore_cn(X509_get_issuer_name(last), icn, sizeof(icn));
 		strbuf_reset(&fx);
@@ -576,7 +522,7 @@ check_chain(struct checkout *o, const struct conf *conf,
 		    "the certificate is not meant for TLS servers (its key "
 		    "usage or extended key usage excludes serverAuth)");
 	} else {
-		X509 *bad = X509_STORE_CTX_get_current_cert(ctx);
+		X509 *bad = facts.at;
 
 		certstore_cn(bad ? X509_get_subject_name(bad) :
 		    X509_get_subject_name(r->leaf), cn, sizeof(cn));
@@ -598,7 +544,6 @@ out:
 	for (i = 0; i < n; i++)
 		check_validity(o, sk_X509_value(ordered, i), "intermediate", 0,
 		    r);
-	X509_STORE_CTX_free(ctx);
 	X509_STORE_free(store);
 	sk_X509_pop_free(ordered, X509_free);
 	strbuf_free(&cmd);
@@ -653,7 +598,7 @@ run_checks(const struct conf *conf, const struct checkreq *r)
 		if (m == 1)
 			line_ok(&o, "certificate is valid for %s", r->host);
 		else {
-			sans_text(cert_sans(r->leaf), ", ", &sb);
+			certchain_sans(cert_sans(r->leaf), ", ", &sb);
 			certstore_cn(X509_get_subject_name(r->leaf), cn,
 			    sizeof(cn));
 			strbuf_reset(&fx);
@@ -689,7 +634,7 @@ print_summary(const char *id, X509 *leaf, EVP_PKEY *key,
 
 	certstore_name(X509_get_subject_name(leaf), buf, sizeof(buf));
 	printf("  id:         %s\n  subject:    %s\n", id, buf);
-	sans_text(cert_sans(leaf), ", ", &sb);
+	certchain_sans(cert_sans(leaf), ", ", &sb);
 	printf("  SANs:       %s\n", sb.s);
 	if (certstore_is_self_signed(leaf))
 		printf("  issuer:     (self-signed)\n");
@@ -946,7 +891,7 @@ c_csr(const struct sub *s, const char *cpath, int argc, char **argv)
 		fatalx("out of memory");
 	pemlen = BIO_get_mem_data(bio, &pem);
 	certstore_key_desc(X509_REQ_get0_pubkey(req), kd, sizeof(kd));
-	sans_text(req_sans(req), ", ", &sb);
+	certchain_sans(req_sans(req), ", ", &sb);
 	if (out != NULL) {
 		if (write_file_atomic(out, pem, (size_t)pemlen, 0644) == -1) {
 			cmd_fail("cannot write the request to %s: %s (it is "
@@ -1437,7 +1382,7 @@ fill_row(const char *data_dir, const char *id, struct row *row)
 		x = sk_X509_value(certs, 0);
 		certstore_cn(X509_get_subject_name(x), buf, sizeof(buf));
 		row->f[1] = xstrdup(buf);
-		sans_text(cert_sans(x), ",", &sb);
+		certchain_sans(cert_sans(x), ",", &sb);
 		row->f[2] = strbuf_detach(&sb, NULL);
 		issuer_cn(x, buf, sizeof(buf));
 		row->f[3] = xstrdup(buf);
@@ -1465,7 +1410,7 @@ fill_row(const char *data_dir, const char *id, struct row *row)
 			certstore_cn(X509_REQ_get_subject_name(req), buf,
 			    sizeof(buf));
 			row->f[1] = xstrdup(buf);
-			sans_text(req_sans(req), ",", &sb);
+			certchain_sans(req_sans(req), ",", &sb);
 			row->f[2] = strbuf_detach(&sb, NULL);
 			certstore_key_desc(X509_REQ_get0_pubkey(req), buf,
 			    sizeof(buf));
@@ -1575,7 +1520,7 @@ show_cert(X509 *x, const char *indent)
 	certstore_date(X509_get0_notAfter(x), 1, buf, sizeof(buf));
 	days_text(x, d, sizeof(d));
 	printf("%snot after:   %s (%s)\n", indent, buf, d);
-	sans_text(cert_sans(x), ", ", &sb);
+	certchain_sans(cert_sans(x), ", ", &sb);
 	printf("%sSANs:        %s\n", indent, sb.s);
 	strbuf_free(&sb);
 }
@@ -1617,7 +1562,7 @@ c_show(const struct sub *s, const char *cpath, int argc, char **argv)
 		}
 		certstore_name(X509_REQ_get_subject_name(req), buf,
 		    sizeof(buf));
-		sans_text(req_sans(req), ", ", &sb);
+		certchain_sans(req_sans(req), ", ", &sb);
 		certstore_key_desc(X509_REQ_get0_pubkey(req), kd, sizeof(kd));
 		printf("id:          %s (certificate request pending)\n"
 		    "subject:     %s\nSANs:        %s\nkey:         %s\n"

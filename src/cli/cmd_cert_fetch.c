@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "certchain.h"
 #include "cmd.h"
 #include "conf.h"
 #include "smtp_client.h"
@@ -126,44 +127,6 @@ is_ip_literal(const char *h)
 
 /* ---- saving ---------------------------------------------------------- */
 
-/* Safe file stem from a certificate: its CN with letters, digits, ". _ -"
- * kept, '*' as "_wildcard", anything else as '_'; else the subject hash. */
-void
-cmd_cert_fetch_stem(X509 *x, char *out, size_t outlen)
-{
-	X509_NAME *subj = X509_get_subject_name(x);
-	unsigned char *cn = NULL;
-	struct strbuf sb = STRBUF_INIT;
-	int i, n = -1;
-	size_t k;
-
-	i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
-	if (i >= 0)
-		n = ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(
-		    X509_NAME_get_entry(subj, i)));
-	for (k = 0; n > 0 && k < (size_t)n && sb.len < 100; k++) {
-		unsigned char ch = cn[k];
-
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-		    ch == '-')
-			strbuf_putc(&sb, (char)ch);
-		else if (ch == '*')
-			strbuf_puts(&sb, "_wildcard");
-		else
-			strbuf_putc(&sb, '_');
-	}
-	OPENSSL_free(cn);
-	if (sb.len > 0 && sb.s[0] == '.')
-		sb.s[0] = '_';		/* no hidden files, no ".." */
-	if (sb.len == 0)
-		(void)bsnprintf(out, outlen, "%08lx",
-		    X509_NAME_hash_ex(subj, NULL, NULL, NULL));
-	else
-		bstrlcpy(out, sb.s, outlen);
-	strbuf_free(&sb);
-}
-
 static void
 name_str(X509_NAME *name, struct strbuf *out)
 {
@@ -217,7 +180,7 @@ save_chain(struct fetch *f, SSL *ssl)
 	for (i = 0; i < n; i++) {
 		X509 *x = sk_X509_value(chain, i);
 
-		cmd_cert_fetch_stem(x, stem, sizeof(stem));
+		certchain_file_stem(x, stem, sizeof(stem));
 		bstrlcpy(stems[i], stem, sizeof(stems[i]));
 		for (dup = 2;; dup++) {
 			for (j = 0; j < i; j++)

@@ -753,7 +753,7 @@ deliver(struct send_opts *o, struct target *t, struct message *m)
 	struct addrinfo *ai = NULL;
 	struct strbuf fix = STRBUF_INIT;
 	struct failcause_ctx fc = { t->host, t->port, 0, NULL, NULL, NULL,
-	    NULL, NULL };
+	    NULL, NULL, FC_FOR_SEND };
 	SSL_CTX *ctx;
 	int e, rc;
 

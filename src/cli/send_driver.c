@@ -25,11 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 #include <openssl/x509v3.h>
 
+#include "certchain.h"
 #include "cmd.h"
 #include "send_driver.h"
 #include "smtp_client.h"
@@ -206,52 +206,36 @@ setup_failed(struct sconn *sc, int polite)
 
 /* ---- certificate check ----------------------------------------------- */
 
-/* Issuer of the top certificate the server sent, and the file name
- * `postern cert fetch` gives it when it is self-issued. */
+/* What the chain says beyond the verify result: the CA to trust (and
+ * the file `postern cert fetch` saves it as), a missing intermediate,
+ * the date of an expired link, the names a mismatching leaf carries. */
 static void
-chain_names(struct driver *d, SSL *ssl)
+cert_detail(struct driver *d, SSL *ssl, X509 *leaf, long vr)
 {
-	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
-	struct strbuf sb = STRBUF_INIT;
-	X509 *top;
-	BIO *b;
-	char *p;
-	long n;
+	struct send_outcome *o = d->o;
+	struct certchain_facts f;
+	struct strbuf names = STRBUF_INIT;
+	enum certchain_problem p;
+	char when[64];
 
-	if (chain == NULL || sk_X509_num(chain) == 0)
+	if (vr == X509_V_ERR_HOSTNAME_MISMATCH ||
+	    vr == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+		certchain_match_host(leaf, d->s->servername, &names, NULL, 0);
+		(void)bsnprintf(o->detail, sizeof(o->detail), "it names %s",
+		    names.s);
+		strbuf_free(&names);
 		return;
-	top = sk_X509_value(chain, sk_X509_num(chain) - 1);
-	if ((b = BIO_new(BIO_s_mem())) != NULL) {
-		X509_NAME_print_ex(b, X509_get_issuer_name(top), 0,
-		    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-		n = BIO_get_mem_data(b, &p);
-		if (n > 0)
-			strbuf_printable(&sb, p, (size_t)n);
-		BIO_free(b);
 	}
-	bstrlcpy(d->o->issuer, sb.s != NULL ? sb.s : "", sizeof(d->o->issuer));
-	strbuf_free(&sb);
-	if (X509_NAME_cmp(X509_get_subject_name(top),
-	    X509_get_issuer_name(top)) == 0)
-		cmd_cert_fetch_stem(top, d->o->trust_file,
-		    sizeof(d->o->trust_file));
-}
-
-/* Does the certificate name where its issuer is published (RFC 5280
- * 4.2.2.1 caIssuers)?  Then a lone leaf lacks its intermediate. */
-static int
-has_ca_issuers(X509 *x)
-{
-	AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(x, NID_info_access,
-	    NULL, NULL);
-	int i, found = 0;
-
-	for (i = 0; aia != NULL && i < sk_ACCESS_DESCRIPTION_num(aia); i++)
-		if (OBJ_obj2nid(sk_ACCESS_DESCRIPTION_value(aia,
-		    i)->method) == NID_ad_ca_issuers)
-			found = 1;
-	AUTHORITY_INFO_ACCESS_free(aia);
-	return found;
+	certchain_verify(SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), leaf,
+	    SSL_get_peer_cert_chain(ssl), 1, &f);
+	p = certchain_server_problem(&f, o->issuer, sizeof(o->issuer),
+	    o->trust_file, sizeof(o->trust_file), when, sizeof(when));
+	if (p == CERTCHAIN_MISSING_INTERMEDIATE &&
+	    o->cause == FC_TLS_UNTRUSTED)
+		o->cause = FC_TLS_MISSING_INTERMEDIATE;
+	if (p == CERTCHAIN_EXPIRED || p == CERTCHAIN_NOT_YET_VALID)
+		(void)bsnprintf(o->detail, sizeof(o->detail), "%s %s",
+		    p == CERTCHAIN_EXPIRED ? "expired" : "valid from", when);
 }
 
 /* 0 when the certificate passes (or is not checked), else -1 and the
@@ -262,8 +246,6 @@ check_cert(struct sconn *sc)
 	struct driver *d = sc->d;
 	SSL *ssl = smtp_client_ssl(sc->c);
 	X509 *leaf;
-	char day[64];
-	struct tm tm;
 	long vr;
 
 	if (!d->s->verify || ssl == NULL)
@@ -275,22 +257,11 @@ check_cert(struct sconn *sc)
 		return 0;
 	if (!first_failure(d))
 		return -1;
-	chain_names(d, ssl);
-	if (leaf != NULL && (vr == X509_V_ERR_CERT_HAS_EXPIRED ||
-	    vr == X509_V_ERR_CERT_NOT_YET_VALID) &&
-	    ASN1_TIME_to_tm(vr == X509_V_ERR_CERT_HAS_EXPIRED ?
-	    X509_get0_notAfter(leaf) : X509_get0_notBefore(leaf), &tm) &&
-	    strftime(day, sizeof(day), "%Y-%m-%d %H:%M:%S UTC", &tm) > 0)
-		(void)bsnprintf(d->o->detail, sizeof(d->o->detail), "%s %s",
-		    vr == X509_V_ERR_CERT_HAS_EXPIRED ? "expired" :
-		    "valid from", day);
 	strbuf_printf(&d->o->what, "the certificate of %s is not trusted: "
 	    "%s", d->s->host, X509_verify_cert_error_string(vr));
 	d->o->cause = failcause_from_verify(vr);
-	if (d->o->cause == FC_TLS_UNTRUSTED && leaf != NULL &&
-	    sk_X509_num(SSL_get_peer_cert_chain(ssl)) == 1 &&
-	    has_ca_issuers(leaf))
-		d->o->cause = FC_TLS_MISSING_INTERMEDIATE;
+	if (leaf != NULL)
+		cert_detail(d, ssl, leaf, vr);
 	return -1;
 }
 

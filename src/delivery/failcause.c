@@ -3,11 +3,14 @@
  * (see failcause.h), and the classifiers from what smtp_client reports
  * to a cause.
  *
- * Public: failcause_name, failcause_fix, failcause_from_reply,
- * failcause_from_verify, failcause_from_tls_error, failcause_from_result.
+ * Public: failcause_name, failcause_by_name, failcause_fix,
+ * failcause_from_reply, failcause_from_verify, failcause_from_tls_error,
+ * failcause_from_result.
  *
  * Templates use {host} {port} {hostport} {fetch} {trust_add} {issuer}
- * {address} {user} {detail}; {fetch} is the `postern cert fetch` command
+ * {address} {user} {detail}, and {v_...} words of the vocabulary table,
+ * whose text depends on ctx->who (send, probe, delivery: an option there,
+ * a configuration key here); {fetch} is the `postern cert fetch` command
  * that saves the server's chain (with --starttls unless the connection
  * was implicit TLS).  Reply texts are matched with fixed substrings of
  * the replies Postern sends (SPEC) and those of common relays (AWS SES:
@@ -35,16 +38,14 @@ static const struct {
 } table[] = {
 	{ FC_NONE, "none", "" },
 	{ FC_NAME_NOT_FOUND, "name-not-found",
-	    "the host name {host} does not resolve: check its spelling "
-	    "(SMTP_HOST or --host) and this machine's DNS" },
+	    "the name {host} does not resolve: check its spelling "
+	    "({v_name}) and this machine's DNS" },
 	{ FC_CONN_REFUSED, "connection-refused",
-	    "nothing listens on {host} port {port}: check the port (587 is "
-	    "submission with STARTTLS, 465 implicit TLS with --tls, 25 "
-	    "server to server) and that the mail service runs" },
+	    "nothing listens on {host} port {port}: check the port "
+	    "({v_ports}) and that the mail service runs" },
 	{ FC_CONN_TIMEOUT, "connection-timeout",
 	    "no answer from {host} port {port}: a firewall drops the "
-	    "traffic or the host is down; many networks block outgoing "
-	    "port 25 - try 587 (STARTTLS) or 465 (--tls)" },
+	    "traffic or the host is down; {v_port25}" },
 	{ FC_NET_UNREACHABLE, "network-unreachable",
 	    "no route to {host}: check the address and this machine's "
 	    "network ({detail})" },
@@ -54,28 +55,22 @@ static const struct {
 	    "its log" },
 	{ FC_NOT_SMTP, "not-smtp",
 	    "{host} port {port} does not answer like an SMTP server "
-	    "({detail}): check the port; port 465 needs --tls" },
+	    "({detail}): check the port; {v_465}" },
 	{ FC_NO_STARTTLS, "no-starttls",
-	    "{host} does not offer STARTTLS on port {port}: use its "
-	    "submission port (587) or implicit TLS (465 with --tls); "
-	    "--plain sends in clear, never do that over a network you do "
-	    "not control" },
+	    "{host} does not offer STARTTLS on port {port}: {v_nostarttls}" },
 	{ FC_STARTTLS_454, "starttls-unavailable",
 	    "{host} offers STARTTLS but cannot start TLS now (454): its "
 	    "certificate or TLS set-up is broken, or it is overloaded; "
 	    "retry later and tell its admin" },
 	{ FC_STARTTLS_REFUSED, "starttls-refused",
-	    "{host} refused STARTTLS: use its submission port (587) or "
-	    "implicit TLS (465 with --tls)" },
+	    "{host} refused STARTTLS: {v_starttls_refused}" },
 	{ FC_TLS_NOT_TLS, "tls-not-tls",
 	    "{host} port {port} does not speak TLS at once: it is a plain "
-	    "SMTP port - drop --tls (STARTTLS is used when offered) or use "
-	    "port 465 for implicit TLS" },
+	    "SMTP port - {v_not_tls}" },
 	{ FC_TLS_UNTRUSTED, "tls-untrusted",
 	    "the certificate of {host} was issued by \"{issuer}\", which is "
 	    "not in the trust store: see what it presents with `{fetch}`, "
-	    "then, if that CA is the one you expect, {trust_add} (or pass "
-	    "--trust FILE with that CA)" },
+	    "then, if that CA is the one you expect, {trust_add}{v_trust}" },
 	{ FC_TLS_MISSING_INTERMEDIATE, "tls-missing-intermediate",
 	    "{host} sends its certificate without the intermediate CA "
 	    "certificate of \"{issuer}\": its admin must configure the full "
@@ -85,48 +80,48 @@ static const struct {
 	{ FC_TLS_SELF_SIGNED, "tls-self-signed",
 	    "{host} presents a self-signed certificate (\"{issuer}\"): if "
 	    "it is the server you mean, save it with `{fetch}` and trust it "
-	    "with {trust_add} (or pass --trust FILE)" },
+	    "with {trust_add}{v_trust}" },
 	{ FC_TLS_EXPIRED, "tls-expired",
 	    "the certificate of {host} has expired ({detail}): its admin "
-	    "must renew it; --insecure skips the check (tests only)" },
+	    "must renew it{v_insecure}" },
 	{ FC_TLS_NOT_YET_VALID, "tls-not-yet-valid",
 	    "the certificate of {host} is not valid yet ({detail}): check "
 	    "this machine's clock, then the server's certificate" },
 	{ FC_TLS_HOST_MISMATCH, "tls-host-mismatch",
-	    "the certificate of the server does not name {host}: connect "
-	    "with a name it carries (--host NAME, or --servername NAME when "
-	    "you connect by address), or have it reissued with {host} in "
-	    "its subjectAltName" },
+	    "the certificate of the server does not name {host} ({detail}): "
+	    "{v_mismatch}, or have it reissued with {host} in its "
+	    "subjectAltName" },
 	{ FC_TLS_DH_TOO_SMALL, "tls-dh-too-small",
 	    "{host} offers a Diffie-Hellman key that is too small "
-	    "({detail}): its admin must prefer ECDHE or use DH groups of "
-	    "2048 bits or more (a cipher list without DHE)" },
+	    "({detail}): on its side, a cipher list without DHE (ECDHE "
+	    "only) or DH parameters of 2048 bits or more; on this side, "
+	    "tls.ciphers without DHE (the default "
+	    "\"ECDHE+AESGCM:ECDHE+CHACHA20\") {v_conf}, so that ECDHE is "
+	    "chosen where the server has it" },
 	{ FC_TLS_PROTOCOL, "tls-protocol",
 	    "{host} and this client share no TLS protocol version or "
 	    "cipher ({detail}): the server needs TLS 1.2 or newer with ECDHE "
 	    "ciphers; if you must talk to it, relax tls.min_protocol or "
-	    "tls.ciphers in the file given with -c" },
+	    "tls.ciphers {v_conf}" },
 	{ FC_TLS_HANDSHAKE, "tls-handshake",
 	    "the TLS handshake with {host} failed ({detail}): `postern cert "
 	    "fetch` shows what the server presents; its log says why" },
 	{ FC_TLS_REQUIRED, "tls-required",
-	    "{host} requires TLS before this command: drop --plain "
-	    "(STARTTLS is used when offered), or use --tls on port 465" },
+	    "{host} requires TLS before this command: {v_tls_first}" },
 	{ FC_AUTH_REQUIRED, "auth-required",
-	    "{host} wants authentication: set SMTP_USER and SMTP_PASSWORD "
-	    "(or --user NAME with --password-env VAR or --password-file F)" },
+	    "{host} wants authentication: {v_creds_give}" },
 	{ FC_AUTH_FAILED, "auth-failed",
-	    "{host} refused the credentials of \"{user}\": check SMTP_USER "
-	    "and SMTP_PASSWORD (for a cloud relay the SMTP credentials, not "
-	    "the console login; for Postern `postern user passwd {user}` "
-	    "makes a new password)" },
+	    "{host} refused the credentials of \"{user}\": check {v_creds} "
+	    "(for a cloud relay the SMTP credentials, not the console login; "
+	    "AWS-style relays issue them per region, so credentials of "
+	    "another region's endpoint fail; for Postern `postern user "
+	    "passwd {user}` makes a new password)" },
 	{ FC_AUTH_TEMP, "auth-blocked",
 	    "{host} blocks AUTH from this address for a while after failed "
-	    "logins: wait, and fix SMTP_USER / SMTP_PASSWORD first" },
+	    "logins: wait, and fix {v_creds} first" },
 	{ FC_AUTH_NOT_OFFERED, "auth-not-offered",
 	    "credentials were given but {host} offers no AUTH on port "
-	    "{port}: use its submission port (587, STARTTLS) or 465 (--tls), "
-	    "or unset SMTP_USER if it relays for this address" },
+	    "{port}: {v_no_auth}" },
 	{ FC_AUTH_NO_MECH, "auth-no-mechanism",
 	    "{host} offers no AUTH mechanism this client has (PLAIN, LOGIN; "
 	    "it offers {detail}): ask its admin to enable PLAIN or LOGIN "
@@ -140,9 +135,9 @@ static const struct {
 	    "allow this client (or use its submission port with "
 	    "credentials)" },
 	{ FC_RELAY_DENIED, "relay-denied",
-	    "{host} does not relay for this client: authenticate (SMTP_USER "
-	    "and SMTP_PASSWORD) or have this client's address added to its "
-	    "relay list; for mail it hosts, check the recipient domain "
+	    "{host} does not relay for this client: authenticate "
+	    "({v_creds}) or have this client's address added to its relay "
+	    "list; for mail it hosts, check the recipient domain "
 	    "{address}" },
 	{ FC_SENDER_NOT_VERIFIED, "sender-not-verified",
 	    "the sender {address} is not a verified identity of this "
@@ -153,15 +148,13 @@ static const struct {
 	{ FC_RCPT_UNKNOWN, "recipient-unknown",
 	    "{host} has no mailbox {address}: check the recipient address" },
 	{ FC_TOO_MANY_RCPTS, "too-many-recipients",
-	    "{host} takes fewer recipients per message: split the list "
-	    "over several messages" },
+	    "{host} takes fewer recipients per message: {v_split}" },
 	{ FC_SIZE, "message-too-big",
 	    "the message is bigger than {host} accepts{detail}: send smaller "
 	    "attachments (a link instead) or have its limit raised" },
 	{ FC_THROTTLED, "throttled",
-	    "the sending quota of this account is reached: slow down "
-	    "(fewer --concurrency, spread the sending) or have the quota "
-	    "raised" },
+	    "the sending quota of this account is reached: {v_slow} or have "
+	    "the quota raised" },
 	{ FC_NEEDS_8BITMIME, "needs-8bitmime",
 	    "{host} takes 7-bit data only (no 8BITMIME): send the message "
 	    "MIME-encoded (quoted-printable or base64; `postern send "
@@ -170,15 +163,154 @@ static const struct {
 	    "{host} does not take non-ASCII addresses (no SMTPUTF8): use "
 	    "an ASCII address (an alias) for this recipient or sender" },
 	{ FC_TOO_MANY_CONNECTIONS, "too-many-connections",
-	    "{host} allows fewer connections from this address: lower "
-	    "--concurrency" },
+	    "{host} allows fewer connections from this address: "
+	    "{v_fewer_conns}" },
 	{ FC_SHUTDOWN, "service-unavailable",
-	    "{host} is shutting down or not available (421): retry later" },
+	    "{host} is shutting down or not available (421): {v_later}" },
 	{ FC_TEMPFAIL, "temporary-failure",
-	    "a temporary refusal: retry later; the reply above says why" },
+	    "a temporary refusal: {v_later}; {v_why}" },
 	{ FC_REJECTED, "rejected",
-	    "{host} refused the message: the reply above says why; give it "
-	    "to the server's admin if it is not clear" },
+	    "{host} refused the message: {v_why}; give it to the server's "
+	    "admin if it is not clear" },
+	{ FC_NO_BANNER, "no-banner",
+	    "{host} port {port} took the connection but sent no banner "
+	    "({detail}): an implicit-TLS port ({v_465}), a firewall or "
+	    "proxy that accepts and stalls, or an overloaded server" },
+	{ FC_SLOW_BANNER, "slow-banner",
+	    "{host} sent its banner after {detail}: clients that give up "
+	    "sooner lose mail; if the delay is deliberate (a greeting "
+	    "delay against spam bots) keep it under 30 s, else check the "
+	    "server's reverse DNS lookups and load" },
+	{ FC_NO_ESMTP, "no-esmtp",
+	    "{host} refuses EHLO and speaks old SMTP (HELO) only: no "
+	    "STARTTLS, AUTH, SIZE or 8BITMIME is possible; ask its admin to "
+	    "enable ESMTP" },
+	{ FC_AUTH_BEFORE_TLS, "auth-before-tls",
+	    "{host} offers AUTH before TLS, so a client may send its "
+	    "password in clear: its admin should offer AUTH only after "
+	    "STARTTLS (Postfix smtpd_tls_auth_only = yes; Postern does so "
+	    "unless a policy sets allow_plaintext_auth)" },
+	{ FC_TLS_OLD_PROTOCOL, "tls-old-protocol",
+	    "{host} still accepts {detail}, which RFC 8996 retires: its "
+	    "admin should accept TLS 1.2 and newer only (Postfix "
+	    "smtpd_tls_protocols = >=TLSv1.2, Postern tls.min_protocol = "
+	    "\"TLSv1.2\", the default)" },
+	{ FC_TLS_WEAK_KEY, "tls-weak-key",
+	    "the certificate of {host} has a weak key ({detail}): its admin "
+	    "must replace it with one of an RSA key of 2048 bits or more or "
+	    "an EC key" },
+	{ FC_TLS_SHA1, "tls-sha1",
+	    "a certificate {host} sends is signed with SHA-1 ({detail}), "
+	    "which verifiers refuse more and more: its admin must have it "
+	    "reissued with SHA-256" },
+	{ FC_TLS_EXPIRING, "tls-expiring",
+	    "a certificate {host} sends expires soon ({detail}): its admin "
+	    "must renew it before then (automatic renewal, e.g. ACME, "
+	    "avoids this)" },
+	{ FC_TLS_CHAIN_ORDER, "tls-chain-order",
+	    "{host} sends its certificate chain in the wrong order "
+	    "({detail}): its admin must put the server certificate first, "
+	    "then each intermediate followed by the one that issued it "
+	    "(strict clients refuse other orders)" },
+	{ FC_STARTTLS_INJECTION, "starttls-injection",
+	    "{host} runs commands pipelined after STARTTLS as if they came "
+	    "through TLS (CVE-2011-0411 class: a man in the middle can "
+	    "inject commands into the encrypted session): its admin must "
+	    "update the MTA so that it discards plaintext buffered with "
+	    "STARTTLS" },
+	{ FC_POLICY_CLEAR, "policy-clear",
+	    "mail for {address} would go in clear ({detail}): have the "
+	    "server offer STARTTLS, or set the destination's tls to "
+	    "\"required\" if clear text is not acceptable (mail then waits "
+	    "instead)" },
+	{ FC_POLICY_DEFER, "policy-defer",
+	    "Postern would defer mail for {address} ({detail}): fix what "
+	    "failed above on the server's side, or relax the tls of its "
+	    "destinations entry in the configuration if you accept the "
+	    "risk" },
+};
+
+/*
+ * Words that depend on the reader (enum failcause_for): what an option
+ * of `postern send`, of `postern probe`, or a setting of the delivery is
+ * called.  {v_...} in a fix names one of these.
+ */
+static const struct {
+	const char	*name;
+	const char	*text[3];	/* send, probe, delivery */
+} vocab[] = {
+	{ "v_name", { "SMTP_HOST or --host", "HOST or --mx DOMAIN",
+	    "the recipient domain, or the route's hosts" } },
+	{ "v_ports", { "587 is submission with STARTTLS, 465 implicit TLS "
+	    "with --tls, 25 server to server", "587 is submission with "
+	    "STARTTLS, 465 implicit TLS with --tls, 25 server to server",
+	    "25 for MX hosts; a route names its own as \"[host]:port\", 465 "
+	    "with tls = \"implicit\"" } },
+	{ "v_port25", { "many networks block outgoing port 25 - try 587 "
+	    "(STARTTLS) or 465 (--tls)", "many providers block outgoing "
+	    "port 25 - ask yours, or try 587 (STARTTLS) or 465 (--tls)",
+	    "many providers block outgoing port 25: ask yours to open it, "
+	    "or relay through a smart host (a \"*\" route with hosts and "
+	    "auth_user)" } },
+	{ "v_465", { "port 465 needs --tls", "port 465 needs --tls",
+	    "port 465 needs tls = \"implicit\" in the route" } },
+	{ "v_nostarttls", { "use its submission port (587) or implicit TLS "
+	    "(465 with --tls); --plain sends in clear, never do that over a "
+	    "network you do not control", "mail to it goes in clear, or not "
+	    "at all where TLS is required; its admin should enable STARTTLS "
+	    "(for submission, use port 587, or 465 with --tls)", "its admin "
+	    "must enable STARTTLS; until then mail for this destination "
+	    "waits (tls required) unless its destinations entry allows "
+	    "clear text (preferred)" } },
+	{ "v_starttls_refused", { "use its submission port (587) or "
+	    "implicit TLS (465 with --tls)", "its TLS set-up is broken: tell "
+	    "its admin (for submission, try 587, or 465 with --tls)", "its "
+	    "TLS set-up is broken: tell its admin; mail waits where TLS is "
+	    "required" } },
+	{ "v_not_tls", { "drop --tls (STARTTLS is used when offered) or use "
+	    "port 465 for implicit TLS", "drop --tls (STARTTLS is used when "
+	    "offered) or use port 465 for implicit TLS", "set the route's "
+	    "tls to \"starttls\", or use its implicit-TLS port (465)" } },
+	{ "v_trust", { " (or pass --trust FILE with that CA)", " (or pass "
+	    "--trust FILE with that CA)", "" } },
+	{ "v_insecure", { "; --insecure skips the check (tests only)", "",
+	    "" } },
+	{ "v_mismatch", { "connect with a name it carries (--host NAME, or "
+	    "--servername NAME when you connect by address)", "probe a name "
+	    "it carries (or give one with --servername NAME when you "
+	    "connect by address)", "the MX record (or the route's host) must "
+	    "name a host the certificate carries" } },
+	{ "v_conf", { "in the file given with -c", "in the file given with "
+	    "-c", "in the configuration (then reload)" } },
+	{ "v_tls_first", { "drop --plain (STARTTLS is used when offered), "
+	    "or use --tls on port 465", "drop --plain (STARTTLS is used when "
+	    "offered), or use --tls on port 465", "the destination's tls "
+	    "(or the route's) must not be \"none\"" } },
+	{ "v_creds_give", { "set SMTP_USER and SMTP_PASSWORD (or --user "
+	    "NAME with --password-env VAR or --password-file F)", "give "
+	    "--user NAME with --password-env VAR or --password-file F",
+	    "give the route auth_user and auth_password_file" } },
+	{ "v_creds", { "SMTP_USER and SMTP_PASSWORD", "--user and the "
+	    "password", "the route's auth_user and auth_password_file" } },
+	{ "v_no_auth", { "use its submission port (587, STARTTLS) or 465 "
+	    "(--tls), or unset SMTP_USER if it relays for this address",
+	    "use its submission port (587, STARTTLS) or 465 (--tls), or drop "
+	    "--user if it relays for this address", "drop auth_user from "
+	    "the route if it relays for this address, or route to its "
+	    "submission port" } },
+	{ "v_split", { "split the list over several messages", "split the "
+	    "list over several messages", "Postern sends the rest in "
+	    "further transactions by itself" } },
+	{ "v_slow", { "slow down (fewer --concurrency, spread the sending)",
+	    "slow down (spread the sending)", "slow down (a lower "
+	    "max_connections in its destinations entry)" } },
+	{ "v_fewer_conns", { "lower --concurrency", "wait until other "
+	    "connections from this address have ended", "lower "
+	    "max_connections in its destinations entry" } },
+	{ "v_later", { "retry later", "retry later", "Postern retries by "
+	    "itself (delivery.retry_min up to retry_max)" } },
+	{ "v_why", { "the reply above says why", "the reply above says why",
+	    "the last error says why" } },
 };
 
 const char *
@@ -192,7 +324,36 @@ failcause_name(enum failcause fc)
 	return "?";
 }
 
-/* The value of one placeholder, or NULL for an unknown name. */
+enum failcause
+failcause_by_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && i < sizeof(table) / sizeof(table[0]); i++)
+		if (strcmp(table[i].name, name) == 0)
+			return table[i].cause;
+	return FC_NONE;
+}
+
+/* A word of the vocabulary for this reader; 0, or -1 if not one. */
+static int
+put_word(const char *name, size_t n, enum failcause_for who,
+    struct strbuf *out)
+{
+	size_t i;
+
+	if ((unsigned)who > FC_FOR_DELIVERY)
+		who = FC_FOR_SEND;
+	for (i = 0; i < sizeof(vocab) / sizeof(vocab[0]); i++)
+		if (strlen(vocab[i].name) == n &&
+		    memcmp(vocab[i].name, name, n) == 0) {
+			strbuf_puts(out, vocab[i].text[who]);
+			return 0;
+		}
+	return -1;
+}
+
+/* The value of one placeholder; an unknown name is copied as it is. */
 static void
 put_var(const char *name, size_t n, const struct failcause_ctx *x,
     struct strbuf *out)
@@ -242,7 +403,7 @@ put_var(const char *name, size_t n, const struct failcause_ctx *x,
 			strbuf_puts(out, x->detail);
 		else if (out->len > 0 && out->s[out->len - 1] == '(')
 			strbuf_puts(out, "no details");
-	} else
+	} else if (put_word(name, n, x->who, out) == -1)
 		strbuf_add(out, name - 1, n + 2);	/* not ours: as is */
 #undef IS
 #undef OR
@@ -440,6 +601,8 @@ failcause_from_result(const struct smtp_client_result *r, int implicit)
 		return r->sys_errno == ETIMEDOUT ? FC_CONN_TIMEOUT :
 		    FC_NET_UNREACHABLE;
 	case SMTP_CLIENT_ETIMEOUT:
+		if (step_is(r->step, "greeting"))
+			return FC_NO_BANNER;
 		return step_is(r->step, "connect") ? FC_CONN_TIMEOUT :
 		    step_is(r->step, "TLS handshake") && implicit ?
 		    FC_TLS_NOT_TLS : FC_CONN_TIMEOUT;

@@ -8,6 +8,11 @@
  * `postern queue show`): a new diagnosis is one new row here, and every
  * caller gets it.
  *
+ * The fix texts are written once; where the remedy depends on who reads
+ * it (an option of `postern send`, of `postern probe`, or a key of the
+ * configuration for delivery), a row names a word of the small
+ * vocabulary in failcause.c ({v_creds}, ...) that ctx->who picks.
+ *
  * Classifiers map what the one SMTP client (smtp_client.h) reports - a
  * step result, a reply (code + enhanced code + text + step), a TLS
  * verification result (X509_V_ERR_*), an OpenSSL handshake error - to a
@@ -67,7 +72,29 @@ enum failcause {
 	FC_SHUTDOWN,		/* 421 */
 	FC_TEMPFAIL,		/* any other 4xx */
 	FC_REJECTED,		/* any other 5xx */
+	/* what `postern probe` finds beyond a failure (mostly warnings) */
+	FC_NO_BANNER,		/* connected, no greeting in time */
+	FC_SLOW_BANNER,		/* greeting came late */
+	FC_NO_ESMTP,		/* EHLO refused, HELO accepted */
+	FC_AUTH_BEFORE_TLS,	/* AUTH offered in clear */
+	FC_TLS_OLD_PROTOCOL,	/* TLS 1.0 / 1.1 still accepted */
+	FC_TLS_WEAK_KEY,	/* RSA key below 2048 bits */
+	FC_TLS_SHA1,		/* SHA-1 signature in the chain */
+	FC_TLS_EXPIRING,	/* a link expires within 30 days */
+	FC_TLS_CHAIN_ORDER,	/* chain sent in the wrong order */
+	FC_STARTTLS_INJECTION,	/* commands pipelined after STARTTLS run
+				 * inside TLS (CVE-2011-0411 class) */
+	FC_POLICY_CLEAR,	/* the destination's tls lets mail go in
+				 * clear */
+	FC_POLICY_DEFER,	/* the destination's tls would defer */
 	FC_COUNT
+};
+
+/* Who reads the fix: the words for options and settings differ. */
+enum failcause_for {
+	FC_FOR_SEND = 0,	/* `postern send` (the default) */
+	FC_FOR_PROBE,		/* `postern probe` */
+	FC_FOR_DELIVERY		/* delivery: log, `postern queue show` */
 };
 
 /* What the fix text may name; every field may be NULL / 0. */
@@ -82,11 +109,16 @@ struct failcause_ctx {
 	const char	*address;	/* the sender / recipient concerned */
 	const char	*user;		/* AUTH user */
 	const char	*detail;	/* e.g. "expired 2026-01-01" */
+	enum failcause_for who;
 };
 
 /* Short stable name ("tls-untrusted", "auth-failed", ...): log field,
- * JSON value, test key.  "none" for FC_NONE, "?" out of range. */
+ * JSON value, test key, and how the spool's state files keep a cause.
+ * "none" for FC_NONE, "?" out of range. */
 const char *failcause_name(enum failcause);
+/* The cause of a name failcause_name() gave; FC_NONE for an unknown one
+ * (a state file written by a later version). */
+enum failcause failcause_by_name(const char *);
 /* Append the fix for `cause` (without "fix: ", no newline); nothing for
  * FC_NONE.  Placeholders of the table are filled from ctx; a missing
  * value is written as an upper-case word (HOST, ADDRESS, NAME). */

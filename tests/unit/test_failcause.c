@@ -26,7 +26,7 @@ test_every_row(void **state)
 {
 	struct failcause_ctx ctx = { "smtp.example.net", 587, 0,
 	    "Example Root CA", "Example_Root_CA", "a@example.org", "alice",
-	    "expired 2026-01-01" };
+	    "expired 2026-01-01", FC_FOR_SEND };
 	struct strbuf sb = STRBUF_INIT;
 	int fc, j;
 
@@ -56,42 +56,78 @@ struct fix_case {
 	const char	*want;		/* substring */
 };
 
+#define SEND	FC_FOR_SEND
+#define PROBE	FC_FOR_PROBE
+#define DELIV	FC_FOR_DELIVERY
+
 static const struct fix_case fixes[] = {
 	{ FC_TLS_UNTRUSTED, { "mx.example", 587, 0, "Corp CA", "Corp_CA",
-	    NULL, NULL, NULL },
+	    NULL, NULL, NULL, SEND },
 	    "`postern cert fetch mx.example:587 --starttls --out certs`" },
 	{ FC_TLS_UNTRUSTED, { "mx.example", 587, 0, "Corp CA", "Corp_CA",
-	    NULL, NULL, NULL },
+	    NULL, NULL, NULL, SEND },
 	    "`postern trust add certs/Corp_CA.pem --name Corp_CA`" },
 	{ FC_TLS_UNTRUSTED, { "mx.example", 465, 1, "Corp CA", "Corp_CA",
-	    NULL, NULL, NULL },
+	    NULL, NULL, NULL, SEND },
 	    "`postern cert fetch mx.example:465 --out certs`" },
-	{ FC_TLS_UNTRUSTED, { "::1", 25, 0, NULL, NULL, NULL, NULL, NULL },
-	    "postern cert fetch [::1]:25 --starttls" },
+	{ FC_TLS_UNTRUSTED, { "::1", 25, 0, NULL, NULL, NULL, NULL, NULL,
+	    SEND }, "postern cert fetch [::1]:25 --starttls" },
 	{ FC_TLS_UNTRUSTED, { "mx.example", 25, 0, "Corp CA", NULL, NULL,
-	    NULL, NULL }, "issued by \"Corp CA\"" },
+	    NULL, NULL, SEND }, "issued by \"Corp CA\"" },
 	{ FC_TLS_UNTRUSTED, { "mx.example", 25, 0, "Corp CA", NULL, NULL,
-	    NULL, NULL }, "`postern trust add CA.pem --name NAME` with CA.pem "
-	    "the certificate of \"Corp CA\"" },
+	    NULL, NULL, SEND }, "`postern trust add CA.pem --name NAME` with "
+	    "CA.pem the certificate of \"Corp CA\"" },
+	{ FC_TLS_UNTRUSTED, { "mx.example", 25, 0, "Corp CA", NULL, NULL,
+	    NULL, NULL, SEND }, "(or pass --trust FILE with that CA)" },
 	{ FC_TLS_SELF_SIGNED, { "mx.example", 25, 0, "mx.example",
-	    "mx.example", NULL, NULL, NULL },
+	    "mx.example", NULL, NULL, NULL, SEND },
 	    "`postern trust add certs/mx.example.pem --name mx.example`" },
 	{ FC_SENDER_NOT_VERIFIED, { "h", 587, 0, NULL, NULL, "x@y.example",
-	    "bob", NULL },
+	    "bob", NULL, SEND },
 	    "`postern user modify bob --add-identity x@y.example`" },
 	{ FC_SENDER_NOT_VERIFIED, { NULL, 0, 0, NULL, NULL, NULL, NULL,
-	    NULL }, "--add-identity ADDRESS" },
-	{ FC_AUTH_REQUIRED, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL },
-	    "SMTP_USER and SMTP_PASSWORD" },
-	{ FC_CONN_REFUSED, { "h", 2525, 0, NULL, NULL, NULL, NULL, NULL },
-	    "nothing listens on h port 2525" },
+	    NULL, SEND }, "--add-identity ADDRESS" },
+	{ FC_AUTH_REQUIRED, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL,
+	    SEND }, "SMTP_USER and SMTP_PASSWORD" },
+	{ FC_CONN_REFUSED, { "h", 2525, 0, NULL, NULL, NULL, NULL, NULL,
+	    SEND }, "nothing listens on h port 2525" },
 	{ FC_TLS_DH_TOO_SMALL, { "h", 25, 0, NULL, NULL, NULL, NULL,
-	    "1024 bits" }, "(1024 bits)" },
-	{ FC_TLS_PROTOCOL, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL },
-	    "(no details)" },
-	{ FC_AUTH_FAILED, { "h", 25, 0, NULL, NULL, NULL, "me", NULL },
-	    "`postern user passwd me`" },
+	    "1024 bits", SEND }, "(1024 bits)" },
+	{ FC_TLS_DH_TOO_SMALL, { "h", 25, 0, NULL, NULL, NULL, NULL,
+	    "1024 bits", PROBE }, "a cipher list without DHE" },
+	{ FC_TLS_DH_TOO_SMALL, { "h", 25, 0, NULL, NULL, NULL, NULL,
+	    "1024 bits", PROBE }, "tls.ciphers without DHE" },
+	{ FC_TLS_PROTOCOL, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL,
+	    SEND }, "(no details)" },
+	{ FC_AUTH_FAILED, { "h", 25, 0, NULL, NULL, NULL, "me", NULL,
+	    SEND }, "`postern user passwd me`" },
+	{ FC_AUTH_FAILED, { "h", 25, 0, NULL, NULL, NULL, "me", NULL,
+	    PROBE }, "per region" },
+	/* the vocabulary: one row, the words of each reader */
+	{ FC_AUTH_REQUIRED, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL,
+	    PROBE }, "give --user NAME with --password-env VAR" },
+	{ FC_AUTH_REQUIRED, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL,
+	    DELIV }, "auth_user and auth_password_file" },
+	{ FC_TLS_EXPIRED, { "h", 25, 0, NULL, NULL, NULL, NULL, "x",
+	    SEND }, "--insecure skips" },
+	{ FC_CONN_TIMEOUT, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL,
+	    DELIV }, "smart host" },
+	{ FC_TLS_HOST_MISMATCH, { "mx.a", 25, 0, NULL, NULL, NULL, NULL,
+	    "it names b.example", PROBE }, "does not name mx.a (it names "
+	    "b.example): probe a name it carries" },
+	{ FC_TEMPFAIL, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL, DELIV },
+	    "Postern retries by itself" },
+	{ FC_NO_STARTTLS, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL,
+	    DELIV }, "must enable STARTTLS" },
+	{ FC_STARTTLS_INJECTION, { "h", 25, 0, NULL, NULL, NULL, NULL, NULL,
+	    PROBE }, "CVE-2011-0411" },
+	{ FC_TLS_OLD_PROTOCOL, { "h", 25, 0, NULL, NULL, NULL, NULL,
+	    "TLSv1", PROBE }, "still accepts TLSv1," },
+	{ FC_POLICY_DEFER, { "h", 25, 0, NULL, NULL, "x.example", NULL,
+	    "tls required-verify", PROBE }, "defer mail for x.example (tls "
+	    "required-verify)" },
 };
+
 
 static void
 test_fix_text(void **state)
@@ -110,6 +146,35 @@ test_fix_text(void **state)
 	strbuf_reset(&sb);
 	failcause_fix(FC_AUTH_REQUIRED, NULL, &sb);
 	assert_non_null(strstr(sb.s, "HOST wants"));
+	strbuf_free(&sb);
+}
+
+/* Every reader gets every row without a placeholder left, and the
+ * names come back (the spool keeps causes by name). */
+static void
+test_readers_and_names(void **state)
+{
+	struct failcause_ctx ctx = { "h.example", 25, 0, "CA", "CA",
+	    "a@b.example", "u", "d", SEND };
+	struct strbuf sb = STRBUF_INIT;
+	int fc, who;
+
+	(void)state;
+	for (who = FC_FOR_SEND; who <= FC_FOR_DELIVERY; who++)
+		for (fc = FC_NONE + 1; fc < FC_COUNT; fc++) {
+			ctx.who = (enum failcause_for)who;
+			strbuf_reset(&sb);
+			failcause_fix((enum failcause)fc, &ctx, &sb);
+			if (strchr(sb.s, '{') != NULL || strstr(sb.s, "v_"))
+				fail_msg("%s (reader %d): %s",
+				    failcause_name((enum failcause)fc), who,
+				    sb.s);
+		}
+	for (fc = FC_NONE; fc < FC_COUNT; fc++)
+		assert_int_equal(failcause_by_name(failcause_name(
+		    (enum failcause)fc)), fc);
+	assert_int_equal(failcause_by_name("no-such-cause"), FC_NONE);
+	assert_int_equal(failcause_by_name(NULL), FC_NONE);
 	strbuf_free(&sb);
 }
 
@@ -255,6 +320,8 @@ test_from_result(void **state)
 	assert_int_equal(failcause_from_result(&r, 0), FC_CONN_REFUSED);
 	r.err = SMTP_CLIENT_ETIMEOUT;
 	assert_int_equal(failcause_from_result(&r, 0), FC_CONN_TIMEOUT);
+	r.step = "greeting";
+	assert_int_equal(failcause_from_result(&r, 0), FC_NO_BANNER);
 	r.step = "TLS handshake";
 	assert_int_equal(failcause_from_result(&r, 1), FC_TLS_NOT_TLS);
 	r.err = SMTP_CLIENT_ETLS;
@@ -280,6 +347,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_row),
 		cmocka_unit_test(test_fix_text),
+		cmocka_unit_test(test_readers_and_names),
 		cmocka_unit_test(test_from_reply),
 		cmocka_unit_test(test_from_verify),
 		cmocka_unit_test(test_from_tls_error),
