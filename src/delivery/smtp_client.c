@@ -114,6 +114,7 @@ struct smtp_client {
 	struct bufferevent	*bev;
 	int			 bev_owns_fd;	/* the TLS bufferevent does */
 	int			 tls_up;
+	double			 tls_t0;	/* last handshake began (mono) */
 	struct event		*connev;	/* connect in progress */
 	struct event		*timer;
 	struct event		*kick;
@@ -604,6 +605,7 @@ start_tls(struct smtp_client *c, SSL_CTX *ctx, const char *servername,
 	}
 	c->bev = tb;
 	c->bev_owns_fd = 1;
+	c->tls_t0 = mono_now();
 	/* A peer that closes without close_notify after QUIT is common. */
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	/* Plaintext state is void once TLS starts (RFC 3207 4.2). */
@@ -946,9 +948,11 @@ smtp_client_ehlo(struct smtp_client *c, const char *name, smtp_client_cb cb,
 	await_reply(c);
 }
 
-void
-smtp_client_starttls(struct smtp_client *c, SSL_CTX *ctx,
-    const char *servername, smtp_client_cb cb, void *arg)
+/* STARTTLS, or with `lines` (complete CRLF-ended lines) written in the
+ * same buffer right after it: one packet (the injection check). */
+static void
+starttls_start(struct smtp_client *c, SSL_CTX *ctx, const char *servername,
+    const char *lines, smtp_client_cb cb, void *arg)
 {
 	if (begin(c, STEP_STARTTLS, "STARTTLS", c->to.ehlo, cb, arg, 1) == -1)
 		return;
@@ -964,8 +968,29 @@ smtp_client_starttls(struct smtp_client *c, SSL_CTX *ctx,
 	    sizeof(c->st_name));
 	SSL_CTX_up_ref(ctx);
 	c->st_ctx = ctx;
-	send_line(c, "STARTTLS");
+	if (lines != NULL) {
+		struct strbuf sb = STRBUF_INIT;
+
+		strbuf_printf(&sb, "STARTTLS\r\n%s", lines);
+		bufferevent_write(c->bev, sb.s, sb.len);
+		strbuf_free(&sb);
+	} else
+		send_line(c, "STARTTLS");
 	await_reply(c);
+}
+
+void
+smtp_client_starttls(struct smtp_client *c, SSL_CTX *ctx,
+    const char *servername, smtp_client_cb cb, void *arg)
+{
+	starttls_start(c, ctx, servername, NULL, cb, arg);
+}
+
+void
+smtp_client_starttls_inject(struct smtp_client *c, SSL_CTX *ctx,
+    const char *servername, smtp_client_cb cb, void *arg)
+{
+	starttls_start(c, ctx, servername, "NOOP\r\n", cb, arg);
 }
 
 void
@@ -1643,4 +1668,10 @@ int
 smtp_client_fd(const struct smtp_client *c)
 {
 	return c->fd;
+}
+
+double
+smtp_client_tls_started(const struct smtp_client *c)
+{
+	return c->tls_t0;
 }

@@ -19,6 +19,7 @@
  *	smtp_client_greeting(c, cb2)              read the 220
  *	smtp_client_ehlo(c, name, cb3)            EHLO, HELO on 5xx to EHLO
  *	smtp_client_starttls(c, ctx, name, cb4)   STARTTLS + handshake
+ *	                                          (or _inject: + NOOP)
  *	smtp_client_ehlo(c, name, cb5)            again: RFC 3207 4.2
  *	smtp_client_command(c, "MAIL FROM:<>", 0, cb6) ...
  *	smtp_client_quit(c, cb7); smtp_client_free(c)
@@ -233,6 +234,18 @@ void	smtp_client_ehlo(struct smtp_client *, const char *name,
  * advertised it is for the caller to check (smtp_client_ehlo_info). */
 void	smtp_client_starttls(struct smtp_client *, SSL_CTX *,
 	    const char *servername, smtp_client_cb, void *arg);
+/*
+ * The STARTTLS command-injection check (CVE-2011-0411 class): STARTTLS
+ * and NOOP written together (one packet), then as smtp_client_starttls.
+ * A correct server answers 220 and discards the NOOP it read with it; a
+ * vulnerable one answers the NOOP after the handshake, inside TLS.  The
+ * caller then calls smtp_client_quit() and reads the first reply in TLS:
+ * 221 = the NOOP was dropped, 250 = it was executed.  A server that
+ * answers the NOOP in clear, right after its 220, makes this step fail
+ * with EPROTO (data after the 220), as for smtp_client_starttls.
+ */
+void	smtp_client_starttls_inject(struct smtp_client *, SSL_CTX *,
+	    const char *servername, smtp_client_cb, void *arg);
 /* Send one command line (without CRLF) and read its reply; `timeout` in
  * seconds, <= 0 = the `command` default. */
 void	smtp_client_command(struct smtp_client *, const char *line,
@@ -318,6 +331,10 @@ int	smtp_client_esmtp(const struct smtp_client *);
 SSL	*smtp_client_ssl(const struct smtp_client *);
 /* The socket, or -1 (for getsockname/getpeername). */
 int	smtp_client_fd(const struct smtp_client *);
+/* When the last TLS handshake began (mono_now() seconds), 0 if none:
+ * after a STARTTLS step, the time to the 220 and the handshake's own
+ * time can be told apart. */
+double	smtp_client_tls_started(const struct smtp_client *);
 /* Name of an error kind ("connection refused", "timeout", ...). */
 const char *smtp_client_strerror(enum smtp_client_err);
 

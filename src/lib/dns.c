@@ -9,6 +9,7 @@
  * through a pointer handed to libunbound.
  *
  * A next-hop lookup (dns_hosts) is one MX query (unless the hop is direct),
+ * (dns_mx stops there: the names of the MX hosts, for `postern probe`),
  * then A and AAAA of every host at once, each query with its own id as
  * libunbound's cookie.  It finishes when nothing is pending or at its one
  * deadline; whatever is still pending then is cancelled and counts as
@@ -97,6 +98,7 @@ struct hosts_req {
 	char		 name[256];
 	int		 port;
 	int		 explicit_mx;	/* hosts come from MX records */
+	int		 mx_only;	/* dns_mx: no address lookups */
 	int		 implicit_mx;	/* the host is the implicit MX */
 	unsigned long	 mx_qid;
 	int		 ub_mx;		/* pending MX query, -1 none */
@@ -628,6 +630,13 @@ hosts_result(struct hosts_req *r)
 
 	if (r->decided)
 		return;
+	if (r->mx_only && r->nhosts > 0) {	/* dns_mx: names only */
+		r->decided = 1;
+		r->res.status = DNS_OK;
+		r->res.hosts = r->hosts;
+		r->res.nhosts = r->nhosts;
+		return;
+	}
 	for (i = 0; i < r->nhosts; i++)
 		if (r->hosts[i].naddrs > 0)
 			n++;
@@ -966,7 +975,7 @@ mx_cb(void *arg, int err, struct ub_result *res)
 	}
 	if (res)
 		ub_resolve_free(res);
-	if (r->decided)
+	if (r->decided || r->mx_only)
 		hosts_finish(r);
 	else
 		hosts_start_addrs(r);
@@ -1077,6 +1086,21 @@ dns_hosts(const char *name, int mx, int port, double timeout,
 	}
 	hosts_finish(r);
 	return r->id;
+}
+
+unsigned long
+dns_mx(const char *domain, double timeout, dns_hosts_cb cb, void *arg)
+{
+	unsigned long id;
+	struct hosts_req *r;
+
+	/* the MX query of dns_hosts, stopped before the addresses: mark the
+	 * request before its first answer can come (answers come from the
+	 * loop, never from inside dns_hosts) */
+	id = dns_hosts(domain, 1, 25, timeout, cb, arg);
+	if ((r = find_hreq(id)) != NULL)
+		r->mx_only = 1;
+	return id;
 }
 
 void

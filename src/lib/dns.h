@@ -95,6 +95,16 @@ typedef void (*dns_hosts_cb)(void *arg, const struct dns_hosts *);
 unsigned long dns_hosts(const char *name, int mx, int port, double timeout,
 	    dns_hosts_cb, void *arg);
 
+/*
+ * The MX hosts of `domain` as dns_hosts() with mx = 1 orders them (the
+ * implicit MX when it has none; NXDOMAIN, null MX and failures the same),
+ * but without their addresses: naddrs is 0 in every host of a DNS_OK
+ * answer.  For `postern probe --mx`, which resolves and reports each host
+ * on its own.  An address given as the domain comes back with it.
+ */
+unsigned long dns_mx(const char *domain, double timeout, dns_hosts_cb cb,
+	    void *arg);
+
 /* Cancel a dns_rdns() or dns_hosts() request: its callback will not run,
  * its queries are cancelled.  Unknown or finished ids are ignored. */
 void	dns_cancel(unsigned long id);

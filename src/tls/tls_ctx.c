@@ -11,7 +11,10 @@
  *
  * Client: settings of the `tls` block; with verification, the trust store
  * and (tls.system_cas) the system bundle; per connection the caller names
- * the host to check.
+ * the host to check.  A diagnostic client context (tls_client_ctx_diag)
+ * takes whatever a server offers, down to TLS 1.0 and small DH groups, so
+ * `postern probe` can say what an incompatible server speaks; it never
+ * carries mail.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -448,4 +453,58 @@ const char *
 tls_cipher(const SSL *ssl)
 {
 	return SSL_CIPHER_get_name(SSL_get_current_cipher(ssl));
+}
+
+int
+tls_peer_tmp_key(SSL *ssl, char *buf, size_t len)
+{
+	EVP_PKEY *k = NULL;
+	char group[64];
+	size_t glen = 0;
+	int bits, id;
+
+	buf[0] = '\0';
+	if (ssl == NULL || !SSL_get_peer_tmp_key(ssl, &k) || k == NULL) {
+		ERR_clear_error();
+		return -1;
+	}
+	bits = EVP_PKEY_get_bits(k);
+	id = EVP_PKEY_get_base_id(k);
+	if (id == EVP_PKEY_DH || id == EVP_PKEY_DHX)
+		bstrlcpy(buf, "DH", len);
+	else if (id == EVP_PKEY_EC && EVP_PKEY_get_utf8_string_param(k,
+	    OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), &glen) == 1)
+		bsnprintf(buf, len, "ECDH %s", group);
+	else
+		bstrlcpy(buf, OBJ_nid2sn(id != NID_undef ? id :
+		    EVP_PKEY_get_id(k)), len);
+	EVP_PKEY_free(k);
+	return bits;
+}
+
+SSL_CTX *
+tls_client_ctx_diag(int max_version, char *why, size_t whylen)
+{
+	SSL_CTX *ctx;
+	char err[256];
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		bsnprintf(why, whylen, "out of memory for a TLS context");
+		return NULL;
+	}
+	/* level 0 before the lists: they are checked against it */
+	SSL_CTX_set_security_level(ctx, 0);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_LEGACY_SERVER_CONNECT);
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, max_version) ||
+	    !SSL_CTX_set_cipher_list(ctx, "ALL:@SECLEVEL=0")) {
+		ssl_errors(err, sizeof(err));
+		bsnprintf(why, whylen, "cannot make a diagnostic TLS context: "
+		    "%s", err);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	return ctx;
 }

@@ -67,4 +67,22 @@ const char *tls_error_reason(unsigned long err, char *buf, size_t len);
 const char *tls_protocol(const SSL *);
 const char *tls_cipher(const SSL *);
 
+/*
+ * The server's temporary key of an established SSL (the key exchange:
+ * SSL_get_peer_tmp_key): its kind in buf ("X25519", "ECDH P-256", "DH",
+ * ...) and its size in bits as the result; -1 when there is none (RSA
+ * key transport, or not known).
+ */
+int	tls_peer_tmp_key(SSL *, char *buf, size_t len);
+
+/*
+ * A client context for diagnosis only, never for mail: every protocol
+ * from TLS 1.0 up to `max_version` (0 = the newest; TLS1_1_VERSION to
+ * see whether a server still accepts old versions), every cipher OpenSSL
+ * has (security level 0, DHE of any size), no verification.  `postern
+ * probe` uses it to find out what a server speaks after a handshake with
+ * the real settings failed, and whether it accepts TLS 1.0 / 1.1.
+ */
+SSL_CTX	*tls_client_ctx_diag(int max_version, char *why, size_t whylen);
+
 #endif

@@ -1,5 +1,6 @@
 /*
- * test_dns.c - next-hop resolution (dns_hosts) against resolver.local_data
+ * test_dns.c - next-hop resolution (dns_hosts, and dns_mx: the MX names
+ * alone) against resolver.local_data
  * on a real libunbound and libevent loop: MX order and randomisation
  * within a preference, implicit MX, null MX (RFC 7505), IP literals,
  * direct hosts, IPv6 before IPv4, the per-host limits, hosts without an
@@ -296,6 +297,22 @@ lookup(struct outcome *o, const char *name, int mx, int port, double timeout)
 		fail_msg("no answer for %s within 5 s", name);
 }
 
+/* dns_mx: the MX names only, answered from local data. */
+static void
+mx_lookup(struct outcome *o, const char *name)
+{
+	int before = fake_queries;
+
+	memset(o, 0, sizeof(*o));
+	t0 = now();
+	assert_true(dns_mx(name, 2.0, hosts_cb, o) != 0);
+	assert_int_equal(o->called, 0);		/* never from inside */
+	run_loop(5.0);
+	if (o->called != 1)
+		fail_msg("no MX answer for %s within 5 s", name);
+	assert_int_equal(fake_queries, before);
+}
+
 /* A lookup answered from local data: quick, and nothing sent upstream. */
 static void
 local_lookup(struct outcome *o, const char *name, int mx, int port)
@@ -373,6 +390,38 @@ test_mx_order(void **state)
 	local_lookup(&o, "partner.example.", 1, 25);
 	assert_int_equal(o.status, DNS_OK);
 	assert_int_equal(o.nhosts, 3);
+}
+
+/* dns_mx keeps every MX host, with or without an address, in order. */
+static void
+test_mx_only(void **state)
+{
+	struct outcome o;
+
+	mx_lookup(&o, "half.example");
+	assert_int_equal(o.status, DNS_OK);
+	assert_int_equal(o.nhosts, 2);
+	assert_string_equal(o.hosts[0].name, "host.noaddr.example");
+	assert_int_equal(o.hosts[0].pref, 10);
+	assert_int_equal(o.hosts[0].naddrs, 0);
+	assert_string_equal(o.hosts[1].name, "mx2.partner.example");
+	assert_int_equal(o.hosts[1].naddrs, 0);
+	mx_lookup(&o, "nxhost.example");
+	assert_int_equal(o.status, DNS_OK);
+	assert_string_equal(o.hosts[0].name, "mx.nxhost.invalid");
+	mx_lookup(&o, "implicit.example");
+	assert_int_equal(o.status, DNS_OK);
+	assert_int_equal(o.nhosts, 1);
+	assert_string_equal(o.hosts[0].name, "implicit.example");
+	assert_int_equal(o.hosts[0].pref, 0);
+	mx_lookup(&o, "nullmx.example");
+	assert_int_equal(o.status, DNS_NULLMX);
+	mx_lookup(&o, "nothing.invalid");
+	assert_int_equal(o.status, DNS_PERMFAIL);
+	mx_lookup(&o, "127.0.0.9");
+	assert_int_equal(o.status, DNS_OK);
+	assert_int_equal(o.hosts[0].naddrs, 1);
+	assert_addr(&o.hosts[0].addrs[0], "127.0.0.9", 25);
 }
 
 static void
@@ -758,6 +807,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_null_mx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_literals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mx_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_both_families, setup,
 		    teardown),

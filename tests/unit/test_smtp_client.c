@@ -4,7 +4,9 @@
  * over a socketpair:
  * greeting, EHLO and its extensions, HELO fallback, STARTTLS refused,
  * STARTTLS with plaintext injected after the 220, STARTTLS with a real
- * handshake (in-memory certificate) and EHLO again, timeouts with small
+ * handshake (in-memory certificate) and EHLO again, the STARTTLS
+ * command-injection check (STARTTLS + NOOP in one packet; the first reply
+ * in TLS), timeouts with small
  * values, closed connections, garbage and overlong replies, refused
  * connect, bad command lines, callbacks never run inside a step call.
  * AUTH PLAIN/LOGIN (exact responses, refusals, plaintext refusal,
@@ -50,7 +52,7 @@
 /* A test runs a list of client steps; each result is recorded, and the
  * chain stops at the first result that is not OK (or at the end). */
 enum cstep { C_GREETING, C_EHLO, C_STARTTLS, C_CMD, C_QUIT, C_AUTH, C_SEND,
-	C_RSET_SEND, C_END };
+	C_RSET_SEND, C_STARTTLS_INJECT, C_END };
 
 struct drv {
 	struct event_base	*base;
@@ -123,6 +125,10 @@ drv_next(struct drv *d)
 		break;
 	case C_STARTTLS:
 		smtp_client_starttls(d->c, d->cctx, "fake.test", drv_cb, d);
+		break;
+	case C_STARTTLS_INJECT:
+		smtp_client_starttls_inject(d->c, d->cctx, "fake.test", drv_cb,
+		    d);
 		break;
 	case C_CMD:
 		smtp_client_command(d->c, d->cmd, 0, drv_cb, d);
@@ -426,6 +432,80 @@ test_starttls_handshake_and_ehlo_again(void **state)
 	e = smtp_client_ehlo_info(d.c);
 	assert_non_null(e);
 	assert_int_equal(e->ext, SMTP_EXT_AUTH);	/* the new list */
+	finish_run(&d, &f);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+}
+
+/* The injection check writes STARTTLS and NOOP in one packet (the fake
+ * reads both lines in one read). */
+static void
+test_starttls_inject_one_packet(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "STARTTLS", A_SEND, "454 4.7.0 not now\r\n" },
+		{ "NOOP", A_SEND, "250 2.0.0 Ok\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO,
+		C_STARTTLS_INJECT, C_END };
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	run(&d, script, NELEM(script), steps, 0, NULL, cctx, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_int_equal(d.last_code, 454);
+	assert_int_equal(f.ngot, 3);
+	assert_string_equal(f.got[1], "STARTTLS");
+	assert_string_equal(f.got[2], "NOOP");
+	assert_int_equal(f.got_read[1], f.got_read[2]);
+	finish_run(&d, &f);
+	SSL_CTX_free(cctx);
+}
+
+/*
+ * After the handshake the first reply inside TLS tells: 221 to our QUIT
+ * (the NOOP was dropped with the plaintext) or 250 (the server ran the
+ * NOOP it had read before TLS: CVE-2011-0411 class).  The handshake's
+ * start time is known.
+ */
+static void
+test_starttls_inject_verdict(void **state)
+{
+	static const struct sstep clean[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "STARTTLS", A_STARTTLS, "220 2.0.0 Ready to start TLS\r\n" },
+		{ "QUIT", A_SEND, "221 bye\r\n" },
+	};
+	static const struct sstep vulnerable[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "STARTTLS", A_STARTTLS, "220 2.0.0 Ready to start TLS\r\n" },
+		{ "QUIT", A_SEND, "250 2.0.0 Ok\r\n221 bye\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO,
+		C_STARTTLS_INJECT, C_QUIT, C_END };
+	SSL_CTX *sctx = fake_server_ctx();
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	struct drv d;
+	struct fake f;
+	double t0;
+
+	(void)state;
+	t0 = mono_now();
+	run(&d, clean, NELEM(clean), steps, 0, sctx, cctx, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 221);
+	assert_true(smtp_client_tls_started(d.c) >= t0);
+	assert_true(smtp_client_tls_started(d.c) <= mono_now());
+	finish_run(&d, &f);
+	run(&d, vulnerable, NELEM(vulnerable), steps, 0, sctx, cctx, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(d.last_code, 250);
 	finish_run(&d, &f);
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
@@ -1914,6 +1994,8 @@ main(void)
 		cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_starttls_handshake_and_ehlo_again),
 		cmocka_unit_test(test_tls_handshake_garbage),
+		cmocka_unit_test(test_starttls_inject_one_packet),
+		cmocka_unit_test(test_starttls_inject_verdict),
 		cmocka_unit_test(test_greeting_timeout),
 		cmocka_unit_test(test_command_timeout_trickle),
 		cmocka_unit_test(test_closed_mid_reply),
