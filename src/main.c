@@ -26,6 +26,8 @@ static const struct {
 	    "S/MIME, bulk)" },
 	{ "user",   cmd_user,   "SMTP credentials and their verified sender "
 	    "identities (add, list, remove, passwd, modify)" },
+	{ "probe",  cmd_probe,  "test an SMTP server step by step and say how "
+	    "to fix what fails (the \"Test Connection\" button)" },
 };
 
 static void

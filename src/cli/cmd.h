@@ -16,12 +16,28 @@ int	cmd_cert_fetch(int argc, char **argv);	/* cert fetch HOST[:PORT] (argv[0] = 
 int	cmd_send(int argc, char **argv);	/* send [FILE|-] ... */
 int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 int	cmd_user(int argc, char **argv);	/* user add|list|remove|passwd|modify */
+int	cmd_probe(int argc, char **argv);	/* probe HOST[:PORT] | --mx DOMAIN */
 
 /* `postern CMD [-c FILE] [--help] SUBCOMMAND ...` (cmd_args.c): sets *path
  * (when -c is given) and *next (index of SUBCOMMAND) and returns -1 to go
  * on, or the exit status after --help / `help` (0) or a usage error (2). */
 int	cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
 	    const char **path, int *next);
+
+/* HOST, HOST:PORT, [IPv6]:PORT or a bare IPv6 address (cmd_args.c): the
+ * host without brackets into host[hlen], *port = the port or 0 when none
+ * is given.  0, or -1 when it is none of these. */
+int	cmd_host_port(const char *arg, char *host, size_t hlen, int *port);
+
+/* The client context of a command that talks to a server (cmd_args.c):
+ * the `tls` settings of conf; with verify, the trust store (+ system CAs)
+ * checked after the handshake (tls_client_verify_after: the command
+ * decides, knowing why); plus the CA certificates of `trust` (--trust,
+ * may be NULL).  NULL after telling why (cmd_fail, "postern: CMD: ..."). */
+struct conf;
+struct ssl_ctx_st;
+struct ssl_ctx_st *cmd_tls_client(const struct conf *, int verify,
+	    const char *trust, const char *cmd);
 
 /* SPEC: one line "postern: <what failed>: <why> (<what to do>)" on
  * stderr; returns 1, the exit status of a failed operation. */

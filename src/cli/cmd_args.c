@@ -1,13 +1,17 @@
 /*
  * cmd_args.c - option handling shared by the commands with subcommands
  * (queue, cert, trust): `postern CMD [-c FILE] [--help] SUBCOMMAND ...`,
- * and the one-line failure message every command prints.
+ * the HOST[:PORT] argument and the TLS client context of the commands
+ * that talk to a server (cert fetch, send, probe), and the one-line
+ * failure message every command prints.
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
+#include "tls_ctx.h"
 
 int
 cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
@@ -69,4 +73,68 @@ cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, " (see `postern %s --help`)\n", cmd);
 	return 2;
+}
+
+int
+cmd_host_port(const char *arg, char *host, size_t hlen, int *port)
+{
+	const char *colon, *h = arg, *p = NULL;
+	size_t n;
+	char *end;
+	long v;
+
+	if (arg[0] == '[') {
+		const char *rb = strchr(arg, ']');
+
+		if (rb == NULL)
+			return -1;
+		h = arg + 1;
+		n = (size_t)(rb - h);
+		if (rb[1] == ':')
+			p = rb + 2;
+		else if (rb[1] != '\0')
+			return -1;
+	} else if ((colon = strchr(arg, ':')) != NULL &&
+	    strchr(colon + 1, ':') == NULL) {
+		n = (size_t)(colon - arg);
+		p = colon + 1;
+	} else
+		n = strlen(arg);	/* a name, IPv4, or a bare IPv6 */
+	if (n == 0 || n >= hlen)
+		return -1;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = 0;
+	if (p != NULL) {
+		v = strtol(p, &end, 10);
+		if (*p == '\0' || *end != '\0' || v < 1 || v > 65535)
+			return -1;
+		*port = (int)v;
+	}
+	return 0;
+}
+
+SSL_CTX *
+cmd_tls_client(const struct conf *conf, int verify, const char *trust,
+    const char *cmd)
+{
+	char why[512];
+	SSL_CTX *ctx;
+
+	if ((ctx = tls_client_ctx_new(conf, verify, why, sizeof(why))) ==
+	    NULL) {
+		cmd_fail("%s: TLS client set-up: %s (fix the trust store with "
+		    "`postern trust list`, or the tls block)", cmd, why);
+		return NULL;
+	}
+	if (verify)
+		tls_client_verify_after(ctx);
+	if (trust != NULL && tls_client_ctx_add_trust(ctx, trust, why,
+	    sizeof(why)) == -1) {
+		cmd_fail("%s: --trust: %s (give a PEM file of CA "
+		    "certificates)", cmd, why);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
 }

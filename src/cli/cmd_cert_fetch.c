@@ -71,43 +71,17 @@ usage(FILE *fp)
 	    "verified.\n", DEFAULT_TIMEOUT);
 }
 
-/* Split HOST[:PORT] / [V6]:PORT / bare IPv6.  0 or -1. */
+/* HOST[:PORT] / [V6]:PORT / bare IPv6 into f.  0 or -1. */
 static int
 parse_target(struct fetch *f, const char *arg, int starttls)
 {
-	const char *colon, *host = arg, *port = NULL;
-	size_t hlen;
-	char *end;
-	long p;
+	int p;
 
-	if (arg[0] == '[') {
-		const char *rb = strchr(arg, ']');
-
-		if (rb == NULL)
-			return -1;
-		host = arg + 1;
-		hlen = (size_t)(rb - host);
-		if (rb[1] == ':')
-			port = rb + 2;
-		else if (rb[1] != '\0')
-			return -1;
-	} else if ((colon = strchr(arg, ':')) != NULL &&
-	    strchr(colon + 1, ':') == NULL) {
-		hlen = (size_t)(colon - arg);
-		port = colon + 1;
-	} else
-		hlen = strlen(arg);	/* a name, IPv4, or a bare IPv6 */
-	if (hlen == 0 || hlen >= sizeof(f->host))
+	if (cmd_host_port(arg, f->host, sizeof(f->host), &p) == -1)
 		return -1;
-	memcpy(f->host, host, hlen);
-	f->host[hlen] = '\0';
-	if (port != NULL) {
-		p = strtol(port, &end, 10);
-		if (*port == '\0' || *end != '\0' || p < 1 || p > 65535)
-			return -1;
-	} else
+	if (p == 0)
 		p = starttls ? 25 : 465;
-	(void)bsnprintf(f->port, sizeof(f->port), "%ld", p);
+	(void)bsnprintf(f->port, sizeof(f->port), "%d", p);
 	if (strchr(f->host, ':') != NULL)
 		(void)bsnprintf(f->target, sizeof(f->target), "[%s]:%s",
 		    f->host, f->port);

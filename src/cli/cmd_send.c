@@ -689,30 +689,13 @@ static SSL_CTX *
 client_ctx(struct send_opts *o, const char **helo, struct conf **confp)
 {
 	struct conf *conf;
-	char why[512];
-	SSL_CTX *ctx;
 
 	if ((conf = conf_load_for_command(o->cpath)) == NULL)
 		return NULL;
 	*confp = conf;
 	*helo = conf->hostname != NULL && conf->hostname[0] != '\0' ?
 	    conf->hostname : "localhost";
-	if ((ctx = tls_client_ctx_new(conf, !o->insecure, why,
-	    sizeof(why))) == NULL) {
-		cmd_fail("send: TLS client set-up: %s (fix the trust store "
-		    "with `postern trust list`, or the tls block)", why);
-		return NULL;
-	}
-	if (!o->insecure)
-		tls_client_verify_after(ctx);
-	if (o->trust != NULL && tls_client_ctx_add_trust(ctx, o->trust, why,
-	    sizeof(why)) == -1) {
-		cmd_fail("send: --trust: %s (give a PEM file of CA "
-		    "certificates)", why);
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	return ctx;
+	return cmd_tls_client(conf, !o->insecure, o->trust, "send");
 }
 
 /* The driver's settings from the options, target and message. */

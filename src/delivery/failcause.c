@@ -556,6 +556,11 @@ failcause_from_tls_error(unsigned long err, int implicit)
 	switch (ERR_GET_REASON(err)) {
 	case SSL_R_DH_KEY_TOO_SMALL:
 		return FC_TLS_DH_TOO_SMALL;
+	case SSL_R_EE_KEY_TOO_SMALL:
+	case SSL_R_CA_KEY_TOO_SMALL:
+		return FC_TLS_WEAK_KEY;
+	case SSL_R_CA_MD_TOO_WEAK:
+		return FC_TLS_SHA1;
 	case SSL_R_NO_SHARED_CIPHER:
 	case SSL_R_UNSUPPORTED_PROTOCOL:
 	case SSL_R_VERSION_TOO_LOW:
