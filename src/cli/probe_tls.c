@@ -101,6 +101,20 @@ one_link(struct probe_step *s, X509 *x, int i, struct link_notes *n)
 		    cn, certchain_sig_name(x));
 }
 
+/* CNs of a stack of certificates, ", " between (from index `from`). */
+static void
+cn_list(STACK_OF(X509) *sk, int from, struct strbuf *sb)
+{
+	char cn[256];
+	int i;
+
+	for (i = from; i < sk_X509_num(sk); i++) {
+		certstore_cn(X509_get_subject_name(sk_X509_value(sk, i)), cn,
+		    sizeof(cn));
+		strbuf_printf(sb, "%s%s", i > from ? ", " : "", cn);
+	}
+}
+
 /* Sent in issuer order, without duplicates?  (Verifiers that do not
  * sort refuse other orders.) */
 static void
@@ -109,8 +123,8 @@ chain_order(struct probe_step *s, const struct failcause_ctx *fx,
 {
 	struct certstore_chainfix fix;
 	struct failcause_ctx x = *fx;
+	struct strbuf det = STRBUF_INIT;
 	STACK_OF(X509) *rest, *ordered;
-	char det[200];
 	int i;
 
 	if ((rest = sk_X509_new_null()) == NULL)
@@ -118,13 +132,18 @@ chain_order(struct probe_step *s, const struct failcause_ctx *fx,
 	for (i = 1; i < sk_X509_num(chain); i++)
 		sk_X509_push(rest, sk_X509_value(chain, i));
 	ordered = certstore_order_chain(sk_X509_value(chain, 0), rest, &fix);
-	if (fix.reordered || fix.duplicates) {
-		bsnprintf(det, sizeof(det), "%s%s%d duplicate%s",
-		    fix.reordered ? "an intermediate comes before the "
-		    "certificate it issued" : "", fix.reordered ? "; " : "",
+	if (fix.reordered) {
+		strbuf_puts(&det, "sent: ");
+		cn_list(rest, 0, &det);
+		strbuf_puts(&det, "; in issuer order: ");
+		cn_list(ordered, 0, &det);
+	}
+	if (fix.duplicates)
+		strbuf_printf(&det, "%s%d duplicate%s", det.len ? "; " : "",
 		    fix.duplicates, fix.duplicates == 1 ? "" : "s");
-		probe_detail(s, "order: %s", det);
-		x.detail = det;
+	if (det.len > 0) {
+		probe_detail(s, "order: %s", det.s);
+		x.detail = det.s;
 		probe_problem(s, PROBE_WARN, FC_TLS_CHAIN_ORDER, &x);
 	} else if (sk_X509_num(chain) > 1)
 		probe_detail(s, "order: each certificate is followed by its "
@@ -135,6 +154,7 @@ chain_order(struct probe_step *s, const struct failcause_ctx *fx,
 		    fix.unrelated == 1 ? "es" : "");
 	sk_X509_pop_free(ordered, X509_free);
 	sk_X509_free(rest);
+	strbuf_free(&det);
 }
 
 static void
@@ -320,9 +340,14 @@ diag_cause(struct probe_step *s, struct failcause_ctx *x,
 	char kind[64], det[300];
 	int bits = tls_peer_tmp_key(diag, kind, sizeof(kind));
 
-	probe_detail(s, "with every protocol and cipher allowed, the server "
-	    "chose %s, cipher %s%s%s", tls_protocol(diag), tls_cipher(diag),
-	    bits > 0 ? ", key exchange " : "", bits > 0 ? kind : "");
+	if (bits > 0)
+		probe_detail(s, "with every protocol and cipher allowed, the "
+		    "server chose %s, cipher %s, key exchange %s (%d bits)",
+		    tls_protocol(diag), tls_cipher(diag), kind, bits);
+	else
+		probe_detail(s, "with every protocol and cipher allowed, the "
+		    "server chose %s, cipher %s", tls_protocol(diag),
+		    tls_cipher(diag));
 	if (cause == FC_TLS_WEAK_KEY || cause == FC_TLS_SHA1) {
 		/* our security level refused its certificate: the
 		 * "certificate" step below says which link */
