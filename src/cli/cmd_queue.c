@@ -5,7 +5,9 @@
  * delete/hold wait for it briefly or say so.  Changes that the running
  * daemon must see at once (retry, release, resume) are followed by
  * SIGUSR1 to the daemon (pid in data_dir/postern.pid), which makes the
- * queue manager rescan.
+ * queue manager rescan.  `show` prints under a recipient whose last error
+ * has a known cause the fix of that cause (failcause.h, as delivery
+ * words it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 
 #include "cmd.h"
 #include "conf.h"
+#include "failcause.h"
 #include "runas.h"
 #include "spool.h"
 #include "strbuf.h"
@@ -164,6 +167,29 @@ rcpt_detail(struct strbuf *sb, const struct env_rcpt *r,
 	}
 }
 
+/* The fix of the cause of a recipient's last error (the table of causes,
+ * as delivery words it), or nothing: none known, or delivered. */
+static void
+rcpt_fix(struct strbuf *sb, const struct env_rcpt *r,
+    const struct rcpt_state *st)
+{
+	struct failcause_ctx x;
+	struct strbuf fix = STRBUF_INIT;
+	enum failcause fc = failcause_by_name(st->cause);
+
+	if (fc == FC_NONE || st->status == RCPT_DELIVERED ||
+	    st->last_error[0] == '\0')
+		return;
+	memset(&x, 0, sizeof(x));
+	x.host = st->cause_host[0] != '\0' ? st->cause_host : NULL;
+	x.port = st->cause_port;
+	x.address = r->addr;
+	x.who = FC_FOR_DELIVERY;
+	failcause_fix(fc, &x, &fix);
+	strbuf_printable(sb, fix.s != NULL ? fix.s : "", fix.len);
+	strbuf_free(&fix);
+}
+
 static int
 list_area(const struct qctx *q, enum spool_area area, int count_only,
     size_t *total)
@@ -270,6 +296,10 @@ q_show(const struct qctx *q, uint64_t mid)
 		struct strbuf sb = STRBUF_INIT;
 		rcpt_detail(&sb, &env.rcpts[i], &st[i], wall_now());
 		printf("RID %zu:     %s\n", i, sb.s);
+		strbuf_reset(&sb);
+		rcpt_fix(&sb, &env.rcpts[i], &st[i]);
+		if (sb.len > 0)
+			printf("           fix: %s\n", sb.s);
 		strbuf_free(&sb);
 	}
 	printf("\n");

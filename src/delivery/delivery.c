@@ -2,7 +2,7 @@
  * delivery.c - the per-recipient result shared by the delivery drivers,
  * the scheduler and the bounce builder (see delivery.h).
  *
- * Public: delivery_result_set.  The driver objects themselves are defined
+ * Public: delivery_result_set, delivery_result_cause.  The driver objects themselves are defined
  * with their code: delivery_local in deliver_local.c, delivery_remote in
  * dest_queue.c.
  */
@@ -21,4 +21,15 @@ delivery_result_set(struct delivery_result *r, enum delivery_outcome o,
 	    sizeof(r->status));
 	bstrlcpy(r->remote, remote != NULL ? remote : "", sizeof(r->remote));
 	r->smtp_diag = smtp_diag;
+	delivery_result_cause(r, FC_NONE, NULL, 0);
+}
+
+void
+delivery_result_cause(struct delivery_result *r, enum failcause fc,
+    const char *host, int port)
+{
+	r->cause = fc;
+	bstrlcpy(r->cause_host, host != NULL ? host : "",
+	    sizeof(r->cause_host));
+	r->cause_port = port;
 }

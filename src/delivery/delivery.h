@@ -26,6 +26,7 @@
 
 #include "conf.h"
 #include "envelope.h"
+#include "failcause.h"
 #include "route.h"
 
 struct event_base;
@@ -46,6 +47,11 @@ struct delivery_result {
 	char			remote[256];	/* host that answered, "" */
 	int			smtp_diag;	/* text is a remote reply */
 	int64_t			when;		/* wall clock of the attempt */
+	/* why it failed, from the table of causes (its fix reaches the
+	 * log and `postern queue show`); FC_NONE when not known */
+	enum failcause		cause;
+	char			cause_host[256];	/* the server it is about */
+	int			cause_port;		/* its port, 0 unknown */
 };
 
 /* One request ends: n results, borrowed for the call. */
@@ -91,9 +97,12 @@ struct delivery_driver {
 extern const struct delivery_driver delivery_local;
 extern const struct delivery_driver delivery_remote;
 
-/* Fill one result (text, status and remote may be NULL). */
+/* Fill one result (text, status and remote may be NULL); no cause. */
 void	delivery_result_set(struct delivery_result *, enum delivery_outcome,
 	    const char *text, const char *status, const char *remote,
 	    int smtp_diag);
+/* Name the cause of a failed result and the server it is about. */
+void	delivery_result_cause(struct delivery_result *, enum failcause,
+	    const char *host, int port);
 
 #endif

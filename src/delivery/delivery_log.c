@@ -10,6 +10,11 @@
  * delivery_log_tls_clear, delivery_log_tls_attack,
  * delivery_log_tls_unverified.
  *
+ * A deferred or bounced result whose cause is in the table of causes
+ * (failcause.h) gets a "Fix:" line after its Delayed/Bounced line, with
+ * the fix as delivery words it (the Delayed/Bounced line itself is as it
+ * always was).
+ *
  * Remote text (replies, host names) reaches mlog() as values, which it
  * cleans of control characters; no value is ever used as a template.
  */
@@ -17,6 +22,7 @@
 #include <string.h>
 
 #include "delivery_log.h"
+#include "failcause.h"
 #include "log.h"
 #include "util.h"
 
@@ -56,6 +62,28 @@ delivery_log_start(uint64_t mid, const char *dcid, const size_t *rids,
 	strbuf_free(&sb);
 }
 
+/* "Fix: [DCID d ]MID m to RID [..] - <cause>: <fix>" */
+static void
+log_fix(const char *m, const char *dcid, const struct delivery_result *r,
+    const char *rids)
+{
+	struct failcause_ctx x;
+	struct strbuf fix = STRBUF_INIT;
+
+	memset(&x, 0, sizeof(x));
+	x.host = r->cause_host[0] != '\0' ? r->cause_host : NULL;
+	x.port = r->cause_port;
+	x.who = FC_FOR_DELIVERY;
+	failcause_fix(r->cause, &x, &fix);
+	if (fix.len > 0)
+		mlog(LOG_LVL_INFO, "fix", dcid != NULL ? "Fix: DCID {dcid} MID "
+		    "{mid} to RID {rids} - {cause}: {fix}" : "Fix: MID {mid} to "
+		    "RID {rids} - {cause}: {fix}", "mid", m, "rids", rids,
+		    "cause", failcause_name(r->cause), "fix", fix.s,
+		    dcid ? "dcid" : NULL, dcid, NULL);
+	strbuf_free(&fix);
+}
+
 /* One line for the recipients in `rids` that share one outcome and text. */
 static void
 log_outcome(const char *m, const char *dcid, const struct delivery_result *r,
@@ -77,11 +105,14 @@ log_outcome(const char *m, const char *dcid, const struct delivery_result *r,
 		mlog(LOG_LVL_INFO, "message_done", "Message done MID {mid} to "
 		    "RID {rids} local response '{text}'", "mid", m, "rids",
 		    rids, "text", r->text, NULL);
-	else
+	else {
 		/* without a connection the list of pairs ends early */
 		mlog(LOG_LVL_WARNING, b ? "bounced" : "delayed",
 		    tmpl[b][dcid != NULL], "mid", m, "rids", rids, "text",
 		    r->text, dcid ? "dcid" : NULL, dcid, NULL);
+		if (r->cause != FC_NONE)
+			log_fix(m, dcid, r, rids);
+	}
 }
 
 void

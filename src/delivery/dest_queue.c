@@ -86,12 +86,16 @@ dest_queue_finish(struct dq_item *it, const char *dcid)
 
 static void
 item_all(struct dq_item *it, enum delivery_outcome o, const char *text,
-    const char *status)
+    const char *status, const struct dest_queue *q)
 {
 	size_t i;
 
-	for (i = 0; i < it->n; i++)
+	for (i = 0; i < it->n; i++) {
 		delivery_result_set(&it->res[i], o, text, status, NULL, 0);
+		if (q != NULL)
+			delivery_result_cause(&it->res[i], q->last_cause,
+			    q->last_host, q->last_port);
+	}
 }
 
 void
@@ -101,7 +105,7 @@ dest_queue_fail_all(struct dest_queue *q, enum delivery_outcome o,
 	struct dq_item *it;
 
 	while ((it = dest_queue_pop(q)) != NULL) {
-		item_all(it, o, text, status);
+		item_all(it, o, text, status, q);
 		dest_queue_finish(it, dcid);
 	}
 }
@@ -150,6 +154,15 @@ dest_queue_conn_failed(struct dest_queue *q, const char *why)
 {
 	bstrlcpy(q->last_error, why, sizeof(q->last_error));
 	q->window = 1;
+}
+
+void
+dest_queue_conn_cause(struct dest_queue *q, enum failcause fc,
+    const char *host, int port)
+{
+	q->last_cause = fc;
+	bstrlcpy(q->last_host, host != NULL ? host : "", sizeof(q->last_host));
+	q->last_port = port;
 }
 
 void
@@ -321,12 +334,33 @@ hosts_ok(struct dest_queue *q, const struct dns_hosts *h)
 			    q->hop_lmtp, NULL);
 }
 
+/* The name the lookup that just ended was for: the recipient domain (MX)
+ * or the route's next hop. */
+static void
+looked_up(const struct dest_queue *q, char *buf, size_t len)
+{
+	const struct conf_route *r = q->route.route;
+	struct nexthop nh;
+	char why[256];
+
+	if (r != NULL && q->hop > 0 && nexthop_parse(r->hosts[q->hop - 1],
+	    &nh, why, sizeof(why)) == 0)
+		bstrlcpy(buf, nh.host, len);
+	else
+		bstrlcpy(buf, q->route.domain, len);
+}
+
 static void
 hosts_cb(void *arg, const struct dns_hosts *h)
 {
 	struct dest_queue *q = arg;
+	char name[256];
 
 	q->dns_id = 0;
+	if (h->status == DNS_PERMFAIL || h->status == DNS_TEMPFAIL) {
+		looked_up(q, name, sizeof(name));
+		dest_queue_conn_cause(q, FC_NAME_NOT_FOUND, name, 0);
+	}
 	switch (h->status) {
 	case DNS_OK:
 		hosts_ok(q, h);
@@ -431,7 +465,7 @@ item_map(struct dq_item *it, int fd)
 	if (p == MAP_FAILED) {
 		it->data = NULL;
 		item_all(it, DELIVERY_DEFERRED, "cannot map the spool file",
-		    NULL);
+		    NULL, NULL);
 		dest_queue_finish(it, NULL);
 		return -1;
 	}

@@ -67,6 +67,9 @@ struct dest_queue {
 	struct dq_target	*targets;
 	size_t			 ntargets;
 	char			 last_error[512];
+	enum failcause		 last_cause;	/* of last_error (failcause.h) */
+	char			 last_host[256];	/* the server it names */
+	int			 last_port;
 	int			 kicking, rekick;	/* kick re-entry */
 };
 
@@ -84,6 +87,10 @@ void	dest_queue_fail_all(struct dest_queue *, enum delivery_outcome,
 	    const char *text, const char *status, const char *dcid);
 /* A connection failed (why, for later items): back to one connection. */
 void	dest_queue_conn_failed(struct dest_queue *, const char *why);
+/* The cause of the failure just given to dest_queue_conn_failed, and the
+ * server it is about; the items failed afterwards carry it. */
+void	dest_queue_conn_cause(struct dest_queue *, enum failcause,
+	    const char *host, int port);
 /* A message went through: one more connection may open (slow start). */
 void	dest_queue_delivered(struct dest_queue *);
 /* A connection of the queue ended (freed).  The queue may be freed. */

@@ -4,8 +4,8 @@
  * to a cause.
  *
  * Public: failcause_name, failcause_by_name, failcause_fix,
- * failcause_from_reply, failcause_from_verify, failcause_from_tls_error,
- * failcause_from_result.
+ * failcause_from_reply, failcause_of_reply, failcause_from_verify,
+ * failcause_from_tls_error, failcause_from_result.
  *
  * Templates use {host} {port} {hostport} {fetch} {trust_add} {issuer}
  * {address} {user} {detail}, and {v_...} words of the vocabulary table,
@@ -394,7 +394,8 @@ put_var(const char *name, size_t n, const struct failcause_ctx *x,
 	else if (IS("issuer"))
 		strbuf_puts(out, OR(x->issuer, "an unknown CA"));
 	else if (IS("address"))
-		strbuf_puts(out, OR(x->address, "ADDRESS"));
+		strbuf_puts(out, OR(x->address, x->who == FC_FOR_DELIVERY ?
+		    "the recipient" : "ADDRESS"));
 	else if (IS("user"))
 		strbuf_puts(out, OR(x->user, "NAME"));
 	else if (IS("detail")) {
@@ -580,26 +581,33 @@ failcause_from_tls_error(unsigned long err, int implicit)
 }
 
 enum failcause
-failcause_from_result(const struct smtp_client_result *r, int implicit)
+failcause_of_reply(const char *step, const struct smtp_reply *r)
 {
 	struct strbuf sb = STRBUF_INIT;
 	enum failcause fc;
 	size_t i;
 
+	if (r == NULL)
+		return FC_NONE;
+	for (i = 0; i < r->nlines; i++) {
+		strbuf_puts(&sb, r->lines[i]);
+		strbuf_putc(&sb, ' ');
+	}
+	fc = failcause_from_reply(step, r->code, r->enhanced, sb.s);
+	strbuf_free(&sb);
+	return fc;
+}
+
+enum failcause
+failcause_from_result(const struct smtp_client_result *r, int implicit)
+{
 	switch (r->err) {
 	case SMTP_CLIENT_OK:
 		return FC_NONE;
 	case SMTP_CLIENT_EREPLY:
 		if (r->reply == NULL)
 			return FC_REJECTED;
-		for (i = 0; i < r->reply->nlines; i++) {
-			strbuf_puts(&sb, r->reply->lines[i]);
-			strbuf_putc(&sb, ' ');
-		}
-		fc = failcause_from_reply(r->step, r->reply->code,
-		    r->reply->enhanced, sb.s);
-		strbuf_free(&sb);
-		return fc;
+		return failcause_of_reply(r->step, r->reply);
 	case SMTP_CLIENT_ECONNREFUSED:
 		return FC_CONN_REFUSED;
 	case SMTP_CLIENT_ECONNECT:

@@ -134,6 +134,8 @@ void	failcause_fix(enum failcause, const struct failcause_ctx *,
  */
 enum failcause failcause_from_reply(const char *step, int code,
 	    const char *enhanced, const char *text);
+/* The same for a whole reply (its lines joined); FC_NONE for NULL. */
+enum failcause failcause_of_reply(const char *step, const struct smtp_reply *);
 /* The cause of a failed certificate verification (X509_V_ERR_*);
  * FC_NONE for X509_V_OK.  "Unable to get (local) issuer" is
  * FC_TLS_UNTRUSTED: the missing issuer may be a root or an intermediate,

@@ -94,6 +94,7 @@ struct smtp_conn {
 	struct event		*idle_ev;
 	char			 peer_ip[64];
 	char			 port_s[16];
+	enum failcause		 cause;		/* of the failure being handled */
 };
 
 static struct event_base	*cbase;
@@ -199,6 +200,14 @@ conn_free(struct smtp_conn *sc)
 	dest_queue_conn_gone(q);
 }
 
+/* Hand the cause of this failure (sc->cause) to the queue. */
+static void
+conn_cause(struct smtp_conn *sc)
+{
+	dest_queue_conn_cause(sc->q, sc->cause, host(sc), atoi(sc->port_s));
+	sc->cause = FC_NONE;
+}
+
 /* Defer every waiting message of the queue with why, and end. */
 static void
 conn_give_up(struct smtp_conn *sc, const char *why, const char *status)
@@ -206,6 +215,7 @@ conn_give_up(struct smtp_conn *sc, const char *why, const char *status)
 	struct dest_queue *q = sc->q;
 
 	dest_queue_conn_failed(q, why);
+	conn_cause(sc);
 	dest_queue_fail_all(q, DELIVERY_DEFERRED, why, status,
 	    sc->dcid[0] ? sc->dcid : NULL);
 	conn_free(sc);
@@ -216,6 +226,7 @@ static void
 conn_next_target(struct smtp_conn *sc, const char *why)
 {
 	dest_queue_conn_failed(sc->q, why);
+	conn_cause(sc);
 	smtp_client_free(sc->c);
 	sc->c = NULL;
 	sc->ti++;
@@ -232,6 +243,7 @@ conn_step_failed(struct smtp_conn *sc, const char *step, const char *what,
 
 	result_text(r, why, sizeof(why));
 	conn_error(sc, step, why);
+	sc->cause = failcause_from_result(r, sc->q->tls.implicit);
 	bsnprintf(w2, sizeof(w2), "%s [%s] %s%s: %s", host(sc), sc->peer_ip,
 	    what, step, why);
 	conn_next_target(sc, w2);
@@ -330,6 +342,7 @@ tls_established(struct smtp_conn *sc)
 		vr = X509_V_ERR_UNSPECIFIED;
 	if (vr == X509_V_OK && ctx_verify != NULL)
 		return 0;
+	sc->cause = failcause_from_verify(vr);
 	if (p->unverified == TLS_WARN) {
 		delivery_log_tls_unverified(sc->dcid, host(sc),
 		    verify_reason(vr), sc->q->route.domain);
@@ -643,6 +656,7 @@ on_implicit_tls(struct smtp_conn *sc, const struct smtp_client_result *r)
 
 	if (r->err != SMTP_CLIENT_OK) {
 		handshake_reason(sc, r, why, sizeof(why));
+		sc->cause = failcause_from_result(r, 1);
 		tls_fail(sc, why);
 		return;
 	}
@@ -683,6 +697,7 @@ on_ehlo(struct smtp_conn *sc, const struct smtp_client_result *r)
 		return;
 	}
 	bsnprintf(why, sizeof(why), "STARTTLS not offered by %s", host(sc));
+	sc->cause = FC_NO_STARTTLS;
 	if (tls_event(sc, p->not_offered, why, r) == -1)
 		return;
 	log_debug("DCID %s: %s offers no STARTTLS; delivering in clear "
@@ -712,6 +727,7 @@ on_starttls(struct smtp_conn *sc, const struct smtp_client_result *r)
 			conn_enter_state(sc, CONN_EHLO_TLS);
 		return;
 	}
+	sc->cause = failcause_from_result(r, 0);
 	if (r->err == SMTP_CLIENT_EREPLY) {	/* refused before any 220 */
 		result_text(r, why, sizeof(why));
 		bsnprintf(w2, sizeof(w2), "STARTTLS refused by %s: %s",
@@ -738,6 +754,7 @@ on_auth(struct smtp_conn *sc, const struct smtp_client_result *r)
 		return;
 	}
 	result_text(r, why, sizeof(why));
+	sc->cause = failcause_from_result(r, 0);
 	bsnprintf(w2, sizeof(w2), "authentication to %s as %s failed: %s",
 	    host(sc), sc->q->route.route->auth_user, why);
 	conn_error(sc, "AUTH", why);
@@ -764,6 +781,9 @@ rcpt_outcome(struct smtp_conn *sc, struct delivery_result *res,
 	delivery_result_set(res, smtp_reply_class(use) == 2 ?
 	    DELIVERY_DELIVERED : smtp_reply_class(use) == 5 ?
 	    DELIVERY_BOUNCED : DELIVERY_DEFERRED, text, status, host(sc), 1);
+	if (smtp_reply_class(use) != 2)
+		delivery_result_cause(res, failcause_of_reply(use == rr ?
+		    "RCPT" : "end of data", use), host(sc), atoi(sc->port_s));
 }
 
 /* The server dropped a connection while it idled: not the message's
@@ -854,10 +874,13 @@ on_sent(struct smtp_conn *sc, const struct smtp_client_result *r)
 	if (r->err == SMTP_CLIENT_EREPLY) {	/* MAIL refused */
 		reply_line(r->reply, text, sizeof(text));
 		reply_status(r->reply, status, sizeof(status));
-		for (i = 0; i < it->n; i++)
+		for (i = 0; i < it->n; i++) {
 			delivery_result_set(&it->res[i],
 			    smtp_reply_class(r->reply) == 5 ? DELIVERY_BOUNCED :
 			    DELIVERY_DEFERRED, text, status, host(sc), 1);
+			delivery_result_cause(&it->res[i], failcause_of_reply(
+			    "MAIL", r->reply), host(sc), atoi(sc->port_s));
+		}
 		dest_queue_finish(it, sc->dcid);
 		tx_next(sc, 1);
 		return;

@@ -289,6 +289,16 @@ expired(const struct qmgr *q, const struct qjob *j, int64_t now)
 	return now - j->env.received >= q->conf->max_queue_lifetime;
 }
 
+/* The cause of the result goes with last_error into the state file. */
+static void
+rcpt_cause(struct rcpt_state *st, const struct delivery_result *r)
+{
+	bstrlcpy(st->cause, r->cause != FC_NONE ? failcause_name(r->cause) :
+	    "", sizeof(st->cause));
+	bstrlcpy(st->cause_host, r->cause_host, sizeof(st->cause_host));
+	st->cause_port = r->cause_port;
+}
+
 /* Record a permanent failure; the DSN is sent when the job completes.
  * `r` is the driver's result (or one made here); logged when `log`. */
 static void
@@ -300,6 +310,7 @@ rcpt_bounce(struct qjob *j, const struct delivery_result *r, int log)
 	st->status = RCPT_FAILED;
 	st->attempts++;
 	bstrlcpy(st->last_error, r->text, sizeof(st->last_error));
+	rcpt_cause(st, r);
 	if (log)
 		delivery_log_results(j->mid, NULL, r, 1);
 	j->bounces = xrealloc(j->bounces, (j->nbounces + 1) *
@@ -329,6 +340,8 @@ rcpt_defer(struct qmgr *q, struct qjob *j, const struct delivery_result *r)
 		memset(&b, 0, sizeof(b));
 		b.rid = r->rid;
 		delivery_result_set(&b, DELIVERY_BOUNCED, text, "5.4.7", NULL, 0);
+		delivery_result_cause(&b, r->cause, r->cause_host,
+		    r->cause_port);
 		rcpt_bounce(j, &b, 1);
 		return;
 	}
@@ -336,6 +349,7 @@ rcpt_defer(struct qmgr *q, struct qjob *j, const struct delivery_result *r)
 	st->next_attempt = now + qmgr_backoff(q->conf, st->attempts,
 	    (double)random() / ((double)RAND_MAX + 1));
 	bstrlcpy(st->last_error, r->text, sizeof(st->last_error));
+	rcpt_cause(st, r);
 }
 
 static void

@@ -989,6 +989,36 @@ spool_clean_incoming(const struct spool *sp)
 
 /* ------------------------------------------------------ delivery state */
 
+/* A word a state line can carry: printable, no space, not empty. */
+static int
+state_word(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+			return 0;
+	return i > 0;
+}
+
+/* "cause IDX NAME PORT HOST" (written after the recipient's rcpt line;
+ * readers before it skip such lines). */
+static void
+state_cause(const char *line, struct rcpt_state *st, size_t n)
+{
+	unsigned long long idx;
+	char name[40], host[256];
+	int port;
+
+	if (sscanf(line, "cause %llu %39s %d %255s", &idx, name, &port,
+	    host) != 4 || idx >= n || port < 0 || port > 65535)
+		return;
+	bstrlcpy(st[idx].cause, name, sizeof(st[idx].cause));
+	bstrlcpy(st[idx].cause_host, strcmp(host, "-") ? host : "",
+	    sizeof(st[idx].cause_host));
+	st[idx].cause_port = port;
+}
+
 int
 spool_state_read(const struct spool *sp, uint64_t mid, struct rcpt_state *st,
     size_t n)
@@ -1005,6 +1035,10 @@ spool_state_read(const struct spool *sp, uint64_t mid, struct rcpt_state *st,
 		return errno == ENOENT ? 0 : -1;
 	for (line = strtok_r(buf, "\n", &save); line;
 	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "cause ", 6) == 0) {
+			state_cause(line, st, n);
+			continue;
+		}
 		err[0] = '\0';
 		if (sscanf(line, "rcpt %llu %d %d %lld %511[^\n]", &idx, &status,
 		    &attempts, &next, err) < 4 || idx >= n || status < 0 ||
@@ -1040,6 +1074,11 @@ spool_state_write(const struct spool *sp, uint64_t mid,
 			strbuf_putc(&sb, c < 0x20 ? ' ' : (char)c);
 		}
 		strbuf_putc(&sb, '\n');
+		if (state_word(st[i].cause) && (st[i].cause_host[0] == '\0' ||
+		    state_word(st[i].cause_host)))
+			strbuf_printf(&sb, "cause %zu %s %d %s\n", i, st[i].cause,
+			    st[i].cause_port, st[i].cause_host[0] ?
+			    st[i].cause_host : "-");
 	}
 	state_path(sp, mid, path, sizeof(path));
 	r = write_file_atomic(path, sb.s, sb.len, 0600);

@@ -154,6 +154,12 @@ struct rcpt_state {
 	int	 attempts;
 	int64_t	 next_attempt;		/* wall clock; 0 = now */
 	char	 last_error[512];
+	/* the cause of last_error by its name in the table of causes
+	 * (failcause_name: "tls-untrusted"), "" when not known, and the
+	 * server it is about; `postern queue show` prints its fix */
+	char	 cause[40];
+	char	 cause_host[256];
+	int	 cause_port;
 };
 /* Read state for n recipients (missing file = all pending). 0 or -1. */
 int	spool_state_read(const struct spool *, uint64_t mid,

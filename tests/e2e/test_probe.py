@@ -17,7 +17,10 @@ One test per diagnosis, each asserting the step, its status and its
   locally, never the network);
 * Postern's 535, 550 (relaying denied) and 554 (sender not verified);
 * --mx over three MX hosts of resolver.local_data (127.0.0.2-4), one down;
-* --policy for each destination tls setting; --json parsed by Python.
+* --policy for each destination tls setting; --json parsed by Python;
+* the same table on the delivery side: a deferred delivery whose cause is
+  known gets a `Fix:` line in the log and a `fix:` line under its
+  recipient in `postern queue show`.
 The test PKI, the Postern server and the s_server peers are made once for
 the module.
 """
@@ -37,7 +40,8 @@ from aiosmtpd.controller import Controller
 
 from conftest import (BIN, CRASH_RE, SANITIZER_RE, Server, free_port,
                       stop_process_group, wait_port)
-from peers import CertPair, SMTPPeer, reserve_port
+from peers import (PARTNER, CertPair, SMTPPeer, pki,  # noqa: F401
+                   reserve_port, send, start_delivery_server)
 
 MX = "mx.probe.test"
 PASSWORD_RE = re.compile(r"password: ([A-Za-z0-9]{32})")
@@ -823,3 +827,44 @@ def test_json_document(pn, ppki, peers):
     # the text output says the same
     t = probe(pn, f"{MX}:{peer.port}", "--to", "a@example.org")
     assert steps(t)["verify"]["fix"] == [v["fix"]]
+
+
+# ---------------------------------------------------------------------------
+# the same table for deliveries: the log's Fix line and `queue show`
+
+def test_deferred_delivery_names_its_fix(server_factory, pki, peers):
+    """A required-verify destination whose server has an untrusted
+    certificate, and a relay route whose password is wrong: each deferred
+    recipient's fix is in the log and under it in `postern queue show`."""
+    untrusted = SMTPPeer(tls="starttls", cert=pki.untrusted).start()
+    cloud = SMTPPeer(tls="starttls", cert=pki.partner, require_tls=True,
+                     auth=("relayuser", "right")).start()
+    peers += [untrusted, cloud]
+    s = start_delivery_server(server_factory, pki, password="wrong",
+                              named_port=untrusted.port,
+                              cloud_port=cloud.port)
+    m1 = send(s, "bob@named.test", subject="probe-fix-tls")
+    m2 = send(s, "bob@cloud.test", subject="probe-fix-auth")
+    fix1 = s.wait_log(rf"Delayed: DCID \d+ MID {m1} to RID \[0\] - .*\n.*"
+                      rf"Info: Fix: DCID \d+ MID {m1} to RID \[0\] - "
+                      rf"(\S+): (.*)$")[0]
+    assert fix1[0] == "tls-untrusted", fix1
+    assert f"the certificate of {PARTNER} was issued by" in fix1[1]
+    assert f"`postern cert fetch {PARTNER}:{untrusted.port} --starttls " \
+        "--out certs`" in fix1[1]
+    fix2 = s.wait_log(rf"Fix: DCID \d+ MID {m2} to RID \[0\] - "
+                      rf"(\S+): (.*)$")[0]
+    assert fix2[0] == "auth-failed", fix2
+    assert "the route's auth_user and auth_password_file" in fix2[1]
+    for mid, want in ((m1, fix1[1]), (m2, fix2[1])):
+        # the same words (no {address} in these two)
+        p = s.cli("queue", "show", str(mid))
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.splitlines()
+        i = next(k for k, ln in enumerate(lines) if ln.startswith("RID 0:"))
+        assert "last error: " in lines[i], lines[i]
+        assert lines[i + 1] == "           fix: " + want, (lines, want)
+    # the state file keeps the cause on a line of its own
+    with open(os.path.join(s.data, "spool", "state", str(m1))) as fh:
+        assert re.search(rf"^cause 0 tls-untrusted {untrusted.port} "
+                         rf"{re.escape(PARTNER)}$", fh.read(), re.M)

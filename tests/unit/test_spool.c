@@ -9,8 +9,9 @@
  *  - damaged files (truncated, flipped bytes, bad footer, garbage after
  *    it, wrong MID): refused with EINVAL and a reason, then moved to
  *    corrupt/ as the queue manager does;
- *  - state files: round trip, defaults, junk lines, and failed writes
- *    that keep the previous state;
+ *  - state files: round trip, defaults, junk lines, the cause of the
+ *    last error (and files from before it), and failed writes that keep
+ *    the previous state;
  *  - spool_inject(): every failing call gives -1 and leaves nothing in
  *    incoming/ or queue/; the next inject works (no restart);
  *  - the group commit (the SMTP path): a failed write, close, rename or
@@ -391,6 +392,61 @@ test_state_junk(void **state)
 	assert_int_equal(got[2].attempts, 0);
 }
 
+/* The cause of a last error (a name of the table of causes, the server it
+ * is about) goes on a line of its own: files written before it existed
+ * read as "no cause", and a reader before it skips the line, as it
+ * skips any line not starting with "rcpt ". */
+static void
+test_state_cause(void **state)
+{
+	static const char old[] = "postern-state 1\n"
+	    "rcpt 0 0 2 100 451 4.7.5 TLS required\n";
+	static const char bad[] = "postern-state 1\n"
+	    "rcpt 0 0 2 100 x\n"
+	    "cause 0 tls-untrusted 99999 h\n"	/* port out of range */
+	    "cause 5 tls-untrusted 25 h\n"	/* index out of range */
+	    "cause 0 tls-untrusted\n";		/* too few fields */
+	struct rcpt_state st[2], got[2];
+	char path[512], *text;
+	size_t len;
+
+	memset(st, 0, sizeof(st));
+	bstrlcpy(st[0].last_error, "TLS required but not verified", 512);
+	bstrlcpy(st[0].cause, "tls-untrusted", sizeof(st[0].cause));
+	bstrlcpy(st[0].cause_host, "mx.partner.example",
+	    sizeof(st[0].cause_host));
+	st[0].cause_port = 2525;
+	bstrlcpy(st[1].cause, "connection-refused", sizeof(st[1].cause));
+	assert_int_equal(spool_state_write(sp, 9, st, 2), 0);
+	memset(got, 0xff, sizeof(got));
+	assert_int_equal(spool_state_read(sp, 9, got, 2), 0);
+	assert_string_equal(got[0].cause, "tls-untrusted");
+	assert_string_equal(got[0].cause_host, "mx.partner.example");
+	assert_int_equal(got[0].cause_port, 2525);
+	assert_string_equal(got[0].last_error, "TLS required but not "
+	    "verified");
+	assert_string_equal(got[1].cause, "connection-refused");
+	assert_string_equal(got[1].cause_host, "");
+	snprintf(path, sizeof(path), "%s/spool/state/9", tmpdir);
+	text = read_file(path, &len, 4096);
+	assert_non_null(strstr(text, "\ncause 0 tls-untrusted 2525 "
+	    "mx.partner.example\n"));
+	assert_non_null(strstr(text, "\ncause 1 connection-refused 0 -\n"));
+	free(text);
+	/* an older file: no cause */
+	assert_int_equal(write_file_atomic(path, old, sizeof(old) - 1, 0600),
+	    0);
+	assert_int_equal(spool_state_read(sp, 9, got, 2), 0);
+	assert_string_equal(got[0].last_error, "451 4.7.5 TLS required");
+	assert_string_equal(got[0].cause, "");
+	/* broken cause lines are skipped */
+	assert_int_equal(write_file_atomic(path, bad, sizeof(bad) - 1, 0600),
+	    0);
+	assert_int_equal(spool_state_read(sp, 9, got, 2), 0);
+	assert_string_equal(got[0].cause, "");
+	assert_int_equal(got[0].attempts, 2);
+}
+
 /* A failed state write keeps the previous state (or, when only the final
  * directory flush failed, the new one): never a mix, never a tmp file. */
 static void
@@ -735,6 +791,7 @@ main(void)
 		T(test_corruption),
 		T(test_state_round_trip),
 		T(test_state_junk),
+		T(test_state_cause),
 		T(test_state_write_failures),
 		T(test_inject_failures),
 		T(test_commit_failures),
