@@ -23,6 +23,7 @@
 #include "cmd.h"
 #include "conf.h"
 #include "failcause.h"
+#include "route.h"
 #include "runas.h"
 #include "spool.h"
 #include "strbuf.h"
@@ -170,9 +171,10 @@ rcpt_detail(struct strbuf *sb, const struct env_rcpt *r,
 /* The fix of the cause of a recipient's last error (the table of causes,
  * as delivery words it), or nothing: none known, or delivered. */
 static void
-rcpt_fix(struct strbuf *sb, const struct env_rcpt *r,
-    const struct rcpt_state *st)
+rcpt_fix(const struct conf *conf, struct strbuf *sb,
+    const struct env_rcpt *r, const struct rcpt_state *st)
 {
+	struct route_decision d;
 	struct failcause_ctx x;
 	struct strbuf fix = STRBUF_INIT;
 	enum failcause fc = failcause_by_name(st->cause);
@@ -185,6 +187,9 @@ rcpt_fix(struct strbuf *sb, const struct env_rcpt *r,
 	x.port = st->cause_port;
 	x.address = r->addr;
 	x.who = FC_FOR_DELIVERY;
+	/* the credentials a route sends are its auth_user's */
+	if (route_decide(conf, r->addr, &d) == ROUTE_TO_HOSTS)
+		x.user = d.route->auth_user;
 	failcause_fix(fc, &x, &fix);
 	strbuf_printable(sb, fix.s != NULL ? fix.s : "", fix.len);
 	strbuf_free(&fix);
@@ -297,7 +302,7 @@ q_show(const struct qctx *q, uint64_t mid)
 		rcpt_detail(&sb, &env.rcpts[i], &st[i], wall_now());
 		printf("RID %zu:     %s\n", i, sb.s);
 		strbuf_reset(&sb);
-		rcpt_fix(&sb, &env.rcpts[i], &st[i]);
+		rcpt_fix(q->conf, &sb, &env.rcpts[i], &st[i]);
 		if (sb.len > 0)
 			printf("           fix: %s\n", sb.s);
 		strbuf_free(&sb);

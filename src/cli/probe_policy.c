@@ -164,6 +164,8 @@ probe_policy_step(struct probe_report *r, const struct probe_settings *s,
 	v = judge(r, s, &p, &why);
 	probe_detail(st, "verdict: %s", verdict_text[v]);
 	probe_detail(st, "why: %s", why);
+	if (r->found.why_tls[0] != '\0' && v != V_VERIFIED)
+		probe_detail(st, "found: %s", r->found.why_tls);
 	bsnprintf(det, sizeof(det), "tls %s%s", p.mode, p.of_route ?
 	    " of the route" : "");
 	x.detail = det;

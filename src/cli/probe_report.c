@@ -156,31 +156,57 @@ matrix_used(const struct probe_report *r, size_t n, const char *col)
 	return 0;
 }
 
+/* Width of a column: its name or its widest cell. */
+static size_t
+matrix_width(const struct probe_report *r, size_t n, const char *col)
+{
+	char cell[64];
+	size_t i, w = strlen(col);
+
+	for (i = 0; i < n; i++) {
+		matrix_cell(&r[i], col, cell, sizeof(cell));
+		if (strlen(cell) > w)
+			w = strlen(cell);
+	}
+	return w;
+}
+
 void
 probe_print_matrix(FILE *fp, const struct probe_report *r, size_t n)
 {
 	size_t i, c, ncol = sizeof(matrix_cols) / sizeof(matrix_cols[0]);
-	size_t hw = 4;
+	size_t w[sizeof(matrix_cols) / sizeof(matrix_cols[0])], hw = 4;
+	struct strbuf line = STRBUF_INIT;
 	char cell[64];
 
 	for (i = 0; i < n; i++)
 		if (strlen(r[i].host) > hw)
 			hw = strlen(r[i].host);
-	fprintf(fp, "%-5s %-*s", "pref", (int)hw, "host");
 	for (c = 0; c < ncol; c++)
-		if (matrix_used(r, n, matrix_cols[c]))
-			fprintf(fp, " %-12s", matrix_cols[c]);
-	fputc('\n', fp);
-	for (i = 0; i < n; i++) {
-		fprintf(fp, "%-5d %-*s", r[i].pref, (int)hw, r[i].host);
+		w[c] = matrix_used(r, n, matrix_cols[c]) ?
+		    matrix_width(r, n, matrix_cols[c]) : 0;
+	for (i = 0; i <= n; i++) {
+		strbuf_reset(&line);
+		if (i == 0)
+			strbuf_printf(&line, "%-5s %-*s", "pref", (int)hw,
+			    "host");
+		else
+			strbuf_printf(&line, "%-5d %-*s", r[i - 1].pref,
+			    (int)hw, r[i - 1].host);
 		for (c = 0; c < ncol; c++) {
-			if (!matrix_used(r, n, matrix_cols[c]))
+			if (w[c] == 0)
 				continue;
-			matrix_cell(&r[i], matrix_cols[c], cell, sizeof(cell));
-			fprintf(fp, " %-12s", cell);
+			if (i > 0)
+				matrix_cell(&r[i - 1], matrix_cols[c], cell,
+				    sizeof(cell));
+			strbuf_printf(&line, "  %-*s", (int)w[c], i == 0 ?
+			    matrix_cols[c] : cell);
 		}
-		fputc('\n', fp);
+		while (line.len > 0 && line.s[line.len - 1] == ' ')
+			strbuf_truncate(&line, line.len - 1);
+		fprintf(fp, "%s\n", line.s);
 	}
+	strbuf_free(&line);
 	fflush(fp);
 }
 

@@ -8,7 +8,9 @@
  * failcause_from_tls_error, failcause_from_result.
  *
  * Templates use {host} {port} {hostport} {fetch} {trust_add} {issuer}
- * {address} {user} {detail}, and {v_...} words of the vocabulary table,
+ * {issued_by} {issuer_q} {issuer_paren} {address} {user} {user_of}
+ * {detail}, and
+ * {v_...} words of the vocabulary table,
  * whose text depends on ctx->who (send, probe, delivery: an option there,
  * a configuration key here); {fetch} is the `postern cert fetch` command
  * that saves the server's chain (with --starttls unless the connection
@@ -68,17 +70,17 @@ static const struct {
 	    "{host} port {port} does not speak TLS at once: it is a plain "
 	    "SMTP port - {v_not_tls}" },
 	{ FC_TLS_UNTRUSTED, "tls-untrusted",
-	    "the certificate of {host} was issued by \"{issuer}\", which is "
-	    "not in the trust store: see what it presents with `{fetch}`, "
+	    "the certificate of {host} was issued by {issued_by} not in the "
+	    "trust store: see what it presents with `{fetch}`, "
 	    "then, if that CA is the one you expect, {trust_add}{v_trust}" },
 	{ FC_TLS_MISSING_INTERMEDIATE, "tls-missing-intermediate",
 	    "{host} sends its certificate without the intermediate CA "
-	    "certificate of \"{issuer}\": its admin must configure the full "
+	    "certificate of {issuer_q}: its admin must configure the full "
 	    "chain (certificate, then intermediates); meanwhile `postern "
 	    "trust add INTERMEDIATE.pem --name NAME` with that intermediate "
 	    "from the CA" },
 	{ FC_TLS_SELF_SIGNED, "tls-self-signed",
-	    "{host} presents a self-signed certificate (\"{issuer}\"): if "
+	    "{host} presents a self-signed certificate{issuer_paren}: if "
 	    "it is the server you mean, save it with `{fetch}` and trust it "
 	    "with {trust_add}{v_trust}" },
 	{ FC_TLS_EXPIRED, "tls-expired",
@@ -111,7 +113,7 @@ static const struct {
 	{ FC_AUTH_REQUIRED, "auth-required",
 	    "{host} wants authentication: {v_creds_give}" },
 	{ FC_AUTH_FAILED, "auth-failed",
-	    "{host} refused the credentials of \"{user}\": check {v_creds} "
+	    "{host} refused the credentials{user_of}: check {v_creds} "
 	    "(for a cloud relay the SMTP credentials, not the console login; "
 	    "AWS-style relays issue them per region, so credentials of "
 	    "another region's endpoint fail; for Postern `postern user "
@@ -353,6 +355,25 @@ put_word(const char *name, size_t n, enum failcause_for who,
 	return -1;
 }
 
+/* The issuer, when known, quoted in the words around it:
+ * {issued_by}    "X", which is  |  a CA that is
+ * {issuer_q}     "X"            |  its issuer
+ * {issuer_paren}  ("X")         |  (nothing) */
+static void
+put_issuer(const char *name, size_t n, const struct failcause_ctx *x,
+    struct strbuf *out)
+{
+	int known = x->issuer != NULL && x->issuer[0] != '\0';
+
+	if (n == 9 && memcmp(name, "issued_by", 9) == 0)
+		strbuf_printf(out, known ? "\"%s\", which is" : "a CA that is",
+		    x->issuer);
+	else if (n == 8 && memcmp(name, "issuer_q", 8) == 0)
+		strbuf_printf(out, known ? "\"%s\"" : "its issuer", x->issuer);
+	else if (known)
+		strbuf_printf(out, " (\"%s\")", x->issuer);
+}
+
 /* The value of one placeholder; an unknown name is copied as it is. */
 static void
 put_var(const char *name, size_t n, const struct failcause_ctx *x,
@@ -385,14 +406,22 @@ put_var(const char *name, size_t n, const struct failcause_ctx *x,
 		if (x->trust_file != NULL && x->trust_file[0] != '\0')
 			strbuf_printf(out, "`postern trust add certs/%s.pem "
 			    "--name %s`", x->trust_file, x->trust_file);
-		else
+		else if (x->issuer != NULL && x->issuer[0] != '\0')
 			strbuf_printf(out, "`postern trust add CA.pem --name "
 			    "NAME` with CA.pem the certificate of \"%s\" as "
-			    "published by that CA", OR(x->issuer,
-			    "the issuer"));
+			    "published by that CA", x->issuer);
+		else
+			strbuf_puts(out, "`postern trust add CA.pem --name "
+			    "NAME` with CA.pem the certificate of that CA");
 	}
 	else if (IS("issuer"))
 		strbuf_puts(out, OR(x->issuer, "an unknown CA"));
+	else if (IS("issued_by") || IS("issuer_q") || IS("issuer_paren"))
+		put_issuer(name, n, x, out);
+	else if (IS("user_of")) {
+		if (x->user != NULL && x->user[0] != '\0')
+			strbuf_printf(out, " of \"%s\"", x->user);
+	}
 	else if (IS("address"))
 		strbuf_puts(out, OR(x->address, x->who == FC_FOR_DELIVERY ?
 		    "the recipient" : "ADDRESS"));

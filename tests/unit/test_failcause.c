@@ -79,6 +79,17 @@ static const struct fix_case fixes[] = {
 	    "CA.pem the certificate of \"Corp CA\"" },
 	{ FC_TLS_UNTRUSTED, { "mx.example", 25, 0, "Corp CA", NULL, NULL,
 	    NULL, NULL, SEND }, "(or pass --trust FILE with that CA)" },
+	/* an issuer not known (delivery): other words, no empty quotes */
+	{ FC_TLS_UNTRUSTED, { "mx.example", 25, 0, NULL, NULL, NULL, NULL,
+	    NULL, DELIV }, "was issued by a CA that is not in the trust "
+	    "store" },
+	{ FC_TLS_UNTRUSTED, { "mx.example", 25, 0, NULL, NULL, NULL, NULL,
+	    NULL, DELIV }, "with CA.pem the certificate of that CA" },
+	{ FC_TLS_MISSING_INTERMEDIATE, { "mx.example", 25, 0, NULL, NULL,
+	    NULL, NULL, NULL, DELIV }, "intermediate CA certificate of its "
+	    "issuer:" },
+	{ FC_TLS_SELF_SIGNED, { "mx.example", 25, 0, NULL, NULL, NULL, NULL,
+	    NULL, DELIV }, "a self-signed certificate: if" },
 	{ FC_TLS_SELF_SIGNED, { "mx.example", 25, 0, "mx.example",
 	    "mx.example", NULL, NULL, NULL, SEND },
 	    "`postern trust add certs/mx.example.pem --name mx.example`" },
