@@ -29,6 +29,11 @@ int	cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
  * is given.  0, or -1 when it is none of these. */
 int	cmd_host_port(const char *arg, char *host, size_t hlen, int *port);
 
+/* --starttls, --tls or --plain (cmd_args.c) into *mode as 1, 2, 3 (the
+ * commands' TLS enums keep that order after their default 0), *set = 1:
+ * 0; -1 when arg is none of them; 2 after a usage error (two of them). */
+int	cmd_tls_flag(const char *cmd, const char *arg, int *mode, int *set);
+
 /* The client context of a command that talks to a server (cmd_args.c):
  * the `tls` settings of conf; with verify, the trust store (+ system CAs)
  * checked after the handshake (tls_client_verify_after: the command

@@ -138,3 +138,22 @@ cmd_tls_client(const struct conf *conf, int verify, const char *trust,
 	}
 	return ctx;
 }
+
+int
+cmd_tls_flag(const char *cmd, const char *arg, int *mode, int *set)
+{
+	static const char *const names[] = { "--starttls", "--tls",
+	    "--plain" };
+	int i;
+
+	for (i = 0; i < 3; i++)
+		if (strcmp(arg, names[i]) == 0) {
+			if (*set && *mode != i + 1)
+				return cmd_usage_error(cmd, NULL, "--starttls, "
+				    "--tls and --plain exclude each other");
+			*mode = i + 1;
+			*set = 1;
+			return 0;
+		}
+	return -1;
+}

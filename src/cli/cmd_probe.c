@@ -88,21 +88,12 @@ usage(FILE *fp)
 static int
 tls_flag(struct probe_opts *o, const char *a)
 {
-	static const char *const names[] = { "--starttls", "--tls",
-	    "--plain" };
-	static const enum probe_tls modes[] = { PROBE_TLS_STARTTLS,
-	    PROBE_TLS_IMPLICIT, PROBE_TLS_PLAIN };
-	size_t i;
+	int mode = (int)o->tls, rc;
 
-	for (i = 0; i < 3; i++)
-		if (strcmp(a, names[i]) == 0) {
-			if (o->tls_set && o->tls != modes[i])
-				return USAGE("--starttls, --tls and --plain "
-				    "exclude each other");
-			o->tls = modes[i];
-			o->tls_set = 1;
-			return 0;
-		}
+	if ((rc = cmd_tls_flag("probe", a, &mode, &o->tls_set)) != -1) {
+		o->tls = (enum probe_tls)mode;
+		return rc;
+	}
 	if (strcmp(a, "--policy") == 0)
 		o->policy = 1;
 	else if (strcmp(a, "--json") == 0)

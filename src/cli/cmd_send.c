@@ -202,20 +202,12 @@ numeric_option(struct send_opts *o, const char *name, const char *v)
 static int
 flag_option(struct send_opts *o, const char *a)
 {
-	static const char *tls[] = { "--starttls", "--tls", "--plain" };
-	static const enum send_tls mode[] = { SEND_TLS_STARTTLS,
-	    SEND_TLS_IMPLICIT, SEND_TLS_PLAIN };
-	size_t i;
+	int mode = (int)o->tls, rc;
 
-	for (i = 0; i < 3; i++)
-		if (strcmp(a, tls[i]) == 0) {
-			if (o->tls_set && o->tls != mode[i])
-				return USAGE("--starttls, --tls and "
-				    "--plain exclude each other");
-			o->tls = mode[i];
-			o->tls_set = 1;
-			return 0;
-		}
+	if ((rc = cmd_tls_flag("send", a, &mode, &o->tls_set)) != -1) {
+		o->tls = (enum send_tls)mode;
+		return rc;
+	}
 	if (strcmp(a, "--insecure") == 0)
 		o->insecure = 1;
 	else if (strcmp(a, "--sign") == 0)

@@ -64,7 +64,7 @@ struct probe_report {
 	struct probe_found found;
 };
 
-enum probe_tls {
+enum probe_tls {		/* the order of cmd_tls_flag (cmd.h) */
 	PROBE_TLS_AUTO = 0,	/* STARTTLS when offered (default) */
 	PROBE_TLS_STARTTLS,	/* STARTTLS or FAIL */
 	PROBE_TLS_IMPLICIT,	/* RFC 8314 */

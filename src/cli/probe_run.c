@@ -625,31 +625,46 @@ start_auth(struct run *r)
 
 /* ---- MAIL, RCPT, RSET, QUIT ------------------------------------------ */
 
+/* The reply to MAIL or RCPT into the step: 1 for a 2xx, 0 for a
+ * refusal (FAIL and its fix), -1 when the connection is over (then the
+ * run has moved on). */
+static int
+tx_reply(struct run *r, struct probe_step *st,
+    const struct smtp_client_result *res, const char *step,
+    const char *address)
+{
+	struct smtp_client_result rr = *res;
+
+	if (res->err == SMTP_CLIENT_OK && smtp_reply_class(res->reply) == 2) {
+		detail_reply(st, res->reply);
+		return 1;
+	}
+	if (res->err == SMTP_CLIENT_OK) {
+		rr.err = SMTP_CLIENT_EREPLY;
+		rr.step = step;
+	}
+	fail_result(r, st, &rr, address);
+	if (rr.err == SMTP_CLIENT_EREPLY)
+		return 0;
+	main_over(r);
+	return -1;
+}
+
 static void
 on_mail(struct smtp_client *c, const struct smtp_client_result *res,
     void *arg)
 {
 	struct run *r = arg;
-	struct probe_step *st = end_step(r);
-	struct smtp_client_result rr = *res;
 
 	(void)c;
-	if (res->err == SMTP_CLIENT_OK && smtp_reply_class(res->reply) == 2) {
-		detail_reply(st, res->reply);
+	switch (tx_reply(r, end_step(r), res, "MAIL", r->s->from)) {
+	case 0:
+		r->rcpt_i = r->s->nrcpts;	/* no RCPT after a refusal */
+		/* FALLTHROUGH */
+	case 1:
 		go(r, PH_RCPT);
-		return;
+		break;
 	}
-	if (res->err == SMTP_CLIENT_OK) {
-		rr.err = SMTP_CLIENT_EREPLY;
-		rr.step = "MAIL";
-	}
-	fail_result(r, st, &rr, r->s->from);
-	if (rr.err != SMTP_CLIENT_EREPLY) {
-		main_over(r);
-		return;
-	}
-	r->rcpt_i = r->s->nrcpts;	/* no RCPT after a refused MAIL */
-	go(r, PH_RCPT);
 }
 
 static void
@@ -675,25 +690,13 @@ on_rcpt(struct smtp_client *c, const struct smtp_client_result *res,
 {
 	struct run *r = arg;
 	struct probe_step *st = cur_step(r);
-	struct smtp_client_result rr = *res;
 	const char *to = r->s->rcpts[r->rcpt_i];
 
 	(void)c;
 	st->ms = since(r);
 	probe_detail(st, "RCPT TO:<%s>", to);
-	if (res->err == SMTP_CLIENT_OK && smtp_reply_class(res->reply) == 2)
-		detail_reply(st, res->reply);
-	else {
-		if (res->err == SMTP_CLIENT_OK) {
-			rr.err = SMTP_CLIENT_EREPLY;
-			rr.step = "RCPT";
-		}
-		fail_result(r, st, &rr, to);
-		if (rr.err != SMTP_CLIENT_EREPLY) {
-			main_over(r);
-			return;
-		}
-	}
+	if (tx_reply(r, st, res, "RCPT", to) == -1)
+		return;
 	r->rcpt_i++;
 	rcpt_next(r);
 }

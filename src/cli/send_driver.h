@@ -21,7 +21,7 @@
 #include "failcause.h"
 #include "strbuf.h"
 
-enum send_tls {
+enum send_tls {		/* the order of cmd_tls_flag (cmd.h) */
 	SEND_TLS_AUTO = 0,	/* STARTTLS when offered (default) */
 	SEND_TLS_STARTTLS,	/* STARTTLS or fail */
 	SEND_TLS_IMPLICIT,	/* RFC 8314 */

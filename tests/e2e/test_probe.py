@@ -79,46 +79,45 @@ def make_probe_pki(d):
         os.chmod(kp, 0o600)
         pki[stem] = CertPair(cp, kp)
 
-    def ca(cn, issuer=None, nb=-1, na=400):
-        k = ec.generate_private_key(ec.SECP256R1())
-        ik = issuer[1] if issuer else k
-        b = (x509.CertificateBuilder().subject_name(name(cn))
-             .issuer_name(issuer[0].subject if issuer else name(cn))
-             .public_key(k.public_key())
-             .serial_number(x509.random_serial_number())
-             .not_valid_before(now + nb * day).not_valid_after(now + na * day)
-             .add_extension(x509.BasicConstraints(ca=True, path_length=None),
-                            critical=True)
-             .add_extension(x509.KeyUsage(False, False, False, False, False,
-                                          True, True, False, False),
-                            critical=True)
-             .add_extension(x509.SubjectKeyIdentifier.from_public_key(
-                 k.public_key()), critical=False))
-        return b.sign(ik, hashes.SHA256()), k
-
-    def leaf(cn, issuer, sans=(MX,), ips=("127.0.0.1",), nb=-1, na=400,
-             key=None, digest=None, aia=True):
+    def cert(cn, issuer, ca=False, sans=(MX,), ips=("127.0.0.1",), nb=-1,
+             na=400, key=None, digest=None, aia=True):
+        """A CA (ca=True) or a server certificate signed by `issuer`
+        ((cert, key), None: itself)."""
         k = key or ec.generate_private_key(ec.SECP256R1())
-        ik = issuer[1] if issuer else k
         b = (x509.CertificateBuilder().subject_name(name(cn))
              .issuer_name(issuer[0].subject if issuer else name(cn))
              .public_key(k.public_key())
              .serial_number(x509.random_serial_number())
              .not_valid_before(now + nb * day).not_valid_after(now + na * day)
-             .add_extension(x509.SubjectAlternativeName(
-                 [x509.DNSName(n) for n in sans] +
-                 [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]),
-                 critical=False)
-             .add_extension(x509.ExtendedKeyUsage(
-                 [ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
-        if aia and issuer:
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None),
+                            critical=True))
+        if ca:
+            b = (b.add_extension(x509.KeyUsage(
+                False, False, False, False, False, True, True, False, False),
+                critical=True)
+                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(
+                     k.public_key()), critical=False))
+        else:
+            b = (b.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(n) for n in sans] +
+                [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]),
+                critical=False)
+                 .add_extension(x509.ExtendedKeyUsage(
+                     [ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+        if aia and issuer and not ca:
             b = b.add_extension(x509.AuthorityInformationAccess([
                 x509.AccessDescription(
                     AuthorityInformationAccessOID.CA_ISSUERS,
                     x509.UniformResourceIdentifier(
                         "http://ca.probe.test/issuer.der"))]),
                 critical=False)
-        return b.sign(ik, digest or hashes.SHA256()), k
+        return b.sign(issuer[1] if issuer else k, digest or hashes.SHA256()), k
+
+    def ca(cn, issuer=None):
+        return cert(cn, issuer, ca=True)
+
+    def leaf(cn, issuer, **kw):
+        return cert(cn, issuer, **kw)
 
     root = ca("Probe Test Root")
     inter = ca("Probe Test Intermediate", root)
