@@ -8,7 +8,7 @@
 #                ASan+UBSan, short fuzz runs; ends with "N passed, N failed"
 #   make fuzz    long fuzz runs (FUZZ_SECONDS each, default 600)
 #   make soak    long crash/restart soak test
-#   make bench   side-by-side benchmark against Postfix (../shared/bench)
+#   make bench   side-by-side benchmark against Postfix (bench/README.md)
 
 PY       ?= /usr/bin/python3
 BUILD    ?= build

@@ -58,6 +58,11 @@ relay_one() {
 	cpu0=$(tree_cpu "$side")
 	t0=$(now)
 	: > "$L/relay.line"
+	if ! port_is_ours "$side"; then
+		record side="$(side_name "$side")" round="$round" size="$RELAY_SIZE" \
+		    sessions="$conc" -- unfinished=foreign-listener
+		return
+	fi
 	# in the background under its own watchdog; $! is timeout(1), which
 	# passes a SIGTERM on to the load client
 	bounded $((RELAY_MAX_SECONDS + 30)) "$BIN/loadgen" send \
@@ -76,6 +81,7 @@ relay_one() {
 	ok=$(field ok "$line")
 	id="side=$(side_name "$side") round=$round size=$RELAY_SIZE sessions=$conc"
 	[ -z "$WHY" ] && [ "${ok:-0}" != "$RELAY_COUNT" ] && WHY=failed
+	port_is_ours "$side" || WHY=foreign-listener
 	if [ -n "$WHY" ]; then
 		say "  $id: $WHY after $(elapsed "$t0" "$(now)") s: sink got" \
 		    "$(($(sink_count) - base)) of $RELAY_COUNT, $(server "$side" qcount) queued; load: $line"

@@ -8,7 +8,8 @@
 # alternately.
 # Figures per run: sessions_per_s, cpu_ms_per_session (CPU of the whole
 # server tree / sessions), sess_p50_ms and sess_p99_ms (connect to the
-# reply to QUIT).
+# reply to QUIT).  After each run the queue must hold every session's
+# message, or the run is marked unfinished.
 # env: TLS_COUNT (3000 sessions per run) TLS_CLIENTS ("10 40")
 #      TLS_MAX_SECONDS (300 per run)
 set -eu
@@ -18,7 +19,7 @@ TLS_MAX_SECONDS=${TLS_MAX_SECONDS:-300}
 bench_init tls "sessions/s with and without STARTTLS ($TLS_COUNT sessions per run, 4 KiB, delivery held)"
 
 tls_run() {
-	local side=$1 round=$2 w tls flag line cpu0 cpu1 ok id
+	local side=$1 round=$2 w tls flag line cpu0 cpu1 ok id q
 	server "$side" stop
 	server "$side" mode hold
 	server "$side" tls on
@@ -36,8 +37,9 @@ tls_run() {
 			cpu1=$(tree_cpu "$side")
 			ok=$(field ok "$line")
 			id="side=$(side_name "$side") round=$round clients=$w starttls=$tls"
-			if [ "${ok:-0}" != "$TLS_COUNT" ]; then
-				say "  $id: $ok of $TLS_COUNT sessions: $line"
+			q=$(server "$side" qcount)
+			if [ "${ok:-0}" != "$TLS_COUNT" ] || [ "$q" -lt "$TLS_COUNT" ]; then
+				say "  $id: $ok of $TLS_COUNT sessions, $q queued: $line"
 				record $id -- unfinished=failed
 				continue
 			fi

@@ -20,6 +20,7 @@
 # Sink:    sink_start | sink_count | sink_stop   (smtp-sink on SINK_PORT)
 # Load:    loadgen pf|pn send|idle ARGS...  bench/loadgen.c against the
 #          side's port, under a watchdog of --max-seconds + 30 s
+#          port_is_ours pf|pn  false when another process shares the port
 #          bounded SECS CMD...  any command under a watchdog (timeout(1):
 #          SIGTERM after SECS, SIGKILL 10 s later; exit 124)
 # Figures: tree_cpu pf|pn -> CPU seconds of the whole server tree
@@ -212,12 +213,37 @@ bounded() {
 
 # loadgen SIDE send|idle ARGS: the load client, bounded; its key=value
 # line on stdout (and in $L/loadgen.log with stderr).
+# A run whose port another process also listens on (Postfix and Postern
+# both bind with SO_REUSEPORT, so a stray daemon can share the port and
+# take part of the load) is reported with ok=0 error=foreign-listener.
 loadgen() {
-	local s=$1 mode=$2 max=300 prev= a
+	local s=$1 mode=$2 max=300 prev= a line
 	shift 2
 	for a in "$@"; do [ "$prev" = --max-seconds ] && max=$a; prev=$a; done
-	bounded $((max + 30)) "$BIN/loadgen" "$mode" --port "$(side_port "$s")" \
-	    --max-seconds "$max" "$@" 2>> "$L/loadgen.log" | tee -a "$L/loadgen.log"
+	port_is_ours "$s" || { echo "ok=0 opened=0 error=foreign-listener"; return 1; }
+	line=$(bounded $((max + 30)) "$BIN/loadgen" "$mode" --port "$(side_port "$s")" \
+	    --max-seconds "$max" "$@" 2>> "$L/loadgen.log") || true
+	if ! port_is_ours "$s"; then
+		line=$(printf '%s error=foreign-listener\n' "$line" |
+		    sed 's/ ok=[0-9]* / ok=0 /; s/ opened=[0-9]* / opened=0 /')
+	fi
+	printf '%s\n' "$line" | tee -a "$L/loadgen.log"
+}
+
+# port_is_ours SIDE: nothing but the side's server tree listens on its port.
+port_is_ours() {
+	local port tree p
+	port=$(side_port "$1")
+	tree=" $("$PY" "$BENCH/treestat.py" pids "$(server "$1" pid)" 2>/dev/null) "
+	for p in $(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' |
+	    cut -d= -f2 | sort -u); do
+		case $tree in
+		*" $p "*) ;;
+		*) say "bench: process $p ($(cat "/proc/$p/comm" 2>/dev/null)) also" \
+		    "listens on 127.0.0.1:$port: this run does not count"
+		   return 1 ;;
+		esac
+	done
 }
 
 tree_cpu() { "$PY" "$BENCH/treestat.py" cpu "$(server "$1" pid)" | sed 's/cpu_s=//'; }

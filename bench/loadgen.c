@@ -740,7 +740,8 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		session_fail(s, "eof");
 	else if (what & BEV_EVENT_ERROR)
 		session_fail(s, s->ssl != NULL && ERR_peek_error() != 0 ?
-		    "tls-error" : (errno != 0 ? strerror(errno) : "error"));
+		    "tls-error" : evutil_socket_error_to_string(
+		    EVUTIL_SOCKET_ERROR()));
 	ERR_clear_error();
 }
 

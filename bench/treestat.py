@@ -6,6 +6,7 @@ usage: treestat.py cpu PID   prints cpu_s=SECONDS: user + system time of
                              children they already reaped (cutime/cstime):
                              Postfix's smtpd processes exit after 100
                              sessions and their CPU time must still count
+       treestat.py pids PID  prints PID and its descendants, one line
        treestat.py mem PID   prints procs=N rss_kib=N pss_kib=N: the sum of
                              VmRSS (shared pages counted once per process)
                              and of Pss (each shared page split among the
@@ -73,13 +74,15 @@ def memory(root):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("cpu", "mem") \
+    if len(sys.argv) != 3 or sys.argv[1] not in ("cpu", "mem", "pids") \
             or not sys.argv[2].isdigit():
         sys.exit(__doc__)
     pid = int(sys.argv[2])
     if not os.path.exists(f"/proc/{pid}"):
         sys.exit(f"treestat: no process {pid}")
-    if sys.argv[1] == "cpu":
+    if sys.argv[1] == "pids":
+        print(" ".join(str(p) for p in tree(pid)))
+    elif sys.argv[1] == "cpu":
         print(f"cpu_s={cpu_seconds(pid):.2f}")
     else:
         n, rss, pss = memory(pid)
