@@ -12,7 +12,7 @@
 #          R (results: one NAME.txt per section) L (logs) BIN (tools)
 #          BENCH_RUN (servers' state and queues, reachable by the users
 #          nobody and postfix: build/bench/run, or a fresh /tmp dir when
-#          the checkout is not, e.g. under /root)
+#          the checkout is not, e.g. under /root; removed at the end)
 # Servers: server pf|pn VERB [ARG]  the adapters (server-postfix.sh,
 #          server-postern.sh): setup restart stop clean qcount pid
 #          mode hold|defer|relay, tls on|off, proclimit N
@@ -87,7 +87,7 @@ bench_run_dir() {
 	if ! runuser -u nobody -- test -x "$BENCH_RUN" 2>/dev/null; then
 		BENCH_RUN=$(mktemp -d /tmp/postern-bench.XXXXXX)
 		chmod 755 "$BENCH_RUN"
-		echo "$BENCH_RUN" > "$BENCH_OUT/run.tmpdir"
+		BENCH_RUN_TMP_OWNER=$$	# removed by this process at exit
 		say "bench: $BENCH_OUT is not reachable by the user nobody:" \
 		    "servers run in $BENCH_RUN"
 	fi
@@ -148,6 +148,7 @@ bench_cleanup() {
 	sink_stop >/dev/null 2>&1 || true
 	server pn stop >/dev/null 2>&1 || true
 	server pf stop >/dev/null 2>&1 || true
+	if [ "${BENCH_RUN_TMP_OWNER:-}" = "$$" ]; then rm -rf "$BENCH_RUN"; fi
 }
 
 side_name() { case $1 in pf) echo postfix ;; pn) echo postern ;; *) echo "$1" ;; esac; }

@@ -19,8 +19,8 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 bench_env
 rm -f "$R"/*.txt "$R/order" "$L"/*
-trap 'server pn stop >/dev/null 2>&1 || true; server pf stop >/dev/null 2>&1 || true;
-    sink_stop >/dev/null 2>&1 || true' EXIT
+BG_PIDS=
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 say "bench: postfix on 127.0.0.1:$PF_PORT, postern on 127.0.0.1:$PN_PORT," \
     "smtp-sink on 127.0.0.1:$SINK_PORT; state in $BENCH_RUN; $REPS rounds;" \
