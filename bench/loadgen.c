@@ -131,6 +131,7 @@ struct lg_run {
 	int			 nsess;
 	int			 active;	/* sessions not LG_CLOSED */
 	int			 claimed;	/* messages handed out */
+	int			 msgno;		/* Message-ID serial */
 	int			 ok;		/* 250 after the dot */
 	int			 failed;	/* messages not acknowledged */
 	int			 sess_failed;
@@ -496,8 +497,8 @@ session_enter(struct lg_session *s, enum lg_state st)
 	if (st == LG_BODY) {
 		evbuffer_add_printf(out, "From: <bench@example.org>\r\n"
 		    "To: <sink@example.com>\r\nSubject: bench\r\n"
-		    "Message-ID: <%ld.%d.%d@loadgen.bench.example.org>\r\n\r\n",
-		    (long)getpid(), s->id, s->sent);
+		    "Message-ID: <%ld.%d@loadgen.bench.example.org>\r\n\r\n",
+		    (long)getpid(), r->msgno++);
 		evbuffer_add_reference(out, r->body, r->body_len, NULL, NULL);
 	}
 }
