@@ -271,6 +271,7 @@ on_connect(struct smtp_client *c, const struct smtp_client_result *res,
     void *arg)
 {
 	struct run *r = arg;
+	struct smtp_client_result copy;
 	char a[INET6_ADDRSTRLEN];
 
 	(void)c;
@@ -279,13 +280,15 @@ on_connect(struct smtp_client *c, const struct smtp_client_result *res,
 		strbuf_printf(&r->tried, "%s%s port %d: %s",
 		    r->tried.len ? "\n" : "", a, r->s->port, res->detail[0] ?
 		    res->detail : smtp_client_strerror(res->err));
+		copy = *res;		/* the client's: it is freed now */
+		copy.reply = NULL;
 		smtp_client_free(r->c);
 		r->c = NULL;
 		if (++r->ai < r->host.naddrs) {
 			connect_next(r);
 			return;
 		}
-		connect_failed(r, res);
+		connect_failed(r, &copy);
 		return;
 	}
 	if (r->tried.len > 0)

@@ -234,9 +234,11 @@ def probe(pn, *args, env=None, timeout=60):
     """postern probe -c <the module's configuration> ARGS."""
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([BIN, "probe", "-c", pn.conf, "--timeout", "5",
-                           *args], capture_output=True, text=True,
-                          timeout=timeout, env=e, cwd=pn.dir)
+    p = subprocess.run([BIN, "probe", "-c", pn.conf, "--timeout", "5",
+                        *args], capture_output=True, text=True,
+                       timeout=timeout, env=e, cwd=pn.dir)
+    assert not SANITIZER_RE.search(p.stderr), p.stderr
+    return p
 
 
 def steps(p):
