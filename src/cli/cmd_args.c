@@ -75,6 +75,7 @@ cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
 	return 2;
 }
 
+/* Split HOST[:PORT]. */
 int
 cmd_host_port(const char *arg, char *host, size_t hlen, int *port)
 {
@@ -114,6 +115,7 @@ cmd_host_port(const char *arg, char *host, size_t hlen, int *port)
 	return 0;
 }
 
+/* The client TLS context of a command. */
 SSL_CTX *
 cmd_tls_client(const struct conf *conf, int verify, const char *trust,
     const char *cmd)
@@ -139,6 +141,7 @@ cmd_tls_client(const struct conf *conf, int verify, const char *trust,
 	return ctx;
 }
 
+/* --starttls, --tls, --plain. */
 int
 cmd_tls_flag(const char *cmd, const char *arg, int *mode, int *set)
 {

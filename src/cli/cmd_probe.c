@@ -508,6 +508,7 @@ probe_all(struct probe_cmd *p, const char *password)
 	return fails > 0 ? 1 : 0;
 }
 
+/* `postern probe`: options, configuration, run, exit status. */
 int
 cmd_probe(int argc, char **argv)
 {

@@ -135,6 +135,7 @@ route_details(struct probe_step *st, const struct route_decision *d,
 		probe_detail(st, "delivered to its MX hosts");
 }
 
+/* The "policy" step: the delivery's verdict for a domain. */
 void
 probe_policy_step(struct probe_report *r, const struct probe_settings *s,
     const struct conf *conf, const char *domain)

@@ -30,6 +30,7 @@ static const char *const matrix_cols[] = {
 static const char *const status_word[] = { "ok", "warn", "FAIL" };
 static const char *const status_json[] = { "ok", "warn", "fail" };
 
+/* A new step at the end of the report. */
 struct probe_step *
 probe_step_add(struct probe_report *r, const char *name)
 {
@@ -43,6 +44,7 @@ probe_step_add(struct probe_report *r, const char *name)
 	return s;
 }
 
+/* One more line of details. */
 void
 probe_detail(struct probe_step *s, const char *fmt, ...)
 {
@@ -54,6 +56,7 @@ probe_detail(struct probe_step *s, const char *fmt, ...)
 	strbuf_putc(&s->details, '\n');
 }
 
+/* Raise the status and add the fix of a cause. */
 void
 probe_problem(struct probe_step *s, enum probe_status st, enum failcause fc,
     const struct failcause_ctx *ctx)
@@ -71,6 +74,7 @@ probe_problem(struct probe_step *s, enum probe_status st, enum failcause fc,
 	s->fix[s->nfix++] = strbuf_detach(&fix, NULL);
 }
 
+/* The fix context of the report's server. */
 void
 probe_fctx(const struct probe_report *r, const struct probe_settings *s,
     struct failcause_ctx *x)
@@ -83,6 +87,7 @@ probe_fctx(const struct probe_report *r, const struct probe_settings *s,
 	x->who = FC_FOR_PROBE;
 }
 
+/* One step as text. */
 void
 probe_print_step(FILE *fp, const struct probe_step *s)
 {
@@ -102,6 +107,7 @@ probe_print_step(FILE *fp, const struct probe_step *s)
 	fflush(fp);
 }
 
+/* How many steps failed and warned. */
 void
 probe_counts(const struct probe_report *r, size_t n, int *fails, int *warns)
 {
@@ -171,6 +177,7 @@ matrix_width(const struct probe_report *r, size_t n, const char *col)
 	return w;
 }
 
+/* The hosts x steps matrix of --mx. */
 void
 probe_print_matrix(FILE *fp, const struct probe_report *r, size_t n)
 {
@@ -278,6 +285,7 @@ json_report(struct strbuf *sb, const struct probe_report *r)
 	    f, w, f > 0 ? "fail" : "ok");
 }
 
+/* The reports as one JSON document. */
 void
 probe_print_json(FILE *fp, const char *domain, const struct probe_report *r,
     size_t n, const char *mode)
@@ -313,6 +321,7 @@ probe_print_json(FILE *fp, const char *domain, const struct probe_report *r,
 	strbuf_free(&sb);
 }
 
+/* Free what a report holds. */
 void
 probe_report_free(struct probe_report *r)
 {

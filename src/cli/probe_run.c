@@ -1009,6 +1009,7 @@ go(struct run *r, enum phase ph)
 	fatalx("probe: no phase %d", (int)ph);
 }
 
+/* Every step against one server, to the end. */
 void
 probe_run(struct event_base *base, const struct probe_settings *s,
     struct probe_report *rep)

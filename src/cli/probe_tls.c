@@ -266,8 +266,8 @@ host_step(struct probe_report *r, const struct failcause_ctx *fx, X509 *leaf,
 	static const char *const how[] = {
 		"", "a DNS name of its subjectAltName",
 		"a wildcard of its subjectAltName (one label)",
-		"its CN only: it has no DNS subjectAltName, which RFC 6125 "
-		"clients prefer",
+		("its CN only: it has no DNS subjectAltName, which RFC 6125 "
+		"clients prefer"),
 		"an IP address of its subjectAltName" };
 	struct probe_step *s = probe_step_add(r, "hostname");
 	struct failcause_ctx x = *fx;
@@ -319,6 +319,7 @@ chain_steps(struct probe_report *r, const struct probe_settings *set,
 	host_step(r, fx, sk_X509_value(chain, 0), name);
 }
 
+/* The steps of an established TLS session. */
 void
 probe_tls_steps(struct probe_report *r, const struct probe_settings *set,
     SSL *ssl, const char *name, double handshake_ms)
@@ -375,6 +376,7 @@ diag_cause(struct probe_step *s, struct failcause_ctx *x,
 	}
 }
 
+/* Explain a failed handshake by the diagnostic one. */
 void
 probe_tls_failed(struct probe_report *r, const struct probe_settings *set,
     size_t step, enum failcause cause, const char *reason, SSL *diag,

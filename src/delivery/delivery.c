@@ -24,6 +24,7 @@ delivery_result_set(struct delivery_result *r, enum delivery_outcome o,
 	delivery_result_cause(r, FC_NONE, NULL, 0);
 }
 
+/* Name the cause of a failed result. */
 void
 delivery_result_cause(struct delivery_result *r, enum failcause fc,
     const char *host, int port)

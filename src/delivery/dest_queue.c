@@ -156,6 +156,7 @@ dest_queue_conn_failed(struct dest_queue *q, const char *why)
 	q->window = 1;
 }
 
+/* Keep the cause of the last connection failure. */
 void
 dest_queue_conn_cause(struct dest_queue *q, enum failcause fc,
     const char *host, int port)

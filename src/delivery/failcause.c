@@ -326,6 +326,7 @@ failcause_name(enum failcause fc)
 	return "?";
 }
 
+/* The cause of a name. */
 enum failcause
 failcause_by_name(const char *name)
 {
@@ -609,6 +610,7 @@ failcause_from_tls_error(unsigned long err, int implicit)
 	}
 }
 
+/* The cause of a whole reply. */
 enum failcause
 failcause_of_reply(const char *step, const struct smtp_reply *r)
 {

@@ -986,6 +986,7 @@ smtp_client_starttls(struct smtp_client *c, SSL_CTX *ctx,
 	starttls_start(c, ctx, servername, NULL, cb, arg);
 }
 
+/* STARTTLS with NOOP in the same packet. */
 void
 smtp_client_starttls_inject(struct smtp_client *c, SSL_CTX *ctx,
     const char *servername, smtp_client_cb cb, void *arg)
@@ -1670,6 +1671,7 @@ smtp_client_fd(const struct smtp_client *c)
 	return c->fd;
 }
 
+/* When the last handshake began. */
 double
 smtp_client_tls_started(const struct smtp_client *c)
 {

@@ -1088,6 +1088,7 @@ dns_hosts(const char *name, int mx, int port, double timeout,
 	return r->id;
 }
 
+/* The MX names of a domain, without addresses. */
 unsigned long
 dns_mx(const char *domain, double timeout, dns_hosts_cb cb, void *arg)
 {

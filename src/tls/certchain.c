@@ -57,6 +57,7 @@ sent_root_of(STACK_OF(X509) *sent, X509 *x)
 	return NULL;
 }
 
+/* Verify a chain and keep the facts of a failure. */
 int
 certchain_verify(X509_STORE *store, X509 *leaf, STACK_OF(X509) *sent,
     int check_time, struct certchain_facts *f)
@@ -98,6 +99,7 @@ certchain_verify(X509_STORE *store, X509 *leaf, STACK_OF(X509) *sent,
 	return ok;
 }
 
+/* Read the facts as a server's problem. */
 enum certchain_problem
 certchain_server_problem(const struct certchain_facts *f, char *issuer,
     size_t ilen, char *stem, size_t slen, char *when, size_t wlen)
@@ -140,6 +142,7 @@ certchain_server_problem(const struct certchain_facts *f, char *issuer,
 
 /* ---- names ----------------------------------------------------------- */
 
+/* The names of a SAN extension as text. */
 void
 certchain_sans(GENERAL_NAMES *gens, const char *sep, struct strbuf *sb)
 {
@@ -196,6 +199,7 @@ has_dns_san(X509 *x)
 	return found;
 }
 
+/* Match a host name; list every name; say which matched. */
 enum certchain_match
 certchain_match_host(X509 *x, const char *host, struct strbuf *names,
     char *matched, size_t mlen)
@@ -242,6 +246,7 @@ certchain_match_host(X509 *x, const char *host, struct strbuf *names,
 
 /* ---- link checks ----------------------------------------------------- */
 
+/* Signed with SHA-1 or MD5? */
 int
 certchain_sig_weak(const X509 *x)
 {
@@ -253,6 +258,7 @@ certchain_sig_weak(const X509 *x)
 	    md == NID_md2;
 }
 
+/* The signature algorithm's name. */
 const char *
 certchain_sig_name(const X509 *x)
 {
@@ -261,6 +267,7 @@ certchain_sig_name(const X509 *x)
 	return n != NULL ? n : "unknown";
 }
 
+/* An RSA or DSA key below 2048 bits? */
 int
 certchain_weak_key(X509 *x)
 {
@@ -274,6 +281,7 @@ certchain_weak_key(X509 *x)
 	    id == EVP_PKEY_DSA) && EVP_PKEY_get_bits(k) < 2048;
 }
 
+/* The file stem `postern cert fetch` saves a certificate under. */
 void
 certchain_file_stem(X509 *x, char *out, size_t outlen)
 {

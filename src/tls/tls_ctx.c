@@ -455,6 +455,7 @@ tls_cipher(const SSL *ssl)
 	return SSL_CIPHER_get_name(SSL_get_current_cipher(ssl));
 }
 
+/* The server's temporary key: kind and bits. */
 int
 tls_peer_tmp_key(SSL *ssl, char *buf, size_t len)
 {
@@ -482,6 +483,7 @@ tls_peer_tmp_key(SSL *ssl, char *buf, size_t len)
 	return bits;
 }
 
+/* A client context for diagnosis: any protocol, any cipher. */
 SSL_CTX *
 tls_client_ctx_diag(int max_version, char *why, size_t whylen)
 {
