@@ -14,7 +14,9 @@ One test per diagnosis, each asserting the step, its status and its
 * a raw-socket peer written here that answers a NOOP pipelined with
   STARTTLS inside TLS (CVE-2011-0411 class);
 * a closed port, a name that does not resolve (.invalid: answered
-  locally, never the network);
+  locally, never the network), a listener that never greets, a 554
+  banner, a banner sent in parts after a delay to a client that then
+  gets HELO only;
 * Postern's 535, 550 (relaying denied) and 554 (sender not verified);
 * --mx over three MX hosts of resolver.local_data (127.0.0.2-4), one down;
 * --policy for each destination tls setting; --json parsed by Python;
@@ -616,6 +618,86 @@ def test_554_sender_not_verified(pn, tmp_path):
         st["fix"][0]
     assert "rcpt" not in steps(p)
     assert pn.pw not in p.stdout + p.stderr
+
+
+# ---------------------------------------------------------------------------
+# the banner: none, refused, slow; HELO only
+
+def test_no_banner(pn):
+    """A port whose listener never accepts: TCP succeeds, nothing comes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        p = probe(pn, f"127.0.0.1:{s.getsockname()[1]}", "--timeout", "1")
+    st = check(p, "banner", "FAIL", "took the connection but sent no "
+               "banner", code=1)
+    assert "no greeting within 1 s" in st["details"][0]
+    check(p, "connect", "ok")
+
+
+def test_banner_refused(pn, peers):
+    peer = SMTPPeer(name=MX, replies={"BANNER": "554 5.7.1 Access denied"})
+    peers.append(peer.start())
+    p = probe(pn, f"{MX}:{peer.port}")
+    st = check(p, "banner", "FAIL", "refuses connections from this "
+               "address", code=1)
+    assert st["details"] == ["554 5.7.1 Access denied"]
+
+
+class SlowPeer:
+    """'220-' at once, the rest of the banner after `delay` seconds (a
+    greeting delay as postscreen does it); EHLO refused, HELO taken."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        self.sock.settimeout(30)
+        try:
+            c, _ = self.sock.accept()
+        except OSError:
+            return
+        with c:
+            c.settimeout(30)
+            c.sendall(b"220-slow.test ESMTP\r\n")
+            threading.Event().wait(self.delay)
+            c.sendall(b"220 slow.test ready\r\n")
+            f = c.makefile("rb")
+            for line in f:
+                verb = line.split()[0].upper() if line.split() else b""
+                if verb == b"EHLO":
+                    c.sendall(b"502 5.5.1 EHLO not implemented\r\n")
+                elif verb == b"HELO":
+                    c.sendall(b"250 slow.test\r\n")
+                elif verb == b"QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    c.sendall(b"250 ok\r\n")
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(timeout=35)
+
+
+def test_slow_banner_and_helo_only(pn):
+    peer = SlowPeer(2.2)
+    try:
+        p = probe(pn, f"127.0.0.1:{peer.port}", "--quick")
+    finally:
+        peer.close()
+    st = check(p, "banner", "warn", "sent its banner after 2.", code=0)
+    assert any("a deliberate delay: the banner came in parts" in d
+               for d in st["details"]), st
+    st = check(p, "ehlo", "warn", "speaks old SMTP (HELO) only")
+    assert "EHLO refused; HELO accepted: slow.test" in st["details"]
+    check(p, "starttls", "warn", "does not offer STARTTLS")
 
 
 # ---------------------------------------------------------------------------

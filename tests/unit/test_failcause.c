@@ -5,6 +5,7 @@
  * verification results, handshake errors and client results map to the
  * cause whose fix applies.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -331,6 +332,14 @@ test_from_result(void **state)
 	r.err = SMTP_CLIENT_ECONNREFUSED;
 	r.step = "connect";
 	assert_int_equal(failcause_from_result(&r, 0), FC_CONN_REFUSED);
+	r.err = SMTP_CLIENT_ECONNECT;	/* connect(2) failed: which way */
+	r.sys_errno = ETIMEDOUT;
+	assert_int_equal(failcause_from_result(&r, 0), FC_CONN_TIMEOUT);
+	r.sys_errno = ENETUNREACH;
+	assert_int_equal(failcause_from_result(&r, 0), FC_NET_UNREACHABLE);
+	r.sys_errno = EHOSTUNREACH;
+	assert_int_equal(failcause_from_result(&r, 0), FC_NET_UNREACHABLE);
+	r.sys_errno = 0;
 	r.err = SMTP_CLIENT_ETIMEOUT;
 	assert_int_equal(failcause_from_result(&r, 0), FC_CONN_TIMEOUT);
 	r.step = "greeting";
