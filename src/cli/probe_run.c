@@ -433,7 +433,7 @@ on_ehlo(struct smtp_client *c, const struct smtp_client_result *res,
 	} else {
 		detail_ext(st, res->reply);
 		e = smtp_client_ehlo_info(c);
-		if (e != NULL && (e->ext & SMTP_EXT_AUTH))
+		if (e != NULL && (e->ext & SMTP_EXT_AUTH) && !r->tls_up)
 			bsnprintf(r->auth0, sizeof(r->auth0), "%s",
 			    e->auth_mechs[0] ? e->auth_mechs : "(none named)");
 	}

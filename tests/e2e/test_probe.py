@@ -126,6 +126,7 @@ def make_probe_pki(d):
     inter2 = ca("Probe Test Intermediate 2", inter)
     other = ca("Probe Untrusted Root")
     save("root", [root[0]], root[1])
+    save("other", [other[0]], other[1])
     save("inter", [inter[0]], inter[1])
     sans = (MX, "*.wild.probe.test", "mx1.probe.test", "mx2.probe.test",
             "mx3.probe.test")
@@ -383,6 +384,23 @@ def test_wildcard_and_address_matches_are_named(pn):
         st["details"]
 
 
+def test_implicit_tls_server(pn, ppki, peers):
+    peer = SMTPPeer(tls="implicit", cert=ppki["good"], name=MX,
+                    auth=("u", "p"))
+    peers.append(peer.start())
+    p = probe(pn, f"{MX}:{peer.port}", "--tls", "--user", "u",
+              "--password-env", "PROBE_PW", env={"PROBE_PW": "p"})
+    st = steps(p)
+    assert p.returncode == 0, p.stdout
+    names = [ln.split()[0] for ln in p.stdout.splitlines()
+             if STEP_RE.match(ln)]
+    assert names == ["resolve", "connect", "tls", "certificate", "verify",
+                     "hostname", "banner", "ehlo", "auth", "old-tls"], names
+    assert all(s["status"] == "ok" for s in st.values()), p.stdout
+    assert "offered under TLS: PLAIN LOGIN" in st["auth"]["details"]
+    assert 'authenticated as "u"' in st["auth"]["details"]
+
+
 class Recorder:
     async def handle_DATA(self, server, session, envelope):
         return "250 2.0.0 Ok"
@@ -428,6 +446,12 @@ def test_untrusted_root(pn, ppki, peers):
         in fix
     assert "`postern trust add CA.pem --name NAME`" in fix
     assert "untrusted root" in st["details"][1]
+    # the fix's other way: --trust with that CA
+    p = probe(pn, f"{MX}:{peer.port}", "--quick", "--trust",
+              ppki["other"].cert)
+    st = check(p, "verify", "ok", code=0)
+    assert 'trusted: the chain leads to "Probe Untrusted Root"' in \
+        st["details"][0]
 
 
 def test_leaf_without_its_intermediate(pn, ppki, peers):
