@@ -458,11 +458,14 @@ on_starttls(struct smtp_client *c, const struct smtp_client_result *res,
 	double hs = smtp_client_tls_started(c);
 	struct probe_step *st = cur_step(r);
 
-	if (res->err == SMTP_CLIENT_OK || (hs >= r->t0 && res->reply != NULL &&
-	    res->reply->code == 220 && res->err == SMTP_CLIENT_ETLS)) {
-		/* the 220 came: the handshake is the "tls" step */
+	if (res->err == SMTP_CLIENT_OK || hs >= r->t0) {
+		/* the 220 came and the handshake began: it is the "tls" step
+		 * (a timeout in it keeps no reply: the 220 is not shown) */
 		st->ms = (hs - r->t0) * 1000.0;
-		detail_reply(st, res->reply);
+		if (res->reply != NULL)
+			detail_reply(st, res->reply);
+		else
+			probe_detail(st, "220 (accepted)");
 		if (res->err != SMTP_CLIENT_OK) {
 			begin_step(r, "tls")->ms = (mono_now() - hs) * 1000.0;
 			tls_failed(r, res);

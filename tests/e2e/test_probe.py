@@ -561,6 +561,24 @@ def test_454_to_starttls(pn, ppki, peers):
         st["details"]
 
 
+def test_handshake_fails_after_220(pn, ppki, peers):
+    """220 to STARTTLS, then plaintext instead of TLS: the "tls" step
+    fails, and under a preferred destination Postern would defer (never
+    clear text after the 220: a possible active attack)."""
+    peer = tls_peer(peers, ppki, "good",
+                    replies={"STARTTLS": "220 2.0.0 go ahead"})
+    p = probe(pn, f"{MX}:{peer.port}", "--policy", "--domain",
+              "preferred.test")
+    check(p, "starttls", "ok")
+    st = check(p, "tls", "FAIL", "the TLS handshake with mx.probe.test "
+               "failed", code=1)
+    assert "a handshake allowing every protocol and cipher failed too" in \
+        st["details"]
+    st = check(p, "policy", "FAIL", "Postern would defer mail for "
+               "preferred.test")
+    assert any("possible active attack" in d for d in st["details"])
+
+
 def test_530_and_538_tls_first(pn, ppki, peers):
     """A server that lists AUTH in clear but answers it with 538, and MAIL
     with 530 until STARTTLS; --plain sends the credentials anyway."""
