@@ -24,6 +24,8 @@ static const struct {
 	    "remove)" },
 	{ "user",   cmd_user,   "SMTP credentials and their verified sender "
 	    "identities (add, list, remove, passwd, modify)" },
+	{ "status", cmd_status, "is the daemon running; its queue, certificates "
+	    "and recent TLS failures" },
 };
 
 static void

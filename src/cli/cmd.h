@@ -15,6 +15,7 @@ int	cmd_cert(int argc, char **argv);	/* cert selfsign|csr|import|... */
 int	cmd_cert_fetch(int argc, char **argv);	/* cert fetch HOST[:PORT] (argv[0] = "fetch") */
 int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 int	cmd_user(int argc, char **argv);	/* user add|list|remove|passwd|modify */
+int	cmd_status(int argc, char **argv);	/* status [-c FILE] [--json] */
 
 /* `postern CMD [-c FILE] [--help] SUBCOMMAND ...` (cmd_args.c): sets *path
  * (when -c is given) and *next (index of SUBCOMMAND) and returns -1 to go

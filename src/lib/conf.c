@@ -212,6 +212,7 @@ static void	 parse_dkim_entry(struct loadctx *, const config_setting_t *,
 static void	 parse_dkim(struct loadctx *, const config_setting_t *);
 static void	 parse_smime(struct loadctx *, const config_setting_t *);
 static void	 parse_resolver(struct loadctx *, const config_setting_t *);
+static void	 parse_metrics(struct loadctx *, const config_setting_t *);
 static void	 certref_free(struct conf_certref *);
 static void	 route_free(struct conf_route *);
 static void	 put_str(FILE *, const char *);
@@ -253,6 +254,7 @@ static const struct keyspec top_keys[] = {
 	{ "destinations", K_GROUPLIST }, { "delivery", K_GROUP },
 	{ "alerts", K_GROUP }, { "dkim", K_GROUPLIST }, { "smime", K_GROUP },
 	{ "resolver", K_GROUP }, { "limits", K_GROUP },
+	{ "metrics", K_GROUP },
 	{ NULL, K_STRING }
 };
 
@@ -339,6 +341,10 @@ static const struct keyspec smime_keys[] = {
 
 static const struct keyspec resolver_keys[] = {
 	{ "local_data", K_STRLIST }, { NULL, K_STRING }
+};
+
+static const struct keyspec metrics_keys[] = {
+	{ "address", K_STRING }, { "port", K_INT }, { NULL, K_STRING }
 };
 
 static const struct enumval listener_tls_vals[] = {
@@ -1190,6 +1196,8 @@ parse_top(struct loadctx *ctx, const config_setting_t *root)
 		parse_smime(ctx, s);
 	if ((s = get_typed(root, "resolver", K_GROUP)) != NULL)
 		parse_resolver(ctx, s);
+	if ((s = get_typed(root, "metrics", K_GROUP)) != NULL)
+		parse_metrics(ctx, s);
 }
 
 /* hostname, data_dir, user, workers. */
@@ -2079,6 +2087,28 @@ parse_resolver(struct loadctx *ctx, const config_setting_t *g)
 	    &c->resolver_local_data, &c->nresolver_local_data);
 }
 
+/* metrics = { address; port; }: the block turns the listener on. */
+static void
+parse_metrics(struct loadctx *ctx, const config_setting_t *g)
+{
+	struct conf *c = ctx->conf;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	const config_setting_t *s;
+	const char *v;
+
+	check_keys(ctx, g, metrics_keys, "metrics");
+	set_str(&c->metrics_address, xstrdup("127.0.0.1"));
+	c->metrics_port = 9725;
+	if ((v = get_str(g, "address", &s)) != NULL) {
+		if (sockaddr_parse(v, 0, &ss, &sslen) == -1)
+			report(ctx, s, "metrics address '%s' is not a literal "
+			    "IPv4 or IPv6 address", v);
+		set_str(&c->metrics_address, xstrdup(v));
+	}
+	set_int(ctx, g, "port", 1, 65535, &c->metrics_port);
+}
+
 /* ---- freeing ----------------------------------------------------------- */
 
 static void
@@ -2155,6 +2185,7 @@ conf_free(struct conf *c)
 	free(c->data_dir);
 	free(c->user);
 	free(c->log_file);
+	free(c->metrics_address);
 	free(c);
 }
 
@@ -2609,6 +2640,14 @@ show_misc(const struct conf *c, FILE *fp)
 	fputs(" };\nresolver = {", fp);
 	put_klist(fp, "local_data", c->resolver_local_data,
 	    c->nresolver_local_data);
+	fputs(" };\n", fp);
+	if (c->metrics_port == 0) {
+		fputs("# metrics: off (no metrics block)\n", fp);
+		return;
+	}
+	fputs("metrics = {", fp);
+	put_kstr(fp, "address", c->metrics_address);
+	put_kint(fp, "port", c->metrics_port);
 	fputs(" };\n", fp);
 }
 

@@ -161,6 +161,11 @@ struct conf {
 	int	 retry_max;		/* default 3600 */
 	int	 max_queue_lifetime;	/* default 432000 */
 	int	 paused;		/* default 0 */
+
+	/* metrics = { address; port; }: Prometheus text on GET /metrics
+	 * (plain HTTP).  metrics_port 0 = no metrics block: off. */
+	char	*metrics_address;	/* literal IP, default "127.0.0.1" */
+	int	 metrics_port;		/* default 9725 when the block is there */
 };
 
 /* A list of "FILE:LINE: message" strings collected while loading. */

@@ -15,6 +15,11 @@
  * Threats: SMTP smuggling (only <CRLF>.<CRLF> ends DATA, bare CR/LF are
  * refused or normalised by the scanner in smtp_proto.c), unbounded input
  * (every wait is capped), log injection (values are cleaned by log.c).
+ *
+ * Metrics (metrics.h): a 4xx/5xx reply while a MAIL, RCPT, DATA or BDAT
+ * command or the message itself is being answered (s->stage) counts as
+ * a rejection with its enhanced status code; the 250 after the commit
+ * as an accepted message; every AUTH outcome by mechanism or reason.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,7 @@
 #include "addrlist.h"
 #include "base64.h"
 #include "log.h"
+#include "metrics.h"
 #include "smtp_server.h"
 #include "strbuf.h"
 #include "util.h"
@@ -102,6 +108,9 @@ struct smtp_session {
 	struct msg_header_scan		 hdr;
 	struct strbuf			 out;		/* scanner output */
 
+	/* metrics: the enum metrics_stage being answered, -1 none */
+	int				 stage;
+
 	/* deadlines (monotonic seconds) */
 	double				 cmd_deadline;
 	double				 data_deadline;
@@ -161,6 +170,8 @@ reply(struct smtp_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	strbuf_vprintf(&sb, fmt, ap);
 	va_end(ap);
+	if (s->stage >= 0 && (sb.s[0] == '4' || sb.s[0] == '5'))
+		metrics_message_rejected((enum metrics_stage)s->stage, sb.s);
 	strbuf_add(&sb, "\r\n", 2);
 	s->ops->reply(s->ctx, sb.s, sb.len);
 	strbuf_free(&sb);
@@ -210,6 +221,7 @@ smtp_session_new(const struct smtp_session_params *p,
 	s->icid = p->icid;
 	s->tls_mode = p->tls;
 	s->auth_mode = p->auth;
+	s->stage = -1;
 	bstrlcpy(s->client_ip, p->client_ip, sizeof(s->client_ip));
 	bstrlcpy(s->client_rdns, p->client_rdns ? p->client_rdns : "unknown",
 	    sizeof(s->client_rdns));
@@ -872,10 +884,20 @@ log_auth(struct smtp_session *s, const char *user, int ok)
 	    "icid", icid, "user", user, "mechanism", s->sasl_mech, NULL);
 }
 
+/* AUTH refused before any exchange: counted, then the reply. */
+static void
+auth_refuse(struct smtp_session *s, enum metrics_auth_fail why,
+    const char *line)
+{
+	metrics_auth_failure(why);
+	error_reply(s, line);
+}
+
 /* A failed exchange before any check: 535, logged. */
 static void
 auth_fail_now(struct smtp_session *s, const char *user)
 {
+	metrics_auth_failure(METRICS_AUTH_MALFORMED);
 	log_auth(s, user, 0);
 	s->state = SMTP_STATE_CMD;
 	error_reply(s, "535 5.7.8 Authentication credentials invalid");
@@ -934,12 +956,14 @@ sasl_response(struct smtp_session *s, const char *line, size_t len)
 
 	if (len == 1 && line[0] == '*') {
 		s->state = SMTP_STATE_CMD;
-		error_reply(s, "501 5.7.0 Authentication aborted");
+		auth_refuse(s, METRICS_AUTH_ABORTED,
+		    "501 5.7.0 Authentication aborted");
 		return;
 	}
 	if ((n = sasl_decode(line, len, buf, sizeof(buf))) < 0) {
 		s->state = SMTP_STATE_CMD;
-		error_reply(s, "501 5.5.2 Cannot decode response");
+		auth_refuse(s, METRICS_AUTH_MALFORMED,
+		    "501 5.5.2 Cannot decode response");
 		return;
 	}
 	if (strcmp(s->sasl_mech, "PLAIN") == 0)
@@ -966,28 +990,34 @@ cmd_auth(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	const char *sp;
 	size_t mlen;
 
-	if (need_tls(s))
+	if (need_tls(s)) {
+		metrics_auth_failure(METRICS_AUTH_ENCRYPTION_REQUIRED);
 		return;
+	}
 	if (s->auth_mode == LISTENER_AUTH_OFF) {
-		error_reply(s, "503 5.5.1 Error: authentication not enabled");
+		auth_refuse(s, METRICS_AUTH_BAD_SEQUENCE,
+		    "503 5.5.1 Error: authentication not enabled");
 		return;
 	}
 	if (!auth_offered(s)) {
-		error_reply(s, "538 5.7.11 Encryption required for requested "
-		    "authentication mechanism");
+		auth_refuse(s, METRICS_AUTH_ENCRYPTION_REQUIRED, "538 5.7.11 "
+		    "Encryption required for requested authentication "
+		    "mechanism");
 		return;
 	}
 	if (!s->helo_done || !s->esmtp) {
-		error_reply(s, "503 5.5.1 Error: send EHLO first");
+		auth_refuse(s, METRICS_AUTH_BAD_SEQUENCE,
+		    "503 5.5.1 Error: send EHLO first");
 		return;
 	}
 	if (s->authed) {
-		error_reply(s, "503 5.5.1 Error: already authenticated");
+		auth_refuse(s, METRICS_AUTH_BAD_SEQUENCE,
+		    "503 5.5.1 Error: already authenticated");
 		return;
 	}
 	if (s->in_tx) {
-		error_reply(s, "503 5.5.1 Error: AUTH not allowed during a mail "
-		    "transaction");
+		auth_refuse(s, METRICS_AUTH_BAD_SEQUENCE, "503 5.5.1 Error: "
+		    "AUTH not allowed during a mail transaction");
 		return;
 	}
 	sp = memchr(c->args, ' ', c->args_len);
@@ -997,12 +1027,14 @@ cmd_auth(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	else if (mlen == 5 && ascii_ncasecmp(c->args, "LOGIN", 5) == 0)
 		s->sasl_mech = "LOGIN";
 	else {
-		error_reply(s, mlen == 0 ? "501 5.5.4 Syntax: AUTH mechanism" :
+		auth_refuse(s, METRICS_AUTH_UNSUPPORTED_MECHANISM, mlen == 0 ?
+		    "501 5.5.4 Syntax: AUTH mechanism" :
 		    "504 5.5.4 Unrecognized authentication type");
 		return;
 	}
 	s->sasl_step = 0;
 	if (s->ops->auth_blocked(s->ctx)) {
+		metrics_auth_failure(METRICS_AUTH_BLOCKED);
 		/* Brute force: no check, a delay, then 454 and close. */
 		s->state = SMTP_STATE_AUTH_BLOCKED;
 		s->block_until = now + s->policy->limits.auth_failure_delay;
@@ -1028,13 +1060,17 @@ smtp_session_auth_result(struct smtp_session *s, int result, double now)
 	if (result == 1) {
 		s->authed = 1;
 		bstrlcpy(s->auth_user, s->try_user, sizeof(s->auth_user));
+		metrics_auth_success(s->sasl_mech);
 		log_auth(s, s->try_user, 1);
 		reply(s, "235 2.7.0 Authentication successful");
 	} else if (result == 0) {
+		metrics_auth_failure(METRICS_AUTH_INVALID_CREDENTIALS);
 		log_auth(s, s->try_user, 0);
 		error_reply(s, "535 5.7.8 Authentication credentials invalid");
-	} else
+	} else {
+		metrics_auth_failure(METRICS_AUTH_TEMPORARY);
 		reply(s, "454 4.7.0 Temporary authentication failure");
+	}
 }
 
 int
@@ -1184,7 +1220,9 @@ smtp_session_committed(struct smtp_session *s, int ok, double now)
 	if (s->state != SMTP_STATE_COMMIT)
 		return;
 	idstr(s->env.mid, mid, sizeof(mid));
+	s->stage = METRICS_STAGE_DATA;
 	if (ok) {
+		metrics_message_accepted();
 		idstr(s->env.msg_size, size, sizeof(size));
 		mlog(LOG_LVL_INFO, "ready", "MID {mid} ready {size} bytes from "
 		    "<{from}>", "mid", mid, "size", size, "from", s->env.from,
@@ -1196,6 +1234,7 @@ smtp_session_committed(struct smtp_session *s, int ok, double now)
 		mlog(LOG_LVL_INFO, "message_finished",
 		    "Message finished MID {mid} aborted", "mid", mid, NULL);
 	}
+	s->stage = -1;
 	s->in_tx = 0;
 	tx_reset(s, 0);
 	s->cmd_deadline = now + s->policy->limits.command_timeout;
@@ -1268,6 +1307,23 @@ input_bdat(struct smtp_session *s, struct evbuffer *in, double now)
 	finish_content(s, now);
 }
 
+/* The metrics stage a verb's refusals count in (-1: none). */
+static int
+stage_of(enum smtp_verb v)
+{
+	switch (v) {
+	case SMTP_VERB_MAIL:
+		return METRICS_STAGE_MAIL;
+	case SMTP_VERB_RCPT:
+		return METRICS_STAGE_RCPT;
+	case SMTP_VERB_DATA:
+	case SMTP_VERB_BDAT:
+		return METRICS_STAGE_DATA;
+	default:
+		return -1;
+	}
+}
+
 /* One command line (line ending already stripped). */
 static void
 dispatch(struct smtp_session *s, const char *line, size_t len, double now)
@@ -1289,7 +1345,9 @@ dispatch(struct smtp_session *s, const char *line, size_t len, double now)
 	}
 	for (i = 0; i < sizeof(smtp_commands) / sizeof(smtp_commands[0]); i++)
 		if (smtp_commands[i].verb == c.verb) {
+			s->stage = stage_of(c.verb);
 			smtp_commands[i].fn(s, &c, now);
+			s->stage = -1;
 			return;
 		}
 	error_reply(s, "500 5.5.2 Error: command not recognized");
@@ -1401,10 +1459,14 @@ smtp_session_input(struct smtp_session *s, struct evbuffer *in, double now)
 		case SMTP_STATE_AUTH_BLOCKED:
 			return;		/* kept until the answer */
 		case SMTP_STATE_DATA:
+			s->stage = METRICS_STAGE_DATA;
 			input_data(s, in, now);
+			s->stage = -1;
 			break;
 		case SMTP_STATE_BDAT:
+			s->stage = METRICS_STAGE_DATA;
 			input_bdat(s, in, now);
+			s->stage = -1;
 			break;
 		case SMTP_STATE_COMMIT:
 			return;
