@@ -64,12 +64,12 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: postern status [-c FILE] [--json]\n"
-	    "  Is the daemon running (exit 0) or not (exit 1)?  Its version,\n"
-	    "  uptime and processes, listeners, delivery paused or not, the\n"
-	    "  queue by destination (active, deferred, held, oldest), the\n"
-	    "  certificates by expiry and the last delivery TLS failures.\n"
-	    "  Works with the daemon stopped; run it as root or as the\n"
-	    "  configuration's user (data_dir must be readable).\n"
+	    "  Is the daemon running (exit 0) or not (exit 1)?  What it does:\n"
+	    "    version, uptime, processes, listeners, delivery paused or not,\n"
+	    "    the queue by destination (active, deferred, held, oldest),\n"
+	    "    certificates by expiry, the last delivery TLS failures.\n"
+	    "    Works with the daemon stopped; run it as root or as the\n"
+	    "    configuration's user (data_dir must be readable).\n"
 	    "  -c FILE   configuration (default as for serve)\n"
 	    "  --json    the same as one JSON document\n");
 }
@@ -382,7 +382,7 @@ print_text(const struct st *s)
 	if (s->running && s->have_status)
 		text_processes(s);
 	printf("delivery: %s\n", s->paused ? "PAUSED (`postern queue "
-	    "resume` restarts it)" : "running");
+	    "resume` restarts it)" : "not paused");
 	text_listeners(s);
 	text_queue(s);
 	text_certs(s);
@@ -398,6 +398,7 @@ jstr(struct strbuf *sb, const char *key, const char *v, int comma)
 	strbuf_json_str(sb, v, strlen(v));
 }
 
+/* ", "key": "2026-01-01T00:00:00Z"" (null for 0); the comma first. */
 static void
 jtime(struct strbuf *sb, const char *key, int64_t t)
 {
@@ -558,8 +559,8 @@ json_tls(struct strbuf *sb, const struct st *s)
 	for (i = 0; s->have_status && i < s->ds.ntls; i++) {
 		f = &s->ds.tls[i];
 		strbuf_puts(sb, i ? ", {" : "{");
+		jstr(sb, "destination", f->domain, 0);
 		jtime(sb, "time", f->when);
-		jstr(sb, "destination", f->domain, 1);
 		jstr(sb, "host", f->host, 1);
 		jstr(sb, "reason", f->reason, 1);
 		strbuf_putc(sb, '}');
