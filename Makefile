@@ -29,6 +29,8 @@ DEB_PKGS += libsystemd-dev systemd scdoc debhelper dpkg-dev fakeroot lintian \
 # e2e: HAProxy in front of two instances, and swaks --tlsc --proxy (swaks
 # needs Net::SSLeay for TLS): tests/e2e/test_proxy_protocol.py
 DEB_PKGS += haproxy libnet-ssleay-perl
+# e2e: `promtool check metrics` on a scrape (tests/e2e/test_metrics.py)
+DEB_PKGS += prometheus
 FUZZ_SECONDS ?= 600
 PREFIX   ?= /usr
 DESTDIR  ?=
