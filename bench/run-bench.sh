@@ -193,5 +193,6 @@ if [ -z "${SKIP_IDLE:-}" ]; then
 	pn stop
 fi
 
+[ -n "${SKIP_METRICS:-}" ] || sh "$TOP/bench/bench-metrics.sh" || echo "bench-metrics.sh failed" >&2
 echo "== summary (medians; ratio = Postern / Postfix)"
 /usr/bin/python3 "$TOP/bench/ratios.py" "$R"
