@@ -1,4 +1,4 @@
-"""The Prometheus endpoint (postern.conf(5) "metrics"): one daemon with a
+"""The Prometheus endpoint (postern.conf(5) "METRICS"): one daemon with a
 metrics listener takes real traffic - messages accepted and rejected at
 MAIL, RCPT and DATA, a refused connection, AUTH that fails and succeeds,
 TLS in and out and a TLS failure each way, a delivery to an SMTP peer
@@ -7,7 +7,7 @@ without the STARTTLS its destination requires, and one message to 55
 domains, more than the 50 destination labels - then a scrape must hold
 exactly those counts (as differences from a scrape taken before),
 `promtool check metrics` must accept it, and the counts must survive a
-kill -9 of a worker and of the metrics process."""
+kill -9 of a worker and of the metrics process, and a reload."""
 import os
 import re
 import signal
@@ -358,8 +358,7 @@ def counters(m):
             if k[0].endswith(("_total", "_bucket", "_count", "_sum"))}
 
 
-def test_counters_survive_kill9_of_a_worker_and_of_the_metrics_process(
-        traffic):
+def test_counters_survive_kill9_and_reload(traffic):
     s = traffic.server
     before = counters(parse(scrape_text(traffic.mport)))
     kids = _kids(s)
@@ -378,6 +377,39 @@ def test_counters_survive_kill9_of_a_worker_and_of_the_metrics_process(
                      what="the new metrics process")
     assert counters(parse(after)) == before
     promtool(after)
+    # a reload starts a new generation, metrics process included
+    gen = _status(s)["generation"]
+    os.kill(s.proc.pid, signal.SIGHUP)
+    wait_for(lambda: _status(s)["generation"] == gen + 1 and
+             sum(k["generation"] == gen + 1 and k["role"] == "metrics"
+                 for k in _status(s)["processes"]) == 1,
+             what="the new generation")
+    after = wait_for(lambda: _try_scrape(traffic.mport),
+                     what="the new metrics process")
+    assert counters(parse(after)) == before
+    # another metrics port needs a restart: the reload is refused
+    with open(s.conf) as fh:
+        text = fh.read()
+    try:
+        with open(s.conf, "w") as fh:
+            fh.write(text.replace(f"port = {traffic.mport};",
+                                  f"port = {free_port()};"))
+        os.kill(s.proc.pid, signal.SIGHUP)
+        s.wait_log(r"reload refused: metrics changed in \S+; restart "
+                   r"postern to apply it")
+    finally:
+        with open(s.conf, "w") as fh:
+            fh.write(text)
+    wait_for(lambda: _status(s)["last_reload_refused"] is True,
+             what="status: the last reload refused")
+    assert counters(parse(scrape_text(traffic.mport))) == before
+
+
+def _status(server):
+    import json
+    p = server.cli("status", "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads(p.stdout)
 
 
 def _try_scrape(port):
