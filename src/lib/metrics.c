@@ -39,26 +39,10 @@
 #define LABEL_READY	2
 #define LABEL_SPINS	100000	/* reads of a BUSY slot before passing */
 
-typedef _Atomic uint64_t counter;
-
-struct hist {
-	counter		bucket[METRICS_COMMIT_BUCKETS + 1];
-	counter		count;
-	counter		sum_us;
-};
-
+/* A slab is a struct metrics_counts (what readers add up), written with
+ * the compiler's atomic builtins: one layout for both sides. */
 struct slab {
-	counter		conn[METRICS_MAX_LISTENERS][METRICS_NCONN];
-	counter		accepted;
-	counter		rejected[METRICS_NSTAGES][METRICS_NCODES];
-	counter		auth_ok[METRICS_NMECH];
-	counter		auth_fail[METRICS_NAUTH_FAIL];
-	counter		tls_ok[METRICS_NDIR][METRICS_NPROTOCOLS]
-			    [METRICS_MAX_CIPHERS + 1];
-	counter		tls_fail[METRICS_NDIR][METRICS_NTLS_FAIL];
-	counter		deliveries[METRICS_MAX_DESTINATIONS + 1]
-			    [METRICS_NDELIVERY];
-	struct hist	commit, delivery;
+	struct metrics_counts	c;
 } __attribute__((aligned(64)));
 
 struct labels {
@@ -141,9 +125,8 @@ const char *const metrics_tls_reason_names[METRICS_NTLS_FAIL] = {
 	"closed", "after_starttls", "resources", METRICS_OTHER
 };
 
-_Static_assert(sizeof(counter) == sizeof(uint64_t) &&
-    sizeof(struct hist) == sizeof(struct metrics_hist_view),
-    "the snapshot copies slabs counter by counter");
+_Static_assert(sizeof(struct metrics_counts) % sizeof(uint64_t) == 0,
+    "a slab is read as an array of counters");
 
 static struct shared	*shm;
 static struct slab	*mine;		/* NULL: not counting */
@@ -185,10 +168,11 @@ metrics_enabled(void)
 	return mine != NULL;
 }
 
+/* Relaxed: counts need no ordering, only no lost addition. */
 static void
-add(counter *c, uint64_t n)
+add(uint64_t *c, uint64_t n)
 {
-	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------- labels */
@@ -329,28 +313,28 @@ metrics_connection(const struct conf_listener *l, enum metrics_conn what)
 	    ((uintptr_t)l - (uintptr_t)m_listeners) / sizeof(*l) : SIZE_MAX;
 	if (i >= m_nlisteners || i >= METRICS_MAX_LISTENERS)
 		i = METRICS_MAX_LISTENERS - 1;
-	add(&mine->conn[i][what], 1);
+	add(&mine->c.conn[i][what], 1);
 }
 
 void
 metrics_message_accepted(void)
 {
 	if (mine != NULL)
-		add(&mine->accepted, 1);
+		add(&mine->c.accepted, 1);
 }
 
 void
 metrics_message_rejected(enum metrics_stage stage, const char *reply)
 {
 	if (mine != NULL)
-		add(&mine->rejected[stage][metrics_code_index(reply)], 1);
+		add(&mine->c.rejected[stage][metrics_code_index(reply)], 1);
 }
 
 void
 metrics_auth_success(const char *mechanism)
 {
 	if (mine != NULL)
-		add(&mine->auth_ok[strcmp(mechanism, "LOGIN") == 0 ?
+		add(&mine->c.auth_ok[strcmp(mechanism, "LOGIN") == 0 ?
 		    METRICS_MECH_LOGIN : METRICS_MECH_PLAIN], 1);
 }
 
@@ -358,7 +342,7 @@ void
 metrics_auth_failure(enum metrics_auth_fail why)
 {
 	if (mine != NULL)
-		add(&mine->auth_fail[why], 1);
+		add(&mine->c.auth_fail[why], 1);
 }
 
 void
@@ -371,26 +355,26 @@ metrics_tls_session(enum metrics_dir dir, const char *protocol,
 		return;
 	c = label_intern(&shm->ciphers, METRICS_MAX_CIPHERS,
 	    cipher != NULL ? cipher : METRICS_OTHER);
-	add(&mine->tls_ok[dir][metrics_protocol_index(protocol)][c], 1);
+	add(&mine->c.tls_ok[dir][metrics_protocol_index(protocol)][c], 1);
 }
 
 void
 metrics_tls_failure(enum metrics_dir dir, const char *reason)
 {
 	if (mine != NULL)
-		add(&mine->tls_fail[dir][metrics_tls_reason_index(reason)], 1);
+		add(&mine->c.tls_fail[dir][metrics_tls_reason_index(reason)], 1);
 }
 
 void
 metrics_delivery(const char *destination, enum metrics_delivery what)
 {
 	if (mine != NULL)
-		add(&mine->deliveries[metrics_destination_label(destination)]
+		add(&mine->c.deliveries[metrics_destination_label(destination)]
 		    [what], 1);
 }
 
 static void
-observe(struct hist *h, const double *le, size_t n, double v)
+observe(struct metrics_hist_view *h, const double *le, size_t n, double v)
 {
 	if (v < 0)
 		v = 0;
@@ -403,7 +387,7 @@ void
 metrics_observe_commit(double seconds)
 {
 	if (mine != NULL)
-		observe(&mine->commit, metrics_commit_le,
+		observe(&mine->c.commit, metrics_commit_le,
 		    METRICS_COMMIT_BUCKETS, seconds);
 }
 
@@ -411,47 +395,27 @@ void
 metrics_observe_delivery(double seconds)
 {
 	if (mine != NULL)
-		observe(&mine->delivery, metrics_delivery_le,
+		observe(&mine->c.delivery, metrics_delivery_le,
 		    METRICS_DELIVERY_BUCKETS, seconds);
 }
 
 /* ------------------------------------------------------------ reading */
 
-/* Add `n` counters of a slab into plain totals. */
-static void
-sum_into(uint64_t *dst, const counter *src, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		dst[i] += atomic_load_explicit(&src[i], memory_order_relaxed);
-}
-
-#define SUM(field) sum_into((uint64_t *)(void *)&out->field, \
-	(const counter *)(const void *)&s->field, \
-	sizeof(s->field) / sizeof(counter))
-
 int
 metrics_snapshot(struct metrics_counts *out)
 {
-	const struct slab *s;
+	uint64_t *dst = (uint64_t *)(void *)out;
+	const uint64_t *src;
+	size_t i, n = sizeof(*out) / sizeof(uint64_t);
 	int k;
 
 	memset(out, 0, sizeof(*out));
 	if (shm == NULL)
 		return -1;
 	for (k = 0; k < shm->nslabs; k++) {
-		s = &shm->slabs[k];
-		SUM(conn);
-		SUM(accepted);
-		SUM(rejected);
-		SUM(auth_ok);
-		SUM(auth_fail);
-		SUM(tls_ok);
-		SUM(tls_fail);
-		SUM(deliveries);
-		SUM(commit);
-		SUM(delivery);
+		src = (const uint64_t *)(const void *)&shm->slabs[k].c;
+		for (i = 0; i < n; i++)
+			dst[i] += __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	}
 	return 0;
 }
