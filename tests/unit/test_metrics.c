@@ -269,6 +269,20 @@ assert_well_formed(const char *text)
 	    "# HELP "));
 }
 
+/* An empty view on counts c: no labels, no queue, no certificates. */
+static void
+view_init(struct metrics_view *v, const struct metrics_counts *c)
+{
+	size_t i;
+
+	memset(v, 0, sizeof(*v));
+	for (i = 0; i < METRICS_MAX_CIPHERS; i++)
+		v->cipher[i] = "";
+	for (i = 0; i < METRICS_MAX_DESTINATIONS; i++)
+		v->dest[i] = "";
+	v->c = c;
+}
+
 /* What test_format's view must give, line by line. */
 static const char *const want_lines[] = {
 	"# TYPE postern_connections_total counter\n",
@@ -319,12 +333,7 @@ test_format(void **state)
 	struct strbuf sb = STRBUF_INIT;
 	size_t i;
 
-	memset(&v, 0, sizeof(v));
-	for (i = 0; i < METRICS_MAX_CIPHERS; i++)
-		v.cipher[i] = "";
-	for (i = 0; i < METRICS_MAX_DESTINATIONS; i++)
-		v.dest[i] = "";
-	v.c = &c;
+	view_init(&v, &c);
 	v.version = "9.9";
 	v.start_time = 1700000000;
 	v.listeners = listeners;
@@ -369,14 +378,8 @@ test_format_without_queue(void **state)
 	static struct metrics_counts c;
 	struct metrics_view v;
 	struct strbuf sb = STRBUF_INIT;
-	size_t i;
 
-	memset(&v, 0, sizeof(v));
-	for (i = 0; i < METRICS_MAX_CIPHERS; i++)
-		v.cipher[i] = "";
-	for (i = 0; i < METRICS_MAX_DESTINATIONS; i++)
-		v.dest[i] = "";
-	v.c = &c;
+	view_init(&v, &c);
 	v.version = "1";
 	metrics_text_format(&sb, &v);
 	assert_well_formed(sb.s);
