@@ -596,6 +596,7 @@ check_access(const struct conf *c)
 	    "as root or as user %s)", c->data_dir, strerror(errno), c->user);
 }
 
+/* `postern status [-c FILE] [--json]`. */
 int
 cmd_status(int argc, char **argv)
 {

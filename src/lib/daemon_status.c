@@ -69,6 +69,7 @@ write_end(void)
 	atomic_fetch_add_explicit(&st->seq, 1, memory_order_release);
 }
 
+/* Master: make <data_dir>/postern.status afresh and map it. */
 int
 daemon_status_create(const char *data_dir, char *why, size_t whylen)
 {
@@ -134,6 +135,7 @@ set_listeners(const struct conf *c)
 	}
 }
 
+/* Master: this generation's configuration facts. */
 void
 daemon_status_set_config(const struct conf *c, int workers, int generation,
     const struct dstatus_cert *certs, size_t ncerts)
@@ -153,6 +155,7 @@ daemon_status_set_config(const struct conf *c, int workers, int generation,
 	write_end();
 }
 
+/* Master: the outcome of the last SIGHUP. */
 void
 daemon_status_set_reload(int refused, int64_t when)
 {
@@ -165,6 +168,7 @@ daemon_status_set_reload(int refused, int64_t when)
 	write_end();
 }
 
+/* Master: the children as they are now. */
 void
 daemon_status_set_children(const struct dstatus_child *v, size_t n)
 {
@@ -176,6 +180,7 @@ daemon_status_set_children(const struct dstatus_child *v, size_t n)
 	write_end();
 }
 
+/* Master: a clean stop. */
 void
 daemon_status_stopped(void)
 {
@@ -183,6 +188,7 @@ daemon_status_stopped(void)
 		atomic_store(&st->running, 0);
 }
 
+/* Queue manager: add a delivery TLS failure to the ring. */
 void
 daemon_status_tls_failure(const char *domain, const char *host,
     const char *reason)
@@ -261,12 +267,14 @@ copy_from(const struct shared *s, struct dstatus *out)
 	return 0;
 }
 
+/* Copy this process's inherited mapping. */
 int
 daemon_status_copy(struct dstatus *out)
 {
 	return st == NULL ? -1 : copy_from(st, out);
 }
 
+/* Map the status file of data_dir read-only and copy it. */
 int
 daemon_status_read(const char *data_dir, struct dstatus *out, char *why,
     size_t whylen)
@@ -333,6 +341,7 @@ is_postern_serve(long pid)
 	return found_bin && found_serve;
 }
 
+/* The pid of the serve running on data_dir, or 0. */
 long
 daemon_status_pid(const char *data_dir)
 {

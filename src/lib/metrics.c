@@ -133,6 +133,7 @@ static struct slab	*mine;		/* NULL: not counting */
 static const struct conf_listener *m_listeners;
 static size_t		 m_nlisteners;
 
+/* Master, before fork: the shared counters for the queue manager and workers. */
 int
 metrics_init(int nworkers)
 {
@@ -152,6 +153,7 @@ metrics_init(int nworkers)
 	return 0;
 }
 
+/* In a child: count into this slab from now on. */
 void
 metrics_set_slot(int slot, const struct conf *conf)
 {
@@ -162,6 +164,7 @@ metrics_set_slot(int slot, const struct conf *conf)
 	m_nlisteners = conf->nlisteners;
 }
 
+/* Is this process counting? */
 int
 metrics_enabled(void)
 {
@@ -223,18 +226,21 @@ label_name(const struct labels *t, size_t n, size_t i)
 	return t->name[i];
 }
 
+/* Name of cipher label i ("" when unused). */
 const char *
 metrics_cipher_name(size_t i)
 {
 	return shm ? label_name(&shm->ciphers, METRICS_MAX_CIPHERS, i) : "";
 }
 
+/* Name of destination label i ("" when unused). */
 const char *
 metrics_destination_name(size_t i)
 {
 	return shm ? label_name(&shm->dests, METRICS_MAX_DESTINATIONS, i) : "";
 }
 
+/* A destination's label index (taken now if there is room), or the cap. */
 size_t
 metrics_destination_label(const char *destination)
 {
@@ -246,6 +252,7 @@ metrics_destination_label(const char *destination)
 
 /* ------------------------------------------------------- pure helpers */
 
+/* The reply's enhanced status code as an index of metrics_code_names. */
 size_t
 metrics_code_index(const char *reply)
 {
@@ -264,6 +271,7 @@ metrics_code_index(const char *reply)
 	return METRICS_NCODES - 1;
 }
 
+/* A TLS protocol name as an index of metrics_protocol_names. */
 size_t
 metrics_protocol_index(const char *protocol)
 {
@@ -275,6 +283,7 @@ metrics_protocol_index(const char *protocol)
 	return METRICS_NPROTOCOLS - 1;
 }
 
+/* A TLS failure text as an index of metrics_tls_reason_names. */
 size_t
 metrics_tls_reason_index(const char *reason)
 {
@@ -287,6 +296,7 @@ metrics_tls_reason_index(const char *reason)
 	return METRICS_NTLS_FAIL - 1;
 }
 
+/* The histogram bucket of v among n upper bounds (n: +Inf). */
 size_t
 metrics_bucket(const double *le, size_t n, double v)
 {
@@ -300,6 +310,7 @@ metrics_bucket(const double *le, size_t n, double v)
 
 /* ----------------------------------------------------------- counting */
 
+/* Count a connection's outcome for its listener. */
 void
 metrics_connection(const struct conf_listener *l, enum metrics_conn what)
 {
@@ -316,6 +327,7 @@ metrics_connection(const struct conf_listener *l, enum metrics_conn what)
 	add(&mine->c.conn[i][what], 1);
 }
 
+/* Count a message accepted (its 250). */
 void
 metrics_message_accepted(void)
 {
@@ -323,6 +335,7 @@ metrics_message_accepted(void)
 		add(&mine->c.accepted, 1);
 }
 
+/* Count a 4xx/5xx reply at a stage, by its status code. */
 void
 metrics_message_rejected(enum metrics_stage stage, const char *reply)
 {
@@ -330,6 +343,7 @@ metrics_message_rejected(enum metrics_stage stage, const char *reply)
 		add(&mine->c.rejected[stage][metrics_code_index(reply)], 1);
 }
 
+/* Count an AUTH success by mechanism. */
 void
 metrics_auth_success(const char *mechanism)
 {
@@ -338,6 +352,7 @@ metrics_auth_success(const char *mechanism)
 		    METRICS_MECH_LOGIN : METRICS_MECH_PLAIN], 1);
 }
 
+/* Count an AUTH failure by reason. */
 void
 metrics_auth_failure(enum metrics_auth_fail why)
 {
@@ -345,6 +360,7 @@ metrics_auth_failure(enum metrics_auth_fail why)
 		add(&mine->c.auth_fail[why], 1);
 }
 
+/* Count an established TLS session. */
 void
 metrics_tls_session(enum metrics_dir dir, const char *protocol,
     const char *cipher)
@@ -358,6 +374,7 @@ metrics_tls_session(enum metrics_dir dir, const char *protocol,
 	add(&mine->c.tls_ok[dir][metrics_protocol_index(protocol)][c], 1);
 }
 
+/* Count a TLS failure, its reason classified. */
 void
 metrics_tls_failure(enum metrics_dir dir, const char *reason)
 {
@@ -365,6 +382,7 @@ metrics_tls_failure(enum metrics_dir dir, const char *reason)
 		add(&mine->c.tls_fail[dir][metrics_tls_reason_index(reason)], 1);
 }
 
+/* Count one recipient's delivery outcome for its destination. */
 void
 metrics_delivery(const char *destination, enum metrics_delivery what)
 {
@@ -383,6 +401,7 @@ observe(struct metrics_hist_view *h, const double *le, size_t n, double v)
 	add(&h->sum_us, (uint64_t)(v * 1e6 + 0.5));
 }
 
+/* Observe a spool commit time (seconds). */
 void
 metrics_observe_commit(double seconds)
 {
@@ -391,6 +410,7 @@ metrics_observe_commit(double seconds)
 		    METRICS_COMMIT_BUCKETS, seconds);
 }
 
+/* Observe a delivery latency (seconds). */
 void
 metrics_observe_delivery(double seconds)
 {
@@ -401,6 +421,7 @@ metrics_observe_delivery(double seconds)
 
 /* ------------------------------------------------------------ reading */
 
+/* Add every slab up into *out. */
 int
 metrics_snapshot(struct metrics_counts *out)
 {

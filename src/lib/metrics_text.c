@@ -29,6 +29,7 @@ head(struct strbuf *sb, const char *name, const char *type, const char *help)
 	    type);
 }
 
+/* Append a label value, escaped. */
 void
 metrics_text_label_value(struct strbuf *sb, const char *v)
 {
@@ -361,6 +362,7 @@ format_certs(struct strbuf *sb, const struct metrics_view *v)
 	}
 }
 
+/* Append every family of the view in the text exposition format. */
 void
 metrics_text_format(struct strbuf *sb, const struct metrics_view *v)
 {

@@ -201,6 +201,7 @@ term_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(arg, NULL);
 }
 
+/* The metrics process: serve GET /metrics until SIGTERM. */
 int
 metrics_http_run(struct event_base *base, const struct conf *conf,
     const struct spool *spool, int fd)

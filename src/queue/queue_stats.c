@@ -55,6 +55,7 @@ struct agg {
 	size_t			 dcap;		/* room in out->dests */
 };
 
+/* An empty cache of envelope summaries. */
 struct queue_stats_cache *
 queue_stats_cache_new(void)
 {
@@ -69,6 +70,7 @@ entry_clear(struct qs_entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
+/* Free a cache; NULL is fine. */
 void
 queue_stats_cache_free(struct queue_stats_cache *c)
 {
@@ -82,6 +84,7 @@ queue_stats_cache_free(struct queue_stats_cache *c)
 	free(c);
 }
 
+/* Free what a scan put into *s and zero it. */
 void
 queue_stats_clear(struct queue_stats *s)
 {
@@ -305,6 +308,7 @@ by_size(const void *a, const void *b)
 	return strcmp(x->domain, y->domain);
 }
 
+/* Count the spool by destination now. */
 int
 queue_stats_scan(const struct spool *sp, struct queue_stats_cache *c,
     struct queue_stats *out, char *why, size_t whylen)

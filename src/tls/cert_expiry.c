@@ -23,6 +23,7 @@
 #include "conf.h"
 #include "util.h"
 
+/* An ASN1_TIME as Unix time, 0 when unreadable. */
 int64_t
 cert_expiry_time(const ASN1_TIME *t)
 {
@@ -34,6 +35,7 @@ cert_expiry_time(const ASN1_TIME *t)
 	return (int64_t)timegm(&tm);
 }
 
+/* The leaf of a PEM file: expiry, subject, self-signed. */
 int
 cert_expiry_file(const char *file, const char *name, struct dstatus_cert *out)
 {
@@ -78,6 +80,7 @@ one_ref(const struct conf *c, const struct conf_listener *l,
 	bstrlcpy(out->listener, l->name, sizeof(out->listener));
 }
 
+/* Every TLS listener's configured certificates. */
 size_t
 cert_expiry_listeners(const struct conf *c, struct dstatus_cert *out,
     size_t max)
@@ -107,6 +110,7 @@ by_expiry(const void *a, const void *b)
 	return strcmp(x->certificate, y->certificate);
 }
 
+/* Every certificate of the store, soonest expiry first. */
 int
 cert_expiry_store(const char *data_dir, struct dstatus_cert *out, size_t max,
     char *why, size_t whylen)
