@@ -21,8 +21,8 @@ PY       ?= /usr/bin/python3
 BUILD    ?= build
 DEB_PKGS  = build-essential pkg-config meson ninja-build clang \
             libssl-dev libevent-dev libunbound-dev libconfig-dev libcmocka-dev \
-            python3 python3-pytest python3-pytest-xdist python3-aiosmtpd swaks postfix openssl \
-            python3-dkim python3-cryptography procps iproute2 \
+            python3 python3-pytest python3-pytest-xdist python3-aiosmtpd swaks libnet-ssleay-perl postfix openssl \
+            python3-dkim python3-cryptography procps iproute2 gpgsm \
             libclang-rt-14-dev
 DEB_PKGS += libsystemd-dev systemd scdoc debhelper dpkg-dev fakeroot lintian \
             man-db strace

@@ -193,6 +193,8 @@ if [ -z "${SKIP_IDLE:-}" ]; then
 	pn stop
 fi
 
+[ -n "${SKIP_INJECT:-}" ] || sh "$TOP/bench/bench-inject.sh" | tee "$R/inject.txt"
+
 [ -n "${SKIP_METRICS:-}" ] || sh "$TOP/bench/bench-metrics.sh" || echo "bench-metrics.sh failed" >&2
 echo "== summary (medians; ratio = Postern / Postfix)"
 /usr/bin/python3 "$TOP/bench/ratios.py" "$R"

@@ -22,6 +22,8 @@ static const struct {
 	    "export, list, show, check, fetch)" },
 	{ "trust",  cmd_trust,  "trust store of CA certificates (add, list, "
 	    "remove)" },
+	{ "send",   cmd_send,   "inject a message over SMTP (STARTTLS, AUTH, "
+	    "S/MIME, bulk)" },
 	{ "user",   cmd_user,   "SMTP credentials and their verified sender "
 	    "identities (add, list, remove, passwd, modify)" },
 	{ "status", cmd_status, "is the daemon running; its queue, certificates "

@@ -13,9 +13,15 @@ int	cmd_serve(int argc, char **argv);	/* serve [-c FILE] [--foreground] */
 int	cmd_queue(int argc, char **argv);	/* queue list|show|delete|... */
 int	cmd_cert(int argc, char **argv);	/* cert selfsign|csr|import|... */
 int	cmd_cert_fetch(int argc, char **argv);	/* cert fetch HOST[:PORT] (argv[0] = "fetch") */
+int	cmd_send(int argc, char **argv);	/* send [FILE|-] ... */
 int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 int	cmd_user(int argc, char **argv);	/* user add|list|remove|passwd|modify */
 int	cmd_status(int argc, char **argv);	/* status [-c FILE] [--json] */
+
+/* The file stem `postern cert fetch` saves a certificate under (<CN>,
+ * made safe), so other commands can name that file. */
+struct x509_st;
+void	cmd_cert_fetch_stem(struct x509_st *, char *out, size_t outlen);
 
 /* `postern CMD [-c FILE] [--help] SUBCOMMAND ...` (cmd_args.c): sets *path
  * (when -c is given) and *next (index of SUBCOMMAND) and returns -1 to go
@@ -27,7 +33,8 @@ int	cmd_leading_options(int argc, char **argv, void (*usage)(FILE *),
  * stderr; returns 1, the exit status of a failed operation. */
 int	cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error of `postern CMD SUB`: one line "postern: CMD SUB: <what>
- * (see `postern CMD --help`)" on stderr; returns 2. */
+ * (see `postern CMD --help`)" on stderr (sub NULL: "postern: CMD: ...");
+ * returns 2. */
 int	cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 

@@ -60,7 +60,10 @@ cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "postern: %s %s: ", cmd, sub);
+	if (sub != NULL)
+		fprintf(stderr, "postern: %s %s: ", cmd, sub);
+	else
+		fprintf(stderr, "postern: %s: ", cmd);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);

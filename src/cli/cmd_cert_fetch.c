@@ -128,8 +128,8 @@ is_ip_literal(const char *h)
 
 /* Safe file stem from a certificate: its CN with letters, digits, ". _ -"
  * kept, '*' as "_wildcard", anything else as '_'; else the subject hash. */
-static void
-cert_stem(X509 *x, char *out, size_t outlen)
+void
+cmd_cert_fetch_stem(X509 *x, char *out, size_t outlen)
 {
 	X509_NAME *subj = X509_get_subject_name(x);
 	unsigned char *cn = NULL;
@@ -217,7 +217,7 @@ save_chain(struct fetch *f, SSL *ssl)
 	for (i = 0; i < n; i++) {
 		X509 *x = sk_X509_value(chain, i);
 
-		cert_stem(x, stem, sizeof(stem));
+		cmd_cert_fetch_stem(x, stem, sizeof(stem));
 		bstrlcpy(stems[i], stem, sizeof(stems[i]));
 		for (dup = 2;; dup++) {
 			for (j = 0; j < i; j++)

@@ -449,6 +449,49 @@ dispatch(const struct qctx *q, int argc, char **argv)
 	return q_move_or_delete(q, verb, mid);
 }
 
+/*
+ * The subcommand and its arguments, checked before the configuration and
+ * the spool are touched (an unknown option is a usage error, exit 2, not
+ * a spool permission error).  -1 to go on, else the exit status.
+ */
+static int
+check_args(int argc, char **argv)
+{
+	static const char *verbs[] = { "list", "show", "retry", "delete",
+	    "hold", "release", "pause", "resume" };
+	const char *verb = argv[0];
+	uint64_t mid;
+	size_t v;
+	int i, ok;
+
+	for (v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++)
+		if (strcmp(verb, verbs[v]) == 0)
+			break;
+	if (v == sizeof(verbs) / sizeof(verbs[0]))
+		return cmd_usage_error("queue", verb, "unknown command");
+	for (i = 1; i < argc; i++)
+		if (argv[i][0] == '-' && !(v == 0 && strcmp(argv[i],
+		    "--count") == 0) && !(v == 3 && strcmp(argv[i],
+		    "--all") == 0))
+			return cmd_usage_error("queue", verb, "unknown option "
+			    "'%s'", argv[i]);
+	if (v == 0)
+		ok = argc <= 2;
+	else if (v == 2)
+		ok = argc <= 2;
+	else if (v >= 6)
+		ok = argc == 1;
+	else
+		ok = argc == 2;
+	if (!ok)
+		return cmd_usage_error("queue", verb, "%s", argc > 2 ?
+		    "too many arguments" : "MID missing");
+	if (argc == 2 && argv[1][0] != '-' && parse_mid_arg(argv[1],
+	    &mid) == -1)
+		return 2;
+	return -1;
+}
+
 int
 cmd_queue(int argc, char **argv)
 {
@@ -472,6 +515,8 @@ cmd_queue(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if ((r = check_args(argc - i, argv + i)) != -1)
+		return r;
 	if ((q.conf = conf_load_for_command(path)) == NULL)
 		return 1;
 	if (runas_become_user(q.conf->user) == -1) {

@@ -95,6 +95,7 @@ struct tx {
 	struct smtp_reply	  fail;		/* MAIL refusal, kept */
 	const char		 *fail_step; /* NULL, "MAIL", "RCPT" */
 	enum tx_phase		  phase;
+	int			  rset;		/* a reply to RSET comes first */
 	const char		 *msg;		/* borrowed */
 	size_t			  len, pos;
 	int			  bol;	/* pos is at a line start */
@@ -144,6 +145,7 @@ struct smtp_client {
 	char			*auth_user;	/* LOGIN, wiped */
 	char			*auth_pass;
 	struct tx		 tx;
+	int			 rset_next;	/* smtp_client_rset_next */
 
 	struct smtp_client_result res;		/* of the last step */
 	struct smtp_client_result dres;		/* pending, via kick */
@@ -1389,6 +1391,27 @@ tx_reply(struct smtp_client *c)
 	case TX_CMDS:
 		break;
 	}
+	if (t->rset) {
+		t->rset = 0;
+		if (!ok) {
+			/* the replies to a pipelined MAIL... would follow:
+			 * the connection is out of step, give it up */
+			c->dead = 1;
+			bstrlcpy(c->dead_why, "RSET refused",
+			    sizeof(c->dead_why));
+			bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+			c->step_name = "RSET";
+			finish(c, SMTP_CLIENT_EREPLY, 1, "RSET refused");
+			return 1;
+		}
+		if (t->nsent == 0) {
+			tx_add(c, t->cmds[0], strlen(t->cmds[0]));
+			t->nsent = 1;
+		}
+		c->step_name = "MAIL";
+		arm(c, c->to.mail);
+		return 0;
+	}
 	k = t->nrecv++;
 	if (k == 0) {
 		if (!ok) {
@@ -1542,16 +1565,29 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_envelope *env,
 	t->bol = 1;
 	t->phase = TX_CMDS;
 
+	if (c->rset_next) {
+		/* RFC 2920 3.1: RSET may be pipelined like MAIL */
+		c->rset_next = 0;
+		t->rset = 1;
+		c->step_name = "RSET";
+		tx_add(c, "RSET\r\n", 6);
+	}
 	if (c->have_ehlo && (c->ehlo.ext & SMTP_EXT_PIPELINING)) {
 		/* RFC 2920 3.1: MAIL, RCPTs and DATA in one go */
 		for (i = 0; i < t->ncmds; i++)
 			tx_add(c, t->cmds[i], strlen(t->cmds[i]));
 		t->nsent = t->ncmds;
-	} else {
+	} else if (!t->rset) {
 		tx_add(c, t->cmds[0], strlen(t->cmds[0]));
 		t->nsent = 1;
 	}
 	await_reply(c);
+}
+
+void
+smtp_client_rset_next(struct smtp_client *c)
+{
+	c->rset_next = 1;
 }
 
 /* ---- accessors ------------------------------------------------------- */

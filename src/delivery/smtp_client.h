@@ -1,8 +1,9 @@
 /*
  * smtp_client.h - THE SMTP client protocol engine: one connection to one
  * server, driven asynchronously on a libevent event_base.  Used by
- * delivery (smtp_conn.c) and `postern cert fetch`; `postern send` and
- * `postern probe` are to use it too.  It knows the protocol (RFC 5321, 3207 STARTTLS, 8314
+ * delivery (smtp_conn.c), `postern cert fetch` and `postern send`
+ * (send_driver.c); `postern probe` is to use it too.  It knows the
+ * protocol (RFC 5321, 3207 STARTTLS, 8314
  * implicit TLS, 2033 LMTP) and nothing of delivery policy: which TLS is
  * required, what to do on a 4xx, whether to verify certificates - the
  * caller decides, step by step.
@@ -99,7 +100,8 @@
  * session is left as it is (no RSET: the caller may QUIT or try again).
  * The body is written in chunks as the socket drains (the message is
  * borrowed, never copied whole), with the RFC 5321 4.5.3.2 deadlines per
- * command, per data block, and for the final reply.  Not there yet:
+ * command, per data block, and for the final reply.  Another transaction
+ * on the same connection may start with RSET (smtp_client_rset_next).  Not there yet:
  * BDAT/CHUNKING, BINARYMIME.
  *
  * LMTP (RFC 2033): smtp_client_set_lmtp() before the first step puts the
@@ -280,6 +282,13 @@ struct smtp_client_envelope {
 void	smtp_client_send(struct smtp_client *,
 	    const struct smtp_client_envelope *, const char *message,
 	    size_t len, smtp_client_cb, void *arg);
+/*
+ * Make the next smtp_client_send() start with RSET (a new transaction on
+ * a used connection, RFC 5321 4.1.1.5): pipelined with MAIL under
+ * PIPELINING.  A refused RSET makes that step EREPLY with step "RSET"
+ * and ends the connection (the replies would be out of step).
+ */
+void	smtp_client_rset_next(struct smtp_client *);
 /* The reply to RCPT number i of the last smtp_client_send, or NULL when
  * none was read (MAIL refused first, an error, i out of range).  Valid
  * until the next step starts or the client is freed. */

@@ -26,6 +26,22 @@ b64_char(unsigned char c)
 	    (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
 
+void
+base64_mime(const unsigned char *in, size_t n, struct strbuf *out)
+{
+	unsigned char line[80];
+	size_t k;
+	int len;
+
+	/* 57 octets make exactly 76 characters */
+	for (; n > 0; in += k, n -= k) {
+		k = n > 57 ? 57 : n;
+		len = EVP_EncodeBlock(line, in, (int)k);
+		strbuf_add(out, line, (size_t)len);
+		strbuf_puts(out, "\r\n");
+	}
+}
+
 int
 base64_decode(const char *in, size_t n, unsigned char *out, size_t maxout)
 {

@@ -92,9 +92,8 @@ mailfmt_cleaned(const char *s, int utf8_ok)
 	return strbuf_detach(&sb, NULL);
 }
 
-/* At most max octets of w, not cutting a UTF-8 sequence (at least 1). */
-static size_t
-utf8_cut(const char *w, size_t max)
+size_t
+mailfmt_utf8_cut(const char *w, size_t max)
 {
 	size_t n = max;
 
@@ -138,7 +137,7 @@ mailfmt_folded(struct strbuf *out, const char *first, const char *cont,
 			col++;
 		}
 		while (col + wl > MAILFMT_LINE_MAX) {
-			n = utf8_cut(w, MAILFMT_LINE_MAX - col);
+			n = mailfmt_utf8_cut(w, MAILFMT_LINE_MAX - col);
 			strbuf_add(out, w, n);
 			w += n;
 			wl -= n;

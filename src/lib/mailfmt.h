@@ -20,6 +20,9 @@ void	mailfmt_date(int64_t t, char *buf, size_t len);
 /* nbytes (<= 32) random octets as lower-case hex into buf (2 * nbytes + 1
  * octets).  0, or -1 when the RNG fails. */
 int	mailfmt_rand_hex(char *buf, size_t nbytes);
+/* At most max octets of w (which has more than max), not cutting a
+ * UTF-8 sequence; at least 1. */
+size_t	mailfmt_utf8_cut(const char *w, size_t max);
 /* s is not NULL and holds an octet > 127. */
 int	mailfmt_has_8bit(const char *s);
 /*

@@ -64,6 +64,7 @@
 #include "strbuf.h"
 #include "tls_ctx.h"
 #include "util.h"
+#include "workdir.h"
 
 #define MAX_WORKERS	64
 #define WORKER_GRACE	10	/* seconds sessions get to end at SIGTERM */
@@ -79,6 +80,10 @@ struct child {
 
 static struct conf	*sconf;
 static const char	*sconf_path;	/* NULL = embedded default */
+static char		*sdata_dir;	/* data_dir, absolute (we work in
+					 * it: workdir.h) */
+static char		 sstart_dir[4096]; /* cwd at start: the embedded
+					 * default's relative paths */
 static int		 generation;
 static struct spool	*sspool;
 static int		*sfds;		/* [worker][listener] */
@@ -399,7 +404,8 @@ ensure_demo_cert(const struct conf *c, const struct conf_listener *l,
 	    "self-signed demo certificate for %s was generated (valid 365 "
 	    "days); peers cannot verify it.  Install a CA-signed one: "
 	    "`postern cert csr --cn %s --name default`, then `postern cert "
-	    "import --name default --cert SIGNED.pem`", l->name, c->data_dir,
+	    "import --name default --cert SIGNED.pem`", l->name,
+	    sdata_dir != NULL ? sdata_dir : c->data_dir,
 	    c->hostname, c->hostname);
 	return 1;
 }
@@ -710,7 +716,18 @@ reload(void)
 	int i, old_gen;
 
 	log_reopen();
-	nc = conf_load(sconf_path, &errs);
+	nc = sconf_path != NULL ? conf_load(sconf_path, &errs) :
+	    conf_load_string(conf_embedded_default(), "(embedded default)",
+	    sstart_dir, &errs);
+	if (nc != NULL && errs.n == 0 && strcmp(nc->data_dir, sdata_dir)) {
+		log_crit("reload refused: data_dir changed in %s; restart "
+		    "postern to apply it", nc->path);
+		conf_free(nc);
+		reopen_children();
+		return -1;
+	}
+	if (nc != NULL)
+		workdir_rebase(nc);
 	if (nc == NULL || errs.n > 0) {
 		for (k = 0; k < errs.n; k++)
 			log_crit("reload refused: %s", errs.msgs[k]);
@@ -942,7 +959,7 @@ cmd_serve(int argc, char **argv)
 	struct conf_errors errs = { NULL, 0 };
 	const char *path = NULL;
 	int c, foreground = 0, debug = 0;
-	char why[512], logpath[4096];
+	char why[512], logpath[4096], confpath[4096];
 	sigset_t mask;
 	long ncpu;
 
@@ -967,6 +984,22 @@ cmd_serve(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	if (path == NULL)
 		path = conf_default_path();
+	if (getcwd(sstart_dir, sizeof(sstart_dir)) == NULL) {
+		fprintf(stderr, "postern: cannot find the current directory: "
+		    "%s (start postern from a directory you can read)\n",
+		    strerror(errno));
+		return 1;
+	}
+	/* absolute: the daemon works in data_dir, reloads read it again */
+	if (path != NULL && path[0] != '/') {
+		if (bsnprintf(confpath, sizeof(confpath), "%s/%s", sstart_dir,
+		    path) == -1) {
+			fprintf(stderr, "postern: configuration path too long "
+			    "(give a shorter -c path)\n");
+			return 1;
+		}
+		path = confpath;
+	}
 	sconf_path = path;
 	sconf = conf_load(path, &errs);
 	if (sconf == NULL || errs.n > 0) {
@@ -980,6 +1013,19 @@ cmd_serve(int argc, char **argv)
 	}
 	if (prepare_data_dir(sconf->user, sconf->data_dir) == -1)
 		return 1;
+	/* Work inside data_dir from now on (entered as root: its parents
+	 * need not be open to the daemon user), and make sure what lies
+	 * outside it is reachable before anything is bound. */
+	sdata_dir = xstrdup(sconf->data_dir);
+	if (workdir_enter(sconf, why, sizeof(why)) == -1) {
+		fprintf(stderr, "postern: %s\n", why);
+		return 1;
+	}
+	workdir_rebase(sconf);
+	if (workdir_check_reach(sconf, why, sizeof(why)) == -1) {
+		fprintf(stderr, "postern: %s\n", why);
+		return 1;
+	}
 	raise_fd_limit();
 	/* Detached with log "-": the log goes to data_dir/postern.log. */
 	if (!foreground && strcmp(sconf->log_file, "-") == 0) {
@@ -1040,7 +1086,7 @@ cmd_serve(int argc, char **argv)
 		fatal("socketpair");
 	log_info("postern %s starting: hostname %s, data_dir %s, %d workers, "
 	    "configuration %s", POSTERN_VERSION, sconf->hostname,
-	    sconf->data_dir, snworkers, sconf->path);
+	    sdata_dir, snworkers, sconf->path);
 	publish_config();
 	start_generation();
 	/* Every listener is bound (the kernel queues connections until a

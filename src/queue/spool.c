@@ -76,6 +76,9 @@ struct spool_msg {
 struct spool {
 	char		*data_dir;
 	char		*dir;		/* data_dir/spool */
+	char		*show;		/* dir as an absolute path, for
+					 * messages (serve works in data_dir
+					 * with relative paths: workdir.h) */
 	int		 dirfd;
 	/* group commit */
 	pthread_t	 thread;
@@ -95,6 +98,19 @@ struct spool {
 	int		 space_full;	/* last answer was FULL (logged) */
 };
 
+/* "./spool" -> "<cwd>/spool" (getcwd needs no access to the parents). */
+static char *
+show_path(const char *dir)
+{
+	char cwd[4096], buf[4200];
+
+	if (dir[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL ||
+	    bsnprintf(buf, sizeof(buf), "%s/%s", cwd, strncmp(dir, "./", 2) ==
+	    0 ? dir + 2 : dir) == -1)
+		return xstrdup(dir);
+	return xstrdup(buf);
+}
+
 struct spool *
 spool_open(const char *data_dir, char *why, size_t whylen)
 {
@@ -111,6 +127,7 @@ spool_open(const char *data_dir, char *why, size_t whylen)
 		goto fail;
 	}
 	sp->dir = xstrdup(path);
+	sp->show = show_path(sp->dir);
 	for (i = 0; i < sizeof(area_names) / sizeof(area_names[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", sp->dir, area_names[i]);
 		if (mkdir_p(path, 0700) == -1) {
@@ -138,6 +155,7 @@ spool_open(const char *data_dir, char *why, size_t whylen)
 	return sp;
 fail:
 	free(sp->dir);
+	free(sp->show);
 	free(sp->data_dir);
 	free(sp);
 	return NULL;
@@ -164,6 +182,7 @@ spool_free(struct spool *sp)
 	if (sp->dirfd != -1)
 		close(sp->dirfd);
 	free(sp->dir);
+	free(sp->show);
 	free(sp->data_dir);
 	free(sp);
 }
@@ -690,11 +709,11 @@ space_episode(struct spool *sp, int full, uint64_t reserve)
 		mlog(LOG_LVL_WARNING, "spool_full", "Spool {dir} nearly full: "
 		    "{bytes} bytes free ({inodes} inodes), limits."
 		    "spool_min_free {min}; MAIL gets 452 4.3.1 until space is "
-		    "freed", "dir", sp->dir, "bytes", bytes, "inodes", inodes,
+		    "freed", "dir", sp->show, "bytes", bytes, "inodes", inodes,
 		    "min", min, NULL);
 	else
 		mlog(LOG_LVL_INFO, "spool_room", "Spool {dir} has room again: "
-		    "{bytes} bytes free ({inodes} inodes)", "dir", sp->dir,
+		    "{bytes} bytes free ({inodes} inodes)", "dir", sp->show,
 		    "bytes", bytes, "inodes", inodes, NULL);
 }
 

@@ -14,12 +14,14 @@
  * the host to check.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -294,6 +296,56 @@ tls_client_ctx_new(const struct conf *conf, int verify, char *why,
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	return ctx;
+}
+
+int
+tls_client_ctx_add_trust(SSL_CTX *ctx, const char *file, char *why,
+    size_t whylen)
+{
+	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+	STACK_OF(X509_INFO) *infos;
+	unsigned long e;
+	int i, n = 0;
+	BIO *b;
+
+	if ((b = BIO_new_file(file, "r")) == NULL) {
+		(void)bsnprintf(why, whylen, "cannot read %s: %s", file,
+		    strerror(errno));
+		ERR_clear_error();
+		return -1;
+	}
+	infos = PEM_X509_INFO_read_bio(b, NULL, NULL, NULL);
+	BIO_free(b);
+	for (i = 0; infos != NULL && i < sk_X509_INFO_num(infos); i++) {
+		X509_INFO *xi = sk_X509_INFO_value(infos, i);
+
+		if (xi->x509 != NULL && X509_STORE_add_cert(st, xi->x509))
+			n++;
+	}
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	if (n == 0) {
+		e = ERR_peek_last_error();
+		(void)bsnprintf(why, whylen, "%s holds no PEM certificate%s%s",
+		    file, e != 0 ? ": " : "", e != 0 ?
+		    ERR_reason_error_string(e) : "");
+		ERR_clear_error();
+		return -1;
+	}
+	return 0;
+}
+
+static int
+verify_after_cb(int ok, X509_STORE_CTX *x)
+{
+	(void)ok;
+	(void)x;
+	return 1;	/* recorded in the SSL; the caller decides */
+}
+
+void
+tls_client_verify_after(SSL_CTX *ctx)
+{
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_after_cb);
 }
 
 static int

@@ -31,6 +31,14 @@ SSL_CTX	*tls_server_ctx_new(const struct conf *, const struct conf_listener *,
  */
 SSL_CTX	*tls_client_ctx_new(const struct conf *, int verify, char *why,
 	    size_t whylen);
+/* Also trust the CA certificate(s) of a PEM file (`postern send --trust
+ * FILE`, `postern probe --trust FILE`).  0, or -1 with why. */
+int	tls_client_ctx_add_trust(SSL_CTX *, const char *file, char *why,
+	    size_t whylen);
+/* Verify, but let the handshake finish whatever the result: the caller
+ * decides with SSL_get_verify_result() before it sends anything (and can
+ * then say why, with the chain at hand). */
+void	tls_client_verify_after(SSL_CTX *);
 /* For a client SSL: send SNI `host` and, if the context verifies, require
  * the certificate to match it (SAN, then CN).  0 or -1. */
 int	tls_client_expect_host(SSL *, const char *host);

@@ -320,3 +320,24 @@ def test_list_shows_attempts_next_and_last_error(server_factory):
     carol = rcpt_lines(s)[mid][1]
     assert carol.group(5) == "now", carol.group(0)
     assert carol.group(6), carol.group(0)   # the last error stays
+
+
+def test_bad_arguments_are_usage_errors_before_the_spool(tmp_path):
+    """Every command parses its options before it touches the data dir:
+    a bad option is exit 2 with one usage line, and no data dir appears
+    (the embedded default would put it in ./postern-data)."""
+    from conftest import run
+    cases = [("queue", "list", "--no-such-option"),
+             ("queue", "show", "--bogus", "1"), ("queue", "frob"),
+             ("queue", "pause", "x"), ("queue", "delete", "--zzz"),
+             ("cert", "list", "--bogus"), ("trust", "list", "--bogus"),
+             ("user", "list", "--bogus"), ("config", "check", "--bogus"),
+             ("send", "--bogus"), ("serve", "--bogus")]
+    for args in cases:
+        p = run(*args, cwd=str(tmp_path))
+        assert p.returncode == 2, (args, p.stderr)
+        assert p.stderr.strip(), args
+        assert not (tmp_path / "postern-data").exists(), args
+    p = run("queue", "list", "--no-such-option", cwd=str(tmp_path))
+    assert p.stderr == ("postern: queue list: unknown option "
+                        "'--no-such-option' (see `postern queue --help`)\n")

@@ -50,7 +50,7 @@
 /* A test runs a list of client steps; each result is recorded, and the
  * chain stops at the first result that is not OK (or at the end). */
 enum cstep { C_GREETING, C_EHLO, C_STARTTLS, C_CMD, C_QUIT, C_AUTH, C_SEND,
-	C_END };
+	C_RSET_SEND, C_END };
 
 struct drv {
 	struct event_base	*base;
@@ -135,6 +135,10 @@ drv_next(struct drv *d)
 		    d->allow_plain, drv_cb, d);
 		break;
 	case C_SEND:
+		smtp_client_send(d->c, d->env, d->msg, d->msglen, drv_cb, d);
+		break;
+	case C_RSET_SEND:
+		smtp_client_rset_next(d->c);
 		smtp_client_send(d->c, d->env, d->msg, d->msglen, drv_cb, d);
 		break;
 	case C_END:
@@ -953,6 +957,64 @@ test_send_no_pipelining(void **state)
 	assert_int_equal(smtp_client_rcpt_reply(d.c, 0)->code, 250);
 	assert_int_equal(smtp_client_rcpt_reply(d.c, 1)->code, 250);
 	assert_null(smtp_client_rcpt_reply(d.c, 2));
+	finish_run(&d, &f);
+}
+
+/* A second transaction on the connection starts with RSET: pipelined
+ * with MAIL under PIPELINING, alone first without it; a refused RSET
+ * ends the step (and the connection). */
+static void
+test_send_rset_between(void **state)
+{
+	static const enum cstep steps2[] = { C_GREETING, C_EHLO, C_SEND,
+	    C_RSET_SEND, C_END };
+	static const struct sstep piped[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 queued 1\r\n" },
+		{ "RSET", A_SEND, "250 2.0.0 ok\r\n" },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 queued 2\r\n" },
+	};
+	static const struct sstep lone[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 queued 1\r\n" },
+		{ "RSET", A_SEND, "421 4.3.2 shutting down\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	send_args(&env, "Subject: t\r\n\r\nx\r\n");
+	run(&d, piped, NELEM(piped), steps2, 0, NULL, NULL, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("%s: %s", d.last.step, d.last.detail);
+	assert_int_equal(d.last_code, 250);
+	assert_false(f.mismatch);
+	assert_string_equal(f.got[5], "RSET");
+	/* RSET, MAIL, RCPT and DATA came in one read */
+	assert_int_equal(f.got_read[5], f.got_read[8]);
+	finish_run(&d, &f);
+
+	send_args(&env, "Subject: t\r\n\r\nx\r\n");
+	run(&d, lone, NELEM(lone), steps2, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "RSET");
+	assert_int_equal(d.last_code, 421);
+	assert_false(f.mismatch);
+	assert_int_equal(f.ngot, 6);	/* nothing after the lone RSET */
 	finish_run(&d, &f);
 }
 
@@ -1868,6 +1930,7 @@ main(void)
 		cmocka_unit_test(test_auth_plain_over_tls),
 		cmocka_unit_test(test_send_no_pipelining),
 		cmocka_unit_test(test_send_pipelining),
+		cmocka_unit_test(test_send_rset_between),
 		cmocka_unit_test(test_send_no_rcpt_accepted),
 		cmocka_unit_test(test_send_mail_refused),
 		cmocka_unit_test(test_send_data_refused),
