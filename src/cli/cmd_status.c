@@ -612,18 +612,21 @@ cmd_status(int argc, char **argv)
 	int c, json = 0, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	opterr = 0;	/* our own one-line usage errors */
+	while ((c = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': path = optarg; break;
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case ':': return cmd_usage_error("status", NULL, "%s needs a "
+			      "FILE", argv[optind - 1]);
+		default: return cmd_usage_error("status", NULL, "unknown option "
+			      "'%s'", argv[optind - 1]);
 		}
 	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (optind != argc)
+		return cmd_usage_error("status", NULL, "unexpected argument "
+		    "'%s'", argv[optind]);
 	if ((conf = conf_load_for_command(path)) == NULL)
 		return 1;
 	if (runas_become_user(conf->user) == -1 ||

@@ -201,10 +201,13 @@ def _has_user(name):
 
 
 def test_status_usage(tmp_path):
-    p = run("status", "--bogus")
-    assert p.returncode == 2 and "usage: postern status" in p.stderr
-    p = run("status", "extra")
-    assert p.returncode == 2
+    for args, want in ((["--bogus"], "unknown option '--bogus'"),
+                       (["extra"], "unexpected argument 'extra'"),
+                       (["-c"], "-c needs a FILE")):
+        p = run("status", *args)
+        assert p.returncode == 2 and p.stdout == ""
+        assert p.stderr == f"postern: status: {want} (see `postern status " \
+            "--help`)\n", p.stderr
     # a data_dir where no daemon ever ran: not running, empty queue
     conf = tmp_path / "p.conf"
     conf.write_text('data_dir = "d"; listeners = ( { name = "a"; '
