@@ -16,7 +16,7 @@
 # shared machine disturbs less than the wall clock.
 #
 # env: ROUNDS (5 pairs) COUNT (5000) CONC (10) SIZE (4096) SCRAPE (5)
-#      PORT (2620) MPORT (2621) POSTERN_BIN (build/postern of this tree)
+#      PORT MPORT (free ports) POSTERN_BIN (build/postern of this tree)
 #      BENCH_METRICS_DIR (/tmp/postern-bench-metrics)
 # Needs smtp-source (Debian postfix) and curl.  Results:
 # build/bench/results/metrics.txt.  Stand-alone: no file of ../shared.
@@ -29,8 +29,9 @@ COUNT=${COUNT:-5000}
 CONC=${CONC:-10}
 SIZE=${SIZE:-4096}
 SCRAPE=${SCRAPE:-5}
-PORT=${PORT:-2620}
-MPORT=${MPORT:-2621}
+free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=${PORT:-$(free_port)}
+MPORT=${MPORT:-$(free_port)}
 R=$TOP/build/bench/results
 OUT=$R/metrics.txt
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
