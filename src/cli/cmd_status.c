@@ -525,6 +525,25 @@ json_queue(struct strbuf *sb, const struct st *s)
 	strbuf_puts(sb, "]}");
 }
 
+/* ", "key": ["a", "b"]" from "a, b" (listener names have no ", "). */
+static void
+json_names(struct strbuf *sb, const char *key, const char *list)
+{
+	const char *p = list, *q;
+	int n = 0;
+
+	strbuf_printf(sb, ", \"%s\": [", key);
+	while (*p != '\0') {
+		q = strstr(p, ", ");
+		if (q == NULL)
+			q = p + strlen(p);
+		strbuf_puts(sb, n++ ? ", " : "");
+		strbuf_json_str(sb, p, (size_t)(q - p));
+		p = *q ? q + 2 : q;
+	}
+	strbuf_putc(sb, ']');
+}
+
 static void
 json_certs(struct strbuf *sb, const struct st *s)
 {
@@ -543,7 +562,7 @@ json_certs(struct strbuf *sb, const struct st *s)
 		    (long long)(e->c.not_after ? e->c.not_after - s->now : 0),
 		    e->c.self_signed ? "true" : "false",
 		    e->in_store ? "true" : "false");
-		jstr(sb, "listeners", e->listeners, 1);
+		json_names(sb, "listeners", e->listeners);
 		strbuf_putc(sb, '}');
 	}
 	strbuf_puts(sb, "]");

@@ -114,7 +114,7 @@ def check_json(s, p, running, tls_failure=True):
     assert (by["tlsreq.test"]["deferred"], by["down.test"]["held"]) == (1, 1)
     assert by["tlsreq.test"]["oldest_age_seconds"] >= 0
     cert = {c["certificate"]: c for c in j["certificates"]}["default"]
-    assert cert["listeners"] == "inbound" and cert["in_store"] is True
+    assert cert["listeners"] == ["inbound"] and cert["in_store"] is True
     assert cert["self_signed"] is True and cert["expires_in_seconds"] > 0
     if tls_failure:
         f = j["tls_failures"][0]
