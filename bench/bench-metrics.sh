@@ -13,7 +13,12 @@
 # Result, per run and as medians with on/off: messages per second (wall
 # clock), and the daemon's CPU time per message (user + system of the
 # master and every child, read from /proc before the stop), which a busy
-# shared machine disturbs less than the wall clock.
+# shared machine disturbs less than the wall clock; and the ratio of each
+# round's on and off runs (adjacent runs: drift cancels), median of those.
+# Then build/metrics_hotpath times the metrics calls of one message
+# alone (two processes at once, counting off and on), which a busy
+# machine cannot hide: nanoseconds per message, also as a share of the
+# daemon's CPU per message measured above.
 #
 # env: ROUNDS (5 pairs) COUNT (5000) CONC (10) SIZE (4096) SCRAPE (5)
 #      PORT MPORT (free ports) POSTERN_BIN (build/postern of this tree)
@@ -127,7 +132,8 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 awk '
 	/^metrics=/ { split($1, m, "="); split($NF, v, "="); x[m[2]] = x[m[2]] " " v[2]
-		split($(NF - 1), c, "="); y[m[2]] = y[m[2]] " " c[2] }
+		split($(NF - 1), c, "="); y[m[2]] = y[m[2]] " " c[2]
+		split($2, r, "="); rate[m[2], r[2]] = v[2]; rounds[r[2]] = 1 }
 	function median(s,   a, n, i, j, t) {
 		n = split(s, a, " ")
 		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -136,5 +142,11 @@ awk '
 	END {
 		on = median(x["on"]); off = median(x["off"])
 		con = median(y["on"]); coff = median(y["off"])
-		printf "metrics summary: median msg/s on %.1f, off %.1f: on/off %.3f (%+.1f%%); median CPU us/msg on %.1f, off %.1f: %+.1f%%\n", on, off, on / off, (on / off - 1) * 100, con, coff, (con / coff - 1) * 100
-	}' "$OUT" | tee -a "$OUT"
+		for (k in rounds) pr = pr " " rate["on", k] / rate["off", k]
+		p = median(pr)
+		printf "metrics summary: median msg/s on %.1f, off %.1f: on/off %.3f (%+.1f%%); median of the rounds on/off %.3f (%+.1f%%); median CPU us/msg on %.1f, off %.1f: %+.1f%%\n", on, off, on / off, (on / off - 1) * 100, p, (p - 1) * 100, con, coff, (con / coff - 1) * 100
+		print coff > "/dev/stderr"
+	}' "$OUT" 2> "$D/cpu_off" | tee -a "$OUT"
+hot=$("$TOP/build/metrics_hotpath") || { echo "bench-metrics: build/metrics_hotpath failed" >&2; exit 1; }
+echo "$hot" | tee -a "$OUT"
+echo "$hot $(cat "$D/cpu_off")" | awk '{ ns = $(NF - 2) + 0; printf "metrics hot path: +%.1f ns per message = %.4f%% of the daemon'"'"'s %s us of CPU per message (median, off)\n", ns, ns / ($NF * 10), $NF }' | tee -a "$OUT"

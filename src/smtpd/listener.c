@@ -217,7 +217,8 @@ commit_cb(void *arg, uint64_t mid, int ok)
 	struct conn *c = arg;
 	ssize_t n;
 
-	metrics_observe_commit(mono_now() - c->commit_start);
+	if (metrics_enabled())
+		metrics_observe_commit(mono_now() - c->commit_start);
 	/* Log "ready" (and queue the 250) before the queue manager hears of
 	 * the message, so the log never shows its delivery first. */
 	smtp_session_committed(c->sess, ok, mono_now());
@@ -241,7 +242,7 @@ op_msg_commit(void *ctx, const struct envelope *env)
 {
 	struct conn *c = ctx;
 
-	c->commit_start = mono_now();
+	c->commit_start = metrics_enabled() ? mono_now() : 0;
 	spool_msg_commit(c->msg, env, commit_cb, c);
 	c->msg = NULL;
 }
