@@ -40,14 +40,14 @@
 /* One certificate line: a store entry and/or the listeners using it. */
 struct st_cert {
 	struct dstatus_cert	c;
-	char			listeners[256];	/* "inbound, submission" */
+	char			listeners[256];	/* "a, b" */
 	int			in_store;
 };
 
 struct st {
 	const struct conf	*conf;
 	long			 pid;		/* running serve, or 0 */
-	int			 have_status;	/* postern.status was read */
+	int			 have_status;	/* postern.status read */
 	int			 running;
 	const char		*why_down;
 	struct dstatus		 ds;

@@ -164,8 +164,8 @@ struct conf {
 
 	/* metrics = { address; port; }: Prometheus text on GET /metrics
 	 * (plain HTTP).  metrics_port 0 = no metrics block: off. */
-	char	*metrics_address;	/* literal IP, default "127.0.0.1" */
-	int	 metrics_port;		/* default 9725 when the block is there */
+	char	*metrics_address;	/* literal IP: "127.0.0.1" */
+	int	 metrics_port;		/* 9725 with a block, else 0 */
 };
 
 /* A list of "FILE:LINE: message" strings collected while loading. */

@@ -28,7 +28,7 @@
 #define DSTATUS_FILE		"postern.status"
 #define DSTATUS_MAX_LISTENERS	32
 #define DSTATUS_MAX_CERTS	64
-#define DSTATUS_MAX_CHILDREN	132	/* two generations of 64 workers */
+#define DSTATUS_MAX_CHILDREN	132	/* 2 generations, 64 workers */
 #define DSTATUS_TLS_FAILURES	20
 
 /* Child roles; workers are their index (>= 0). */
@@ -72,7 +72,7 @@ struct dstatus_block {
 	int64_t	started;		/* Unix time */
 	int64_t	reloaded;		/* last reload (0: none) */
 	int	generation;
-	int	reload_refused;		/* the last SIGHUP changed nothing */
+	int	reload_refused;		/* the last SIGHUP failed */
 	char	version[32];
 	char	conf_path[1024];
 	char	metrics_address[64];

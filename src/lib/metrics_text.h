@@ -20,7 +20,7 @@
  * METRICS_MAX_DESTINATIONS for "other"). */
 struct metrics_queue_row {
 	uint64_t	active, deferred, held;
-	int64_t		oldest_age;	/* seconds, of active + deferred */
+	int64_t		oldest_age;	/* s, active + deferred */
 };
 
 /* A certificate's expiry. */
@@ -34,12 +34,12 @@ struct metrics_cert_row {
 struct metrics_view {
 	const struct metrics_counts	*c;
 	const char	*version;
-	int64_t		 start_time;		/* Unix time of the master */
+	int64_t		 start_time;	/* Unix time of the master */
 	int		 paused;		/* delivery paused */
 	const char	*const *listeners;	/* names, by index */
 	size_t		 nlisteners;
 	const char	*cipher[METRICS_MAX_CIPHERS];	/* "" = unused */
-	const char	*dest[METRICS_MAX_DESTINATIONS];	/* "" = unused */
+	const char	*dest[METRICS_MAX_DESTINATIONS];	/* "": unused */
 	/* by destination label; NULL = no queue figures */
 	const struct metrics_queue_row *queue;
 	const struct metrics_cert_row *certs;

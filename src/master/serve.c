@@ -6,7 +6,8 @@
  * bind every listener (one SO_REUSEPORT socket per worker); drop
  * privileges when started as root; then fork one queue manager, one
  * SMTP worker per CPU and, with a `metrics` block, the metrics process
- * (metrics_http.h says why it is a process of its own).  The master only supervises: it restarts a child
+ * (metrics_http.h says why it is a process of its own).  The master
+ * only supervises: it restarts a child
  * that dies, forwards SIGUSR1 to the queue manager, reloads on SIGHUP,
  * reopens the log files on SIGUSR2 (logrotate), and on SIGTERM/SIGINT
  * stops the children and exits.  Workers share nothing hot: each has its
@@ -71,7 +72,7 @@
 
 struct child {
 	pid_t	pid;
-	int	role;		/* DSTATUS_ROLE_QMGR, DSTATUS_ROLE_METRICS, or
+	int	role;		/* DSTATUS_ROLE_QMGR, _METRICS, or
 				 * the worker index */
 	int	gen;		/* configuration generation it runs */
 	double	started;
@@ -628,7 +629,8 @@ reap(void)
 			continue;
 		}
 		log_crit("%s %d exited (%s %d); restarting it",
-		    role_name(children[i].role), (int)pid, WIFSIGNALED(status) ? "signal" : "status",
+		    role_name(children[i].role), (int)pid,
+		    WIFSIGNALED(status) ? "signal" : "status",
 		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 		{
 			int role = children[i].role;

@@ -33,7 +33,7 @@ struct qs_entry {
 	int64_t		 received;
 	size_t		 nrcpts;
 	size_t		 ndoms;
-	char		**doms;		/* distinct recipient domains */
+	char		**doms;		/* distinct rcpt domains */
 	uint16_t	*rdom;		/* each recipient's domain */
 };
 
@@ -50,9 +50,9 @@ struct listed {
 /* Per-domain totals of one scan, by a hash of the domain. */
 struct agg {
 	struct queue_stats	*out;
-	size_t			*slot;		/* index + 1; 0 = empty */
+	size_t			*slot;	/* index + 1; 0 = empty */
 	size_t			 cap;		/* power of two */
-	size_t			 dcap;		/* room in out->dests */
+	size_t			 dcap;	/* room in out->dests */
 };
 
 /* An empty cache of envelope summaries. */

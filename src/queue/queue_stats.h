@@ -25,7 +25,7 @@
 struct queue_dest {
 	char		domain[256];	/* lower case */
 	uint64_t	active, deferred, held;
-	int64_t		oldest;		/* received, of the oldest active or
+	int64_t		oldest;		/* received: oldest active or
 					 * deferred message; 0: none */
 };
 
@@ -33,7 +33,7 @@ struct queue_stats {
 	uint64_t		 active, deferred, held;	/* messages */
 	int64_t			 oldest;		/* as above */
 	uint64_t		 unreadable;	/* envelopes that failed */
-	struct queue_dest	*dests;		/* most messages first */
+	struct queue_dest	*dests;	/* most messages first */
 	size_t			 ndests;
 };
 

@@ -76,7 +76,7 @@ struct conn {
 	struct sockaddr_storage	 peer;
 	uint64_t		 icid;
 	double			 armed;		/* deadline the timer is set to */
-	double			 commit_start;	/* message handed to the spool */
+	double			 commit_start;	/* given to the spool */
 	int			 dead;		/* client gone, commit pending */
 	int			 throttled;	/* reading paused: output full */
 	int			 dns_pending;	/* no session before rDNS is known */

@@ -39,7 +39,7 @@
 struct fixture {
 	struct event_base	*base;
 	struct conf_listener	 l;
-	struct conf		 conf;		/* its one listener: metrics */
+	struct conf		 conf;	/* its one listener: metrics */
 	struct cidr		 from;
 	int			 ours, theirs;	/* server end, proxy end */
 	int			 called, got_fd;
