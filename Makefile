@@ -8,7 +8,7 @@
 #                ASan+UBSan, short fuzz runs; ends with "N passed, N failed"
 #   make fuzz    long fuzz runs (FUZZ_SECONDS each, default 600)
 #   make soak    long crash/restart soak test
-#   make bench   side-by-side benchmark against Postfix (../shared/bench)
+#   make bench   side-by-side benchmark against Postfix (bench/README.md)
 #   make install [PREFIX=/usr] [DESTDIR=]   binary, man pages, systemd unit,
 #                logrotate file, /etc/postern/postern.conf (never over an
 #                existing one), /var/lib/postern (owned by the user postern,

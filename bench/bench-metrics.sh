@@ -20,29 +20,31 @@
 # machine cannot hide: nanoseconds per message, also as a share of the
 # daemon's CPU per message measured above.
 #
-# env: ROUNDS (5 pairs) COUNT (5000) CONC (10) SIZE (4096) SCRAPE (5)
-#      PORT MPORT (free ports) POSTERN_BIN (build/postern of this tree)
-#      BENCH_METRICS_DIR (/tmp/postern-bench-metrics)
-# Needs smtp-source (Debian postfix) and curl.  Results:
-# build/bench/results/metrics.txt.  Stand-alone: no file of ../shared.
+# env: METRICS_REPS (REPS, else 5 pairs) METRICS_COUNT (5000)
+#      METRICS_CONC (10) METRICS_SIZE (4096) METRICS_SCRAPE (5 s)
+#      POSTERN_BIN (build/postern of this tree) BENCH_METRICS_DIR
+#      (/tmp/postern-bench-metrics)
+# Needs smtp-source (Debian postfix) and curl.  Results, in the format of
+# the other sections (bench/README.md; report.py: side off vs on):
+# build/bench/results/metrics.txt.  Stand-alone: it sources nothing.
 set -eu
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${POSTERN_BIN:-$TOP/build/postern}
 D=${BENCH_METRICS_DIR:-/tmp/postern-bench-metrics}
-ROUNDS=${ROUNDS:-5}
-COUNT=${COUNT:-5000}
-CONC=${CONC:-10}
-SIZE=${SIZE:-4096}
-SCRAPE=${SCRAPE:-5}
+ROUNDS=${METRICS_REPS:-${REPS:-5}}
+COUNT=${METRICS_COUNT:-5000}
+CONC=${METRICS_CONC:-10}
+SIZE=${METRICS_SIZE:-4096}
+SCRAPE=${METRICS_SCRAPE:-5}
 free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-PORT=${PORT:-$(free_port)}
-MPORT=${MPORT:-$(free_port)}
-R=$TOP/build/bench/results
+PORT=$(free_port)
+MPORT=$(free_port)
+R=${BENCH_OUT:-$TOP/build/bench}/results
 OUT=$R/metrics.txt
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 mkdir -p "$D" "$R"
 chmod 755 "$D"
-: > "$OUT"
+echo "# metrics: Postern alone, accept with the metrics endpoint off and on ($COUNT x $SIZE octets, $CONC sessions, a connection per message), and the metrics calls of one message alone (kind=hotpath)" > "$OUT"
 ulimit -n 65536 2>/dev/null || true
 USER_LINE='user = "nobody";'	# as root: drop to nobody, as the bench adapter
 SCRAPER=
@@ -103,7 +105,8 @@ start() {	# on|off
 	fi
 }
 
-# One run: COUNT messages, one connection each; prints msg/s.
+# One run: COUNT messages, one connection each; its result line (the
+# format of bench/lib.sh `record`) on stdout.
 run() {	# on|off round
 	start "$1"
 	sync; sleep 1
@@ -113,27 +116,31 @@ run() {	# on|off round
 	t1=$(date +%s.%N)
 	c1=$(cpu_secs)
 	n=$("$BIN" queue -c "$D/postern.conf" list --count)
-	if [ "$1" = on ]; then
-		curl -s "http://127.0.0.1:$MPORT/metrics" | grep -E '^postern_messages_accepted_total ' >&2 || true
-	fi
 	stop
 	rate=$(echo "$COUNT $t0 $t1" | awk '{ printf "%.1f", $1 / ($3 - $2) }')
 	cpu=$(echo "$COUNT $c0 $c1" | awk '{ printf "%.1f", ($3 - $2) * 1e6 / $1 }')
-	echo "metrics=$1 round=$2 count=$COUNT queued=$n conc=$CONC size=$SIZE secs=$(echo "$t0 $t1" | awk '{ printf "%.2f", $2 - $1 }') cpu_us_per_msg=$cpu msg_per_s=$rate" | tee -a "$OUT"
-	[ "$n" -eq "$COUNT" ] || echo "warning: $n of $COUNT messages queued" >&2
+	lost=""
+	[ "$n" -eq "$COUNT" ] || lost=" unfinished=lost-$((COUNT - n))"
+	echo "section=metrics side=$1 round=$2 size=$SIZE sessions=$CONC -- msgs_per_s=$rate cpu_us_per_msg=$cpu$lost"
 }
 
 [ "$(id -u)" -eq 0 ] || USER_LINE=''
 [ -x "$SOURCE" ] || { echo "bench-metrics: smtp-source missing (apt-get install postfix)" >&2; exit 1; }
-echo "== metrics cost on the accept path (on/off alternately, $ROUNDS rounds, $COUNT x $SIZE octets, $CONC sessions, a connection per message, scrape every $SCRAPE s while on)"
+echo "== metrics cost on the accept path (off/on alternately, $ROUNDS rounds, $COUNT x $SIZE octets, $CONC sessions, a connection per message, scrape every $SCRAPE s while on)" >&2
 stop
 for r in $(seq 1 "$ROUNDS"); do
-	if [ $((r % 2)) -eq 1 ]; then run on "$r"; run off "$r"; else run off "$r"; run on "$r"; fi
+	# the order alternates; the off line is written first (report.py:
+	# the first side is the reference)
+	if [ $((r % 2)) -eq 1 ]; then on=$(run on "$r"); off=$(run off "$r")
+	else off=$(run off "$r"); on=$(run on "$r"); fi
+	printf '%s\n%s\n' "$off" "$on" | tee -a "$OUT" >&2
 done
+# medians, the median of each round's on/off, CPU per message
 awk '
-	/^metrics=/ { split($1, m, "="); split($NF, v, "="); x[m[2]] = x[m[2]] " " v[2]
-		split($(NF - 1), c, "="); y[m[2]] = y[m[2]] " " c[2]
-		split($2, r, "="); rate[m[2], r[2]] = v[2]; rounds[r[2]] = 1 }
+	/^section=metrics side=/ { split($2, sd, "="); split($3, rd, "=")
+		split($(NF - 1), v, "="); split($NF, c, "=")
+		x[sd[2]] = x[sd[2]] " " v[2]; y[sd[2]] = y[sd[2]] " " c[2]
+		rate[sd[2], rd[2]] = v[2]; rounds[rd[2]] = 1 }
 	function median(s,   a, n, i, j, t) {
 		n = split(s, a, " ")
 		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -146,7 +153,9 @@ awk '
 		p = median(pr)
 		printf "metrics summary: median msg/s on %.1f, off %.1f: on/off %.3f (%+.1f%%); median of the rounds on/off %.3f (%+.1f%%); median CPU us/msg on %.1f, off %.1f: %+.1f%%\n", on, off, on / off, (on / off - 1) * 100, p, (p - 1) * 100, con, coff, (con / coff - 1) * 100
 		print coff > "/dev/stderr"
-	}' "$OUT" 2> "$D/cpu_off" | tee -a "$OUT"
+	}' "$OUT" 2> "$D/cpu_off"
 hot=$("$TOP/build/metrics_hotpath") || { echo "bench-metrics: build/metrics_hotpath failed" >&2; exit 1; }
-echo "$hot" | tee -a "$OUT"
-echo "$hot $(cat "$D/cpu_off")" | awk '{ ns = $(NF - 2) + 0; printf "metrics hot path: +%.1f ns per message = %.4f%% of the daemon'"'"'s %s us of CPU per message (median, off)\n", ns, ns / ($NF * 10), $NF }' | tee -a "$OUT"
+echo "$hot"
+echo "$hot" | awk '{ for (i = 1; i <= NF; i++) if ($(i + 1) == "ns") n[++k] = $i
+	printf "section=metrics side=off kind=hotpath -- ns_per_msg=%s\nsection=metrics side=on kind=hotpath -- ns_per_msg=%s\n", n[1], n[2] }' >> "$OUT"
+echo "$hot $(cat "$D/cpu_off")" | awk '{ ns = $(NF - 2) + 0; printf "metrics hot path: +%.1f ns per message = %.4f%% of the daemon'"'"'s %s us of CPU per message (median, off)\n", ns, ns / ($NF * 10), $NF }'
