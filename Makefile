@@ -29,6 +29,9 @@ DEB_PKGS += libsystemd-dev systemd scdoc debhelper dpkg-dev fakeroot lintian \
 # e2e: HAProxy in front of two instances, and swaks --tlsc --proxy (swaks
 # needs Net::SSLeay for TLS): tests/e2e/test_proxy_protocol.py
 DEB_PKGS += haproxy libnet-ssleay-perl
+# the HTTPS injection API: JSON requests parsed by jansson (docs/http-api.md);
+# its e2e tests also drive curl
+DEB_PKGS += libjansson-dev curl
 FUZZ_SECONDS ?= 600
 PREFIX   ?= /usr
 DESTDIR  ?=
