@@ -45,6 +45,7 @@
 #include "dns.h"
 #include "http_conn.h"
 #include "inject.h"
+#include "pickup.h"
 #include "ids.h"
 #include "listener.h"
 #include "log.h"
@@ -118,8 +119,9 @@ worker_term_cb(evutil_socket_t fd, short what, void *arg)
 {
 	if (wparts > 0)
 		return;
-	wparts = 2;
+	wparts = 3;
 	http_conn_shutdown(worker_stopped);
+	pickup_shutdown(worker_stopped);
 	listener_shutdown(WORKER_GRACE, 1, worker_stopped);
 }
 
@@ -130,8 +132,9 @@ worker_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	if (wparts > 0)
 		return;
-	wparts = 2;
+	wparts = 3;
 	http_conn_shutdown(worker_stopped);
+	pickup_shutdown(worker_stopped);
 	listener_shutdown(0, 0, worker_stopped);
 }
 
@@ -172,6 +175,10 @@ worker_main(int idx)
 	if (shttp_fds != NULL && shttp_tls != NULL && http_conn_attach(base,
 	    sconf, sspool, shttp_fds[idx], shttp_tls) == -1)
 		fatalx("worker %d: cannot attach the HTTPS API", idx);
+	/* One taker of pickup files per generation: worker 0. */
+	if (idx == 0 && sconf->pickup.dir != NULL &&
+	    pickup_attach(base, sconf) == -1)
+		log_warnx("worker %d: the pickup directory is not watched", idx);
 	wbase = base;
 	log_attach_loop(base);
 	connlimit_set_worker(idx);
@@ -610,6 +617,10 @@ reload_blocker(const struct conf *a, const struct conf *b)
 		return "workers";
 	if (strcmp(a->log_file, b->log_file) != 0 || a->log_json != b->log_json)
 		return "log";
+	if ((a->pickup.dir == NULL) != (b->pickup.dir == NULL) ||
+	    (a->pickup.dir != NULL && (strcmp(a->pickup.dir, b->pickup.dir) ||
+	    strcmp(a->pickup.group, b->pickup.group))))
+		return "pickup";
 	if (a->nlisteners != b->nlisteners)
 		return "listeners";
 	if ((a->http == NULL) != (b->http == NULL) || (a->http != NULL &&
@@ -995,6 +1006,11 @@ cmd_serve(int argc, char **argv)
 		snworkers = MAX_WORKERS;
 	if (bind_all() == -1)
 		return 1;
+	if (sconf->pickup.dir != NULL && pickup_prepare(sconf, why,
+	    sizeof(why)) == -1) {
+		fprintf(stderr, "postern: %s\n", why);
+		return 1;
+	}
 	if (drop_privileges(sconf->user) == -1)
 		return 1;
 	/* From here on, everything runs as the unprivileged user. */
