@@ -23,6 +23,8 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -161,7 +163,7 @@ admit_cb(evutil_socket_t unused, short what, void *arg)
 	const struct cidr *match = NULL;
 	socklen_t len = sizeof(c->peer);
 	enum connlimit_result lim;
-	int fd = bufferevent_getfd(c->bev);
+	int fd = bufferevent_getfd(c->bev), on = 1;
 
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&c->peer, &len) == -1)
 		return;		/* evhttp failed it already */
@@ -188,6 +190,7 @@ admit_cb(evutil_socket_t unused, short what, void *arg)
 		conn_refuse(c, fd);
 		return;
 	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	c->admitted = 1;
 	c->icid = ids_next(ID_ICID);
 	c->rejected = c->policy->action == POLICY_REJECT;
