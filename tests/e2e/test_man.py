@@ -147,6 +147,8 @@ alerts = { recipients = [ "a@example.com" ]; from = "b@example.com"; };
 dkim = ( { domain = "example.com"; selector = "s"; key = "d.key"; } );
 smime = { keys = "sm"; sign = [ "example.com" ]; encrypt = "when-possible"; };
 resolver = { local_data = [ "x.example. A 127.0.0.1" ]; };
+http = { address = "127.0.0.1"; port = 2998; certificate = "default"; };
+pickup = { dir = "/tmp/pk"; group = "root"; max_message_size = 10000; };
 """
 
 
