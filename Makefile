@@ -9,7 +9,8 @@
 #   make fuzz    long fuzz runs (FUZZ_SECONDS each, default 600)
 #   make soak    long crash/restart soak test
 #   make bench   side-by-side benchmark against Postfix (../shared/bench)
-#   make install [PREFIX=/usr] [DESTDIR=]   binary, man pages, systemd unit,
+#   make install [PREFIX=/usr] [DESTDIR=] [SENDMAIL=1]   binary (SENDMAIL=1:
+#                also as PREFIX/sbin/sendmail), man pages, systemd unit,
 #                logrotate file, /etc/postern/postern.conf (never over an
 #                existing one), /var/lib/postern (owned by the user postern,
 #                created when missing, when installing for real as root)
@@ -75,9 +76,14 @@ install: build
 	meson configure $(BUILD) -Dprefix=$(PREFIX) >/dev/null
 	meson install -C $(BUILD) $(if $(DESTDIR),--destdir "$(DESTDIR)")
 	@cat $(BUILD)/meson-logs/install-local.txt 2>/dev/null || true
+	@# SENDMAIL=1: the same binary as sendmail(1) (postern sendmail)
+	$(if $(SENDMAIL),ln -sfn postern "$(DESTDIR)$(PREFIX)/sbin/sendmail" && \
+	    echo "installed $(DESTDIR)$(PREFIX)/sbin/sendmail -> postern")
 
 uninstall:
 	ninja -C $(BUILD) uninstall
+	@if [ "$$(readlink "$(DESTDIR)$(PREFIX)/sbin/sendmail" 2>/dev/null)" = postern ]; then \
+		rm -f "$(DESTDIR)$(PREFIX)/sbin/sendmail"; fi
 	@echo "kept: /etc/postern, /var/lib/postern (spool, keys), /var/log/postern" \
 	    "and the user postern; remove them by hand to be rid of them"
 
