@@ -107,6 +107,8 @@ conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 }
 
 /* Handshake done (log it once) or failed (keep OpenSSL's reason). */
+static void admit_cb(evutil_socket_t, short, void *);
+
 static void
 tls_info_cb(const SSL *ssl, int where, int ret)
 {
@@ -115,6 +117,12 @@ tls_info_cb(const SSL *ssl, int where, int ret)
 	char icid[32];
 
 	if (c == NULL)
+		return;
+	/* bytes came before the admission timer ran: admit now, so the
+	 * connection is counted and its lines are written in order */
+	if (!c->admit_done)
+		admit_cb(-1, 0, c);
+	if (!c->admitted)
 		return;
 	if ((where & SSL_CB_HANDSHAKE_DONE) && !c->tls_logged) {
 		c->tls_logged = 1;
@@ -165,6 +173,9 @@ admit_cb(evutil_socket_t unused, short what, void *arg)
 	enum connlimit_result lim;
 	int fd = bufferevent_getfd(c->bev), on = 1;
 
+	if (c->admit_done)
+		return;
+	c->admit_done = 1;
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&c->peer, &len) == -1)
 		return;		/* evhttp failed it already */
 	sockaddr_ip((struct sockaddr *)&c->peer, c->ip, sizeof(c->ip));

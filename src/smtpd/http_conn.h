@@ -33,6 +33,7 @@ struct http_conn {
 	uint64_t		 icid;
 	const struct conf_policy *policy;
 	const struct conf_sender_group *sg;
+	int			 admit_done;	/* admission ran */
 	int			 admitted;	/* logged, counted */
 	int			 refused;	/* closed at admission */
 	int			 rejected;	/* policy reject: 403 to all */

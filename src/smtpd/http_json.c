@@ -20,6 +20,8 @@
 #include "http_json.h"
 #include "util.h"
 
+static void	printable_why(char *, size_t);
+
 /* A string member: NULL when absent; -1 when of the wrong type or size. */
 static int
 get_string(json_t *o, const char *key, size_t max, char **dst, size_t *lenp,
@@ -233,6 +235,7 @@ http_json_parse_msg(const char *body, size_t len, struct http_json_msg *m,
 	if (o == NULL) {
 		bsnprintf(why, whylen, "invalid JSON at line %d column %d: %s",
 		    err.line, err.column, err.text);
+		printable_why(why, whylen);
 		return -1;
 	}
 	if (!json_is_object(o)) {
@@ -242,9 +245,22 @@ http_json_parse_msg(const char *body, size_t len, struct http_json_msg *m,
 	}
 	r = map_message(o, m, why, whylen);
 	json_decref(o);
-	if (r == -1)
+	if (r == -1) {
 		http_json_msg_free(m);
+		printable_why(why, whylen);
+	}
 	return r;
+}
+
+/* A reason may quote the client's bytes: keep it printable. */
+static void
+printable_why(char *why, size_t whylen)
+{
+	size_t i;
+
+	for (i = 0; i < whylen && why[i] != '\0'; i++)
+		if ((unsigned char)why[i] < 0x20 || why[i] == 0x7f)
+			why[i] = '?';
 }
 
 /* Free what a parsed request holds; NULL is fine. */
