@@ -123,6 +123,15 @@ struct conf_dkim {
 	char	*domain, *selector, *key;	/* key path resolved */
 };
 
+/* pickup = { dir; group; max_message_size; } (docs/http-api.md, "Pickup
+ * directory"): files local programs (postern sendmail) drop for the
+ * daemon to take. */
+struct conf_pickup {
+	char	*dir;			/* resolved path; NULL = no pickup */
+	char	*group;			/* group whose members may drop files */
+	size_t	 max_message_size;	/* default 20971520 */
+};
+
 struct conf_tls {
 	char	*min_protocol;		/* default "TLSv1.2" */
 	char	*ciphers;		/* default "ECDHE+AESGCM:ECDHE+CHACHA20" */
@@ -155,6 +164,13 @@ struct conf {
 
 	struct conf_tls tls;
 	struct conf_limits limits;
+
+	/* http = { address; port; certificate; }: the HTTPS injection API
+	 * (docs/http-api.md), held as a listener named "http" (tls implicit,
+	 * auth required) so binding and TLS are the listeners'.  NULL when
+	 * not configured. */
+	struct conf_listener *http;
+	struct conf_pickup pickup;
 
 	/* delivery */
 	int	 retry_min;		/* default 60 */

@@ -53,6 +53,9 @@
 #include "connlimit.h"
 #include "daemon_status.h"
 #include "dns.h"
+#include "http_conn.h"
+#include "inject.h"
+#include "pickup.h"
 #include "ids.h"
 #include "listener.h"
 #include "log.h"
@@ -89,6 +92,8 @@ static int		 generation;
 static struct spool	*sspool;
 static int		*sfds;		/* [worker][listener] */
 static SSL_CTX		**stls;		/* [listener]: server TLS, or NULL */
+static int		*shttp_fds;	/* [worker]: the HTTPS API, or NULL */
+static SSL_CTX		*shttp_tls;	/* its server context */
 /* "message committed" datagrams from the workers to the queue manager:
  * one socketpair per generation, so a queue manager that a reload is
  * stopping never reads (and delivers under the old configuration) a MID
@@ -117,17 +122,24 @@ usage(FILE *f)
 static void	start_child(int role);
 
 static struct event_base *wbase;
+static int		 wparts;	/* SMTP, HTTP still finishing */
 
 static void
 worker_stopped(void)
 {
-	event_base_loopexit(wbase, NULL);
+	if (--wparts <= 0)
+		event_base_loopexit(wbase, NULL);
 }
 
 /* SIGTERM: finish in-flight commits, 421 to everyone, then exit. */
 static void
 worker_term_cb(evutil_socket_t fd, short what, void *arg)
 {
+	if (wparts > 0)
+		return;
+	wparts = 3;
+	http_conn_shutdown(worker_stopped);
+	pickup_shutdown(worker_stopped);
 	listener_shutdown(WORKER_GRACE, 1, worker_stopped);
 }
 
@@ -136,6 +148,11 @@ worker_term_cb(evutil_socket_t fd, short what, void *arg)
 static void
 worker_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
+	if (wparts > 0)
+		return;
+	wparts = 3;
+	http_conn_shutdown(worker_stopped);
+	pickup_shutdown(worker_stopped);
 	listener_shutdown(0, 0, worker_stopped);
 }
 
@@ -172,6 +189,14 @@ worker_main(int idx)
 	if (listener_attach(base, sconf, sspool,
 	    &sfds[(size_t)idx * sconf->nlisteners], snotify[1], stls) == -1)
 		fatalx("worker %d: cannot attach listeners", idx);
+	inject_init(sspool, snotify[1], sconf->hostname);
+	if (shttp_fds != NULL && shttp_tls != NULL && http_conn_attach(base,
+	    sconf, sspool, shttp_fds[idx], shttp_tls) == -1)
+		fatalx("worker %d: cannot attach the HTTPS API", idx);
+	/* One taker of pickup files per generation: worker 0. */
+	if (idx == 0 && sconf->pickup.dir != NULL &&
+	    pickup_attach(base, sconf) == -1)
+		log_warnx("worker %d: the pickup directory is not watched", idx);
 	wbase = base;
 	log_attach_loop(base);
 	connlimit_set_worker(idx);
@@ -357,6 +382,18 @@ bind_all(void)
 		    cl->port);
 		bound++;
 	}
+	if (sconf->http != NULL) {
+		shttp_fds = xcalloc((size_t)snworkers, sizeof(*shttp_fds));
+		for (w = 0; w < snworkers; w++)
+			if ((shttp_fds[w] = listener_bind(sconf->http, 1, why,
+			    sizeof(why))) == -1) {
+				fprintf(stderr, "postern: %s\n", why);
+				return -1;
+			}
+		log_info("HTTPS API on %s port %d", sconf->http->address,
+		    sconf->http->port);
+		bound++;
+	}
 	if (bound == 0) {
 		fprintf(stderr, "postern: no listener could be started\n");
 		return -1;
@@ -513,6 +550,37 @@ tls_build(const struct conf *c, const struct conf *oldc, SSL_CTX **old)
 		return NULL;
 	}
 	return v;
+}
+
+/*
+ * The HTTPS API's server context (NULL without `http`).  At start a
+ * broken certificate stops us; on reload (old != NULL) the API keeps its
+ * previous context and the log says why.  *failed is set on a failure
+ * at start.
+ */
+static SSL_CTX *
+http_tls_build(const struct conf *c, SSL_CTX *old, int *failed)
+{
+	SSL_CTX *ctx = NULL;
+	char why[1024];
+
+	*failed = 0;
+	if (c->http == NULL)
+		return NULL;
+	if (ensure_demo_cert(c, c->http, why, sizeof(why)) != -1 &&
+	    (ctx = tls_server_ctx_new(c, c->http, why, sizeof(why))) != NULL)
+		return ctx;
+	ERR_clear_error();
+	if (old != NULL) {
+		log_crit("reload: http: %s; it keeps its previous certificate "
+		    "and TLS settings", why);
+		SSL_CTX_up_ref(old);
+		return old;
+	}
+	log_crit("http: %s", why);
+	fprintf(stderr, "postern: http: %s\n", why);
+	*failed = 1;
+	return NULL;
 }
 
 /* A fresh worker -> queue manager channel for a new generation (the
@@ -677,8 +745,16 @@ reload_blocker(const struct conf *a, const struct conf *b)
 	if (a->metrics_port != b->metrics_port || (a->metrics_port &&
 	    strcmp(a->metrics_address, b->metrics_address) != 0))
 		return "metrics";
+	if ((a->pickup.dir == NULL) != (b->pickup.dir == NULL) ||
+	    (a->pickup.dir != NULL && (strcmp(a->pickup.dir, b->pickup.dir) ||
+	    strcmp(a->pickup.group, b->pickup.group))))
+		return "pickup";
 	if (a->nlisteners != b->nlisteners)
 		return "listeners";
+	if ((a->http == NULL) != (b->http == NULL) || (a->http != NULL &&
+	    (strcmp(a->http->address, b->http->address) != 0 ||
+	    a->http->port != b->http->port)))
+		return "http";
 	for (i = 0; i < a->nlisteners; i++) {
 		x = &a->listeners[i];
 		y = &b->listeners[i];
@@ -712,7 +788,8 @@ reload(void)
 {
 	struct conf_errors errs = { NULL, 0 };
 	struct conf *nc, *old;
-	SSL_CTX **ntls, **old_tls;
+	SSL_CTX **ntls, **old_tls, *nhttp, *old_http;
+	int failed;
 	const char *what;
 	size_t k;
 	int i, old_gen;
@@ -753,15 +830,20 @@ reload(void)
 		reopen_children();
 		return -1;
 	}
+	nhttp = http_tls_build(nc, shttp_tls, &failed);
 	old = sconf;
 	old_tls = stls;
+	old_http = shttp_tls;
 	sconf = nc;
 	stls = ntls;
+	shttp_tls = nhttp;
 	if (notify_channel_new() == -1) {
 		log_warn("reload refused: socketpair");
 		tls_free_all(ntls, nc->nlisteners);
+		SSL_CTX_free(nhttp);
 		sconf = old;
 		stls = old_tls;
+		shttp_tls = old_http;
 		conf_free(nc);
 		reopen_children();
 		return -1;
@@ -778,6 +860,7 @@ reload(void)
 	publish_config();
 	start_generation();
 	tls_free_all(old_tls, old->nlisteners);
+	SSL_CTX_free(old_http);
 	conf_free(old);
 	log_info("configuration reloaded from %s", sconf->path);
 	return 0;
@@ -960,7 +1043,7 @@ cmd_serve(int argc, char **argv)
 	};
 	struct conf_errors errs = { NULL, 0 };
 	const char *path = NULL;
-	int c, foreground = 0, debug = 0;
+	int c, foreground = 0, debug = 0, http_failed;
 	char why[512], logpath[4096], confpath[4096];
 	sigset_t mask;
 	long ncpu;
@@ -1051,6 +1134,11 @@ cmd_serve(int argc, char **argv)
 		snworkers = MAX_WORKERS;
 	if (bind_all() == -1 || bind_metrics() == -1)
 		return 1;
+	if (sconf->pickup.dir != NULL && pickup_prepare(sconf, why,
+	    sizeof(why)) == -1) {
+		fprintf(stderr, "postern: %s\n", why);
+		return 1;
+	}
 	if (drop_privileges(sconf->user) == -1)
 		return 1;
 	/* From here on, everything runs as the unprivileged user. */
@@ -1074,6 +1162,9 @@ cmd_serve(int argc, char **argv)
 	/* Certificates are read as the unprivileged user, at start as at
 	 * every reload, so a key it cannot read fails now, not later. */
 	if ((stls = tls_build(sconf, NULL, NULL)) == NULL)
+		return 1;
+	shttp_tls = http_tls_build(sconf, NULL, &http_failed);
+	if (http_failed)
 		return 1;
 	if (!foreground && detach(strcmp(sconf->log_file, "-") == 0 ? logpath :
 	    strcmp(sconf->log_file, "syslog") == 0 ? NULL : sconf->log_file) ==

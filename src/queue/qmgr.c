@@ -65,6 +65,7 @@
 #include "queue_stats.h"
 #include "route.h"
 #include "spool.h"
+#include "spool_done.h"
 #include "strbuf.h"
 #include "transform.h"
 #include "util.h"
@@ -278,6 +279,7 @@ qmgr_rescan(struct qmgr *q)
 		return;
 	}
 	tab_clear(q);
+	spool_done_expire(q->spool, wall_now() - SPOOL_DONE_KEEP);
 	for (i = 0; i < n; i++)
 		tab_find(q, mids[i], 1)->next = next_attempt(q, mids[i]);
 	free(mids);
@@ -489,6 +491,11 @@ job_complete(struct qmgr *q, struct qjob *j)
 				next = j->st[i].next_attempt;
 		}
 	if (left == 0) {
+		/* who sent it may still ask (GET /v1/messages/MID) */
+		if (j->env.auth_user[0] != '\0' && spool_done_write(q->spool,
+		    &j->env, j->st, wall_now()) == -1)
+			log_warn("MID %llu: cannot write its done record",
+			    (unsigned long long)j->mid);
 		spool_remove(q->spool, SPOOL_QUEUE, j->mid);
 		tab_remove(q, j->mid);
 		delivery_log_finished(j->mid);

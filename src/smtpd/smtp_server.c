@@ -30,8 +30,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "addrlist.h"
 #include "base64.h"
+#include "identity.h"
 #include "log.h"
 #include "metrics.h"
 #include "smtp_server.h"
@@ -43,7 +43,6 @@
 #define SASL_LINE_MAX		12288	/* RFC 4954 4 */
 #define AUTH_USER_MAX		64
 #define AUTH_PASS_MAX		1024
-#define FROM_ADDRS_MAX		16	/* header From: mailboxes checked */
 
 enum smtp_state {
 	SMTP_STATE_CMD,		/* waiting for a command line */
@@ -479,25 +478,31 @@ auth_lost(struct smtp_session *s)
  * the user's sending quota must allow one more message.  1 = refused
  * (the reply is sent). */
 static int
+ops_sender_allowed(void *arg, const char *addr)
+{
+	struct smtp_session *s = arg;
+
+	return s->ops->sender_allowed(s->ctx, s->auth_user, addr);
+}
+
+static int
 sender_refused(struct smtp_session *s, const char *addr)
 {
 	const char *why;
-	int r;
+	char buf[IDENTITY_REPLY_MAX];
 
-	if (addr[0] != '\0') {
-		r = s->ops->sender_allowed(s->ctx, s->auth_user, addr);
-		if (r == -1) {
-			auth_lost(s);
-			error_reply(s, "530 5.7.0 Authentication required");
-			return 1;
-		}
-		if (r == 0) {
-			reply(s, "554 5.7.1 Message rejected: Email address is "
-			    "not verified. The following identities failed the "
-			    "check: %s", addr);
-			count_error(s);
-			return 1;
-		}
+	switch (identity_check_sender(addr, ops_sender_allowed, s, buf,
+	    sizeof(buf))) {
+	case IDENTITY_USER_GONE:
+		auth_lost(s);
+		error_reply(s, "530 5.7.0 Authentication required");
+		return 1;
+	case IDENTITY_REFUSED:
+		reply(s, "%s", buf);
+		count_error(s);
+		return 1;
+	case IDENTITY_OK:
+		break;
 	}
 	if ((why = s->ops->send_quota(s->ctx, s->auth_user)) != NULL) {
 		reply(s, "%s", why);
@@ -1115,57 +1120,22 @@ log_rejected(struct smtp_session *s, const char *line)
 	    "mid", mid, "reply", line, NULL);
 }
 
-/*
- * Authenticated sender, end of the message: every mailbox of the header
- * From: must be a verified identity too (the envelope was checked at
- * MAIL).  A message without From: passes only when its envelope sender
- * (checked) is not null.  NULL = fine, else the reply (in buf).
- */
+/* At the end of data a removed credential counts as "not verified". */
+static int
+ops_from_allowed(void *arg, const char *addr)
+{
+	return ops_sender_allowed(arg, addr) == 1;
+}
+
+/* Authenticated sender, end of the message: the header From: check of
+ * identity.c.  NULL = fine, else the reply (in buf). */
 static const char *
 header_from_refused(struct smtp_session *s, char *buf, size_t len)
 {
-	struct addrlist_addr addrs[FROM_ADDRS_MAX];
-	struct strbuf bad = STRBUF_INIT;
-	const char *why = NULL;
-	int n, i, r, nbad = 0;
-
-	if (s->hdr.from_count == 0) {
-		if (s->env.from[0] != '\0')
-			return NULL;
-		bstrlcpy(buf, "554 5.6.0 Message rejected: Missing required "
-		    "header 'From'", len);
-		return buf;
-	}
-	if (s->hdr.from_truncated)
-		n = -1, why = "too long";
-	else
-		n = addrlist_parse(s->hdr.from, strlen(s->hdr.from), addrs,
-		    FROM_ADDRS_MAX, &why);
-	if (n > FROM_ADDRS_MAX)
-		n = -1, why = "too many addresses";
-	if (n <= 0) {
-		snprintf(buf, len, "554 5.6.0 Message rejected: the From: "
-		    "header cannot be checked (%s)", n == 0 ?
-		    "no address in it" : why);
-		return buf;
-	}
-	for (i = 0; i < n; i++) {
-		r = s->ops->sender_allowed(s->ctx, s->auth_user, addrs[i].addr);
-		if (r == 1)
-			continue;
-		if (nbad++ > 0)
-			strbuf_puts(&bad, ", ");
-		strbuf_printable(&bad, addrs[i].addr, strlen(addrs[i].addr));
-	}
-	if (nbad == 0) {
-		strbuf_free(&bad);
+	if (identity_check_header_from(s->hdr.from, s->hdr.from_count,
+	    s->hdr.from_truncated, s->env.from, ops_from_allowed, s, buf,
+	    len) == IDENTITY_OK)
 		return NULL;
-	}
-	/* Keep the reply within the 512-octet reply line. */
-	snprintf(buf, len > 500 ? 500 : len, "554 5.7.1 Message rejected: "
-	    "Email address is not verified. The following identities failed "
-	    "the check: %s", bad.s);
-	strbuf_free(&bad);
 	return buf;
 }
 

@@ -148,6 +148,8 @@ dkim = ( { domain = "example.com"; selector = "s"; key = "d.key"; } );
 smime = { keys = "sm"; sign = [ "example.com" ]; encrypt = "when-possible"; };
 resolver = { local_data = [ "x.example. A 127.0.0.1" ]; };
 metrics = { address = "127.0.0.1"; port = 9725; };
+http = { address = "127.0.0.1"; port = 2998; certificate = "default"; };
+pickup = { dir = "/tmp/pk"; group = "root"; max_message_size = 10000; };
 """
 
 
