@@ -13,7 +13,10 @@
 #   idle    memory per idle connection (500 each; Postern also 10,000)
 #   inject  `postern send` (bulk) vs smtp-source into smtp-sink; STARTTLS
 #           vs plaintext
-# env: REPS (3 rounds) SKIP_DISK SKIP_ACCEPT SKIP_RELAY SKIP_TLS SKIP_IDLE SKIP_INJECT
+#   http    4 KiB messages by the HTTPS API vs SMTP+STARTTLS into Postern
+#   metrics Postern alone: accept with the metrics endpoint off and on,
+#           and the metrics calls of one message timed alone
+# env: REPS (3 rounds) SKIP_DISK SKIP_ACCEPT SKIP_RELAY SKIP_TLS SKIP_IDLE SKIP_INJECT SKIP_HTTP SKIP_METRICS
 #      (non-empty: skip) and each section's own knobs.
 # Results: build/bench/results/NAME.txt (one line per run), logs in
 # build/bench/logs/, the summary at the end (bench/report.py).
@@ -43,6 +46,8 @@ section SKIP_RELAY relay
 section SKIP_TLS tls
 section SKIP_IDLE idle
 section SKIP_INJECT inject
+section SKIP_HTTP http
+section SKIP_METRICS metrics
 
 echo
 echo "== summary (median [min-max] n=runs; load now: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -17,6 +17,8 @@ int	cmd_send(int argc, char **argv);	/* send [FILE|-] ... */
 int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 int	cmd_user(int argc, char **argv);	/* user add|list|remove|passwd|modify */
 int	cmd_probe(int argc, char **argv);	/* probe HOST[:PORT] | --mx DOMAIN */
+int	cmd_status(int argc, char **argv);	/* status [-c FILE] [--json] */
+int	cmd_sendmail(int argc, char **argv);	/* sendmail(1): -t -i -f -F -bs RCPT... */
 
 /* `postern CMD [-c FILE] [--help] SUBCOMMAND ...` (cmd_args.c): sets *path
  * (when -c is given) and *next (index of SUBCOMMAND) and returns -1 to go
@@ -35,14 +37,15 @@ int	cmd_host_port(const char *arg, char *host, size_t hlen, int *port);
 int	cmd_tls_flag(const char *cmd, const char *arg, int *mode, int *set);
 
 /* The client context of a command that talks to a server (cmd_args.c):
- * the `tls` settings of conf; with verify, the trust store (+ system CAs)
- * checked after the handshake (tls_client_verify_after: the command
- * decides, knowing why); plus the CA certificates of `trust` (--trust,
- * may be NULL).  NULL after telling why (cmd_fail, "postern: CMD: ..."). */
+ * the `tls` settings of conf; with verify, the trust store (+ system CAs),
+ * checked in the handshake, or with `after` after it
+ * (tls_client_verify_after: the command decides, knowing why); plus the
+ * CA certificates of `trust` (--trust, may be NULL).  NULL after telling
+ * why (cmd_fail, "postern: CMD: ..."). */
 struct conf;
 struct ssl_ctx_st;
 struct ssl_ctx_st *cmd_tls_client(const struct conf *, int verify,
-	    const char *trust, const char *cmd);
+	    int after, const char *trust, const char *cmd);
 
 /* SPEC: one line "postern: <what failed>: <why> (<what to do>)" on
  * stderr; returns 1, the exit status of a failed operation. */

@@ -117,8 +117,8 @@ cmd_host_port(const char *arg, char *host, size_t hlen, int *port)
 
 /* The client TLS context of a command. */
 SSL_CTX *
-cmd_tls_client(const struct conf *conf, int verify, const char *trust,
-    const char *cmd)
+cmd_tls_client(const struct conf *conf, int verify, int after,
+    const char *trust, const char *cmd)
 {
 	char why[512];
 	SSL_CTX *ctx;
@@ -129,7 +129,7 @@ cmd_tls_client(const struct conf *conf, int verify, const char *trust,
 		    "`postern trust list`, or the tls block)", cmd, why);
 		return NULL;
 	}
-	if (verify)
+	if (verify && after)
 		tls_client_verify_after(ctx);
 	if (trust != NULL && tls_client_ctx_add_trust(ctx, trust, why,
 	    sizeof(why)) == -1) {

@@ -480,7 +480,7 @@ probe_all(struct probe_cmd *p, const char *password)
 	int fails, warns;
 	size_t i;
 
-	if ((ctx = cmd_tls_client(p->conf, 1, o->trust, "probe")) == NULL)
+	if ((ctx = cmd_tls_client(p->conf, 1, 1, o->trust, "probe")) == NULL)
 		return 1;
 	if ((p->base = event_base_new()) == NULL)
 		fatalx("cannot create an event loop");
