@@ -151,15 +151,30 @@ bench_cleanup() {
 	if [ "${BENCH_RUN_TMP_OWNER:-}" = "$$" ]; then rm -rf "$BENCH_RUN"; fi
 }
 
-side_name() { case $1 in pf) echo postfix ;; pn) echo postern ;; *) echo "$1" ;; esac; }
+# BENCH_BASELINE_BIN=/path/to/an/older/postern: the first side ("pf") is
+# that Postern build instead of Postfix, so every section compares two
+# Postern builds in one run, alternately (docs: bench/README.md).
+side_name() {
+	case $1 in
+	pf) if [ -n "${BENCH_BASELINE_BIN:-}" ]; then echo baseline; else echo postfix; fi ;;
+	pn) echo postern ;;
+	*) echo "$1" ;;
+	esac
+}
 side_port() { case $1 in pf) echo "$PF_PORT" ;; pn) echo "$PN_PORT" ;; esac; }
 
 server() {
 	local s=$1
 	shift
 	case $s in
-	pf) PORT=$PF_PORT SINK_PORT=$SINK_PORT PF_DIR=$BENCH_RUN/postfix \
-	    sh "$BENCH/server-postfix.sh" "$@" ;;
+	pf) if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
+		PORT=$PF_PORT SINK_PORT=$SINK_PORT POSTERN_BIN=$BENCH_BASELINE_BIN \
+		    POSTERN_BENCH_DIR=$BENCH_RUN/postern-baseline \
+		    sh "$BENCH/server-postern.sh" "$@"
+	    else
+		PORT=$PF_PORT SINK_PORT=$SINK_PORT PF_DIR=$BENCH_RUN/postfix \
+		    sh "$BENCH/server-postfix.sh" "$@"
+	    fi ;;
 	pn) PORT=$PN_PORT SINK_PORT=$SINK_PORT POSTERN_BENCH_DIR=$BENCH_RUN/postern \
 	    sh "$BENCH/server-postern.sh" "$@" ;;
 	*) say "server: pf or pn, not $s"; return 2 ;;

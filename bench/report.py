@@ -143,7 +143,8 @@ def main():
         path = os.path.join(d, n + ".txt")
         if os.path.exists(path):
             section(path)
-    print("\nratio = postern / postfix (medians); higher is better for "
+    first = "baseline" if os.environ.get("BENCH_BASELINE_BIN") else "postfix"
+    print(f"\nratio = postern / {first} (medians); higher is better for "
           "*_per_s, lower for cpu_*, lat_*, sess_*, *_kib_*, *_mib")
 
 
