@@ -1,6 +1,6 @@
 /*
  * main.c - `postern` entry point: dispatch to a command (see cmd.h).
- * Exit status (SPEC): 0 success, 1 the operation failed, 2 usage error.
+ * Exit status (postern(8)): 0 success, 1 the operation failed, 2 usage error.
  */
 #include <signal.h>
 #include <stdio.h>

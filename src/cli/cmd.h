@@ -47,7 +47,7 @@ struct ssl_ctx_st;
 struct ssl_ctx_st *cmd_tls_client(const struct conf *, int verify,
 	    int after, const char *trust, const char *cmd);
 
-/* SPEC: one line "postern: <what failed>: <why> (<what to do>)" on
+/* postern(8), EXIT STATUS: one line "postern: <what failed>: <why> (<what to do>)" on
  * stderr; returns 1, the exit status of a failed operation. */
 int	cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error of `postern CMD SUB`: one line "postern: CMD SUB: <what>

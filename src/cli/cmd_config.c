@@ -1,6 +1,6 @@
 /*
  * cmd_config.c - `postern config check [-c FILE]` and `postern config show
- * [-c FILE]` (SPEC.md "One binary").
+ * [-c FILE]` (postern(8)).
  *
  * check parses and validates the configuration and prints every problem as
  * "FILE:LINE: message" on stderr; show prints the effective configuration

@@ -7,7 +7,7 @@
  * status: 0 when no step failed (a warn does not fail), 1 otherwise, 2
  * for a usage error.  The steps are probe_run.c's (see probe.h).
  *
- * Order (SPEC: options before anything else): every option is parsed and
+ * Order (postern(8): options before anything else): every option is parsed and
  * checked, then the password read, then -c loaded, then the network.
  * Secrets: the password comes from --password-env or --password-file,
  * never argv; it is shown as "****" and wiped at exit.

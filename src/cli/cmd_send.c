@@ -3,12 +3,12 @@
  * environment (SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD), the
  * message (an RFC 5322 file or stdin, or built from --from --to ...,
  * prepared by msg_prep, signed / encrypted by smime), --dry-run, and the
- * output: SPEC's three lines, or on a refusal the server's reply verbatim
+ * output: the three lines of postern(8), or on a refusal the server's reply verbatim
  * then one `fix:` line from the table of causes (failcause.h), and for
  * --count/--concurrency a summary (messages/second, failures by reply
  * code, latency p50/p99).  The connections are send_driver.c's.
  *
- * Order (SPEC: options before anything else): every option is parsed and
+ * Order (postern(8): options before anything else): every option is parsed and
  * checked, then the message is made, then -c's configuration is read
  * (TLS settings, trust store), then the server is contacted.
  * Secrets: the password comes from the environment, --password-env or
@@ -367,7 +367,7 @@ target_from_env(struct send_opts *o, struct target *t)
 		return target_from_url(o, t);
 	t->host = o->host != NULL ? o->host : getenv("SMTP_HOST");
 	if (t->host == NULL || t->host[0] == '\0') {
-		/* SPEC's exact words */
+		/* postern(8)'s exact words */
 		fprintf(stderr, "Environment var SMTP_HOST not set - "
 		    "stopping\n");
 		return 2;
@@ -638,7 +638,7 @@ struct run {
 	struct message	*m;
 };
 
-/* The first connection is ready: SPEC's first two lines. */
+/* The first connection is ready: the first two lines of postern(8). */
 static void
 opened(void *arg, const char *mode)
 {

@@ -1,5 +1,5 @@
 /*
- * delivery_log.h - the delivery lines of the mail log (SPEC "Mail log"):
+ * delivery_log.h - the delivery lines of the mail log (postern-log(7)):
  * every line about a delivery attempt, its connection and its outcome is
  * written here and nowhere else, so their layout (an API that admins grep
  * and scripts parse) lives in one file.  Text and JSON carry the same

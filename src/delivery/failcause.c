@@ -15,7 +15,7 @@
  * a configuration key here); {fetch} is the `postern cert fetch` command
  * that saves the server's chain (with --starttls unless the connection
  * was implicit TLS).  Reply texts are matched with fixed substrings of
- * the replies Postern sends (SPEC) and those of common relays (AWS SES:
+ * the replies Postern sends (postern-log(7)) and those of common relays (AWS SES:
  * "Email address is not verified", "Authentication Credentials
  * Invalid"); the code and enhanced code decide first.
  *

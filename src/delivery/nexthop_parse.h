@@ -1,5 +1,5 @@
 /*
- * nexthop_parse.h - a route's next hop (SPEC "routes", routes.hosts) parsed into
+ * nexthop_parse.h - a route's next hop (postern.conf(5), routes.hosts) parsed into
  * what outbound delivery needs: protocol, host or socket path, port, and
  * whether the host's MX records are looked up.  Pure functions.
  *

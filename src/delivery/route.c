@@ -48,7 +48,7 @@ route_control(const struct conf *conf, struct route_decision *d)
 	    ROUTE_MAX_CONNECTIONS;
 	if (d->max_connections < 1)
 		d->max_connections = 1;
-	/* SPEC "routes": a route with its own tls is one queue. */
+	/* postern.conf(5), routes: a route with its own tls is one queue. */
 	d->queue_per_route = d->route != NULL &&
 	    d->route->tls != ROUTE_TLS_UNSET;
 }

@@ -1,6 +1,6 @@
 /*
  * route.h - the router: the one place that decides where a recipient's
- * mail goes (SPEC "routes" and "destinations").
+ * mail goes (postern.conf(5), routes and destinations).
  *
  * route_decide() maps a recipient address to one of: a local maildir, a
  * route's LMTP next hops, a route's next hops (SMTP, possibly with LMTP

@@ -5,7 +5,7 @@
  *
  * One row per destination tls mode; a route's own tls replaces the
  * "required" columns (starttls, implicit) or the whole row (none), and
- * keeps the destination's verification columns, as SPEC "routes" says: a
+ * keeps the destination's verification columns, as postern.conf(5) says of routes: a
  * route without tls follows the destination control of the recipient
  * domain.  Changing what a mode means is changing one row here.
  */

@@ -1,12 +1,12 @@
 /*
  * tls_policy.h - the outbound TLS ladder: what a delivery connection does
  * at each TLS event, as one table indexed by the destination control's
- * tls (SPEC "destinations": none, preferred, required, preferred-verify,
+ * tls (postern.conf(5) destinations: none, preferred, required, preferred-verify,
  * required-verify), with the route's own tls (starttls, implicit, none)
  * applied on top.  The connection driver (smtp_conn.c) asks this table and
  * decides nothing about TLS by itself.
  *
- * Cisco's meaning of "preferred" (SPEC): STARTTLS when offered; only
+ * Cisco's meaning of "preferred" (postern.conf(5)): STARTTLS when offered; only
  * "STARTTLS not offered" and "STARTTLS refused before its 220" continue
  * in clear.  A failure after the server's 220 to STARTTLS (handshake
  * failure, data injected after the 220) never falls back to clear text,

@@ -1,6 +1,6 @@
 /*
  * ids.h - ICID, MID and DCID allocation: decimal, unique and increasing
- * across processes and restarts (SPEC "Mail log").
+ * across processes and restarts (postern-log(7)).
  *
  * The counters live in shared memory created before the workers fork, so
  * every process draws from the same sequence with an atomic add.  A ceiling

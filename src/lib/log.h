@@ -1,5 +1,5 @@
 /*
- * log.h - the mail log (SPEC "Mail log": text or JSON lines, an API that
+ * log.h - the mail log (postern-log(7): text or JSON lines, an API that
  * admins grep) and the debug/diagnostic log, on one sink: stderr, syslog
  * or a file.
  *

@@ -426,7 +426,7 @@ bind_metrics(void)
 
 /* ------------------------------------------------------------------ TLS */
 
-/* SPEC: a listener that needs TLS and has no certificate gets a
+/* postern.conf(5): a listener that needs TLS and has no certificate gets a
  * self-signed demo certificate for the host name, made once and kept.
  * 1 made now (and said so), 0 nothing to do, -1 failed (why). */
 static int

@@ -1,6 +1,6 @@
 /*
  * connlimit.h - connection counts shared by all worker processes: the total
- * and one count per client address (SPEC limits max_connections and
+ * and one count per client address (postern.conf(5) limits max_connections and
  * max_connections_per_client).  Shared memory created before fork.  Each
  * worker counts its own connections in its own table and checks the sum
  * over all tables, so when a worker dies the master clears that worker's

@@ -1,6 +1,6 @@
 /*
  * identity.h - the sender identity check of authenticated submission
- * (SPEC "sender not a verified identity of the authenticated user"),
+ * (postern-log(7), SMTP REPLIES: the sender is not a verified identity),
  * shared by every way mail comes in with a credential: the SMTP session
  * (smtp_server.c, at MAIL and at the end of data) and the HTTPS API
  * (http_api.c).  One function decides, one text answers: `554 5.7.1

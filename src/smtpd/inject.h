@@ -1,6 +1,6 @@
 /*
  * inject.h - a whole message, already checked, into the spool the way an
- * SMTP session puts one there: a MID, our Received: field, the SPEC log
+ * SMTP session puts one there: a MID, our Received: field, the postern-log(7)
  * lines (Start MID, From:, To:, Message-ID, Subject, ready), streaming
  * write to spool/incoming, the worker's group commit, and the MID sent
  * to the queue manager.  The caller hears of the result only once the

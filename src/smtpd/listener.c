@@ -3,7 +3,7 @@
  *
  * Each accepted socket gets: the shared connection caps (connlimit.c), a
  * sender group from the host access table (first CIDR match), an ICID and
- * the SPEC "New SMTP" / "SG" log lines, then a bufferevent whose input is
+ * the "New SMTP" / "SG" lines of postern-log(7), then a bufferevent whose input is
  * fed to the session engine and a single timer armed at the engine's
  * current deadline (deadlines are per whole command, not per read).
  *

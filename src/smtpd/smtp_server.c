@@ -7,7 +7,7 @@
  * commands (RFC 2920) are answered in order and content is streamed to the
  * spool without being held in memory.
  *
- * Limits (RFC 5321 4.5.3, SPEC "Limits and defaults"): command line 512
+ * Limits (RFC 5321 4.5.3, postern.conf(5), LIMITS): command line 512
  * octets including CRLF; DATA lines up to limits.max_line_length; message
  * size and recipients per policy; deadlines per whole command, per DATA
  * block and per whole DATA; at most SMTP_MAX_ERRORS bad commands.

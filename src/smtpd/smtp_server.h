@@ -87,7 +87,7 @@ void	smtp_session_input(struct smtp_session *, struct evbuffer *in,
 	    double now);
 /* Result of msg_commit: sends 250 or 451; call input() again after. */
 void	smtp_session_committed(struct smtp_session *, int ok, double now);
-/* The deadline passed (per SPEC, 421 4.4.2 and close). */
+/* The deadline passed (postern-log(7): 421 4.4.2 and close). */
 void	smtp_session_timeout(struct smtp_session *);
 /* Absolute monotonic time of the current deadline (0 = none). */
 double	smtp_session_deadline(const struct smtp_session *);

@@ -1,6 +1,6 @@
 /*
  * throttle.h - counters every worker process shares for authenticated
- * submission: failed AUTHs per client address (SPEC limits auth_failures,
+ * submission: failed AUTHs per client address (postern.conf(5) limits auth_failures,
  * auth_failure_window) and each credential's sending quota (messages per
  * second and per rolling 24 hours, `postern user ... --max-send-rate /
  * --max-24-hour-send`).  Shared memory made by the master before fork,

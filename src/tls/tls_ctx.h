@@ -44,7 +44,7 @@ void	tls_client_verify_after(SSL_CTX *);
 int	tls_client_expect_host(SSL *, const char *host);
 
 /* The store entry a listener gets a self-signed demo certificate in when
- * it names it and it does not exist (SPEC "Embedded default"). */
+ * it names it and it does not exist (postern.conf(5), EMBEDDED DEFAULT). */
 #define TLS_DEMO_CERT_ID	"default"
 int	tls_demo_cert_missing(const struct conf *,
 	    const struct conf_listener *);

@@ -363,7 +363,7 @@ def ossl(*args, cwd=None, env=None, input=None):
 
 
 def one_error_line(p, code=1):
-    """SPEC: a failed command says why in one line on stderr."""
+    """postern(8): a failed command says why in one line on stderr."""
     assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("postern: "), p.stderr

@@ -1011,7 +1011,7 @@ def send(server, rcpts, subject="test", body="hello\r\n",
     return queued_mid(reply)
 
 
-# Log-line patterns (SPEC "Mail log"); each log line is
+# Log-line patterns (postern-log(7)); each log line is
 # "<ISO time> <Info|Warning|Critical>: <event>".
 
 def rids(*ids):

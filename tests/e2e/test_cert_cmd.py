@@ -1,4 +1,4 @@
-"""`postern cert` (SPEC "`postern cert`"): selfsign, csr, import (also
+"""`postern cert` (postern(8), cert): selfsign, csr, import (also
 PKCS#12), export, list, show, check, checked against the openssl CLI.
 A small CA (root -> Int1 -> Int2) is made with openssl once per module."""
 import datetime

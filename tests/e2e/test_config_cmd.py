@@ -1,5 +1,5 @@
-"""`postern config check|show` and the command-line surface (SPEC "One
-binary", "Configuration")."""
+"""`postern config check|show` and the command-line surface (postern(8),
+postern.conf(5))."""
 import re
 
 import pytest

@@ -1,4 +1,4 @@
-"""Outbound SMTP delivery (SPEC "routes", "delivery", "Mail log"): routes to
+"""Outbound SMTP delivery (postern.conf(5) routes and delivery, postern-log(7)): routes to
 [IP]:port, MX delivery through resolver.local_data, several messages per
 connection and several recipients per transaction, per-recipient
 failures with DSNs (RFC 3464), retries of temporary failures, the queue

@@ -1,5 +1,5 @@
 """Outbound delivery to a real third-party peer: Debian's python3-aiosmtpd
-(1.4.x) as the next hop (SPEC "routes", "destinations", "Mail log").
+(1.4.x) as the next hop (postern.conf(5) routes and destinations, postern-log(7)).
 
 * LMTP (RFC 2033) with aiosmtpd.lmtp.LMTP, over a UNIX socket
   (`lmtp:/path`) and over TCP (`lmtp:[127.0.0.1]:P`): several recipients,

@@ -1,4 +1,4 @@
-"""TLS on outbound delivery (SPEC "destinations", "routes", "alerts"):
+"""TLS on outbound delivery (postern.conf(5) destinations, "routes", "alerts"):
 the destination control's tls mode (none | preferred | required |
 preferred-verify | required-verify) against next hops that offer no
 STARTTLS, or STARTTLS with a certificate that is good (test CA in the trust
@@ -256,7 +256,7 @@ def test_auth_route_without_tls_never_sends_credentials(server_factory, pki,
 
 
 # ---------------------------------------------------------------------------
-# STARTTLS under preferred (Cisco's meaning, SPEC "destinations"): refused
+# STARTTLS under preferred (Cisco's meaning, postern.conf(5) destinations): refused
 # before its 220, delivery goes on in clear; any failure after the 220
 # (handshake failure, data injected after the 220) never falls back to
 # clear text, on that connection or a new one: the message is deferred and

@@ -1,7 +1,7 @@
 """The HTTPS injection API (docs/http-api.md) through the real binary:
 POST /v1/messages with message/rfc822 and JSON from Python's urllib and
 http.client and from curl, the refusals (bad JSON 400, wrong credentials
-401, unverified identity 403 with SPEC's 554 text, over-size 413, quota
+401, unverified identity 403 with the 554 text of postern-log(7), over-size 413, quota
 429, plaintext HTTP refused), GET /v1/messages/MID for its sender only,
 `postern send --http`, and kill -9 during injection: every message that
 got its 201 is delivered after the restart.

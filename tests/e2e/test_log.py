@@ -1,4 +1,4 @@
-"""The mail log (SPEC "Mail log"): exact text lines, IDs, JSON format."""
+"""The mail log (postern-log(7)): exact text lines, IDs, JSON format."""
 import json
 import re
 
@@ -74,7 +74,7 @@ def test_text_lines_for_a_session(server):
     rp, _, rest = data.partition(b"\n")
     assert rp == b"Return-Path: <alice@example.com>"
     assert size == len(rest.replace(b"\n", b"\r\n"))
-    # every line has the SPEC shape
+    # every line has the postern-log(7) shape
     for ln in server.log().splitlines():
         assert LINE_RE.match(ln), ln
 

@@ -1,5 +1,5 @@
 """`postern queue`: list, show, hold/release, delete, pause/resume, retry,
-with the daemon running and stopped (SPEC "One binary")."""
+with the daemon running and stopped (postern(8))."""
 import re
 import time
 

@@ -1,11 +1,11 @@
-"""`postern send`, the injection client (SPEC "postern send"), through the
+"""`postern send`, the injection client (postern(8), docs/send.md), through the
 real binary against real peers on loopback:
 
 * Postern itself: its submission listener (STARTTLS + AUTH required) with
   a credential from `postern user add`: plain refused (530 STARTTLS
   first), the self-signed certificate refused with a fix line whose
   commands (`postern cert fetch`, `postern trust add`) then make it work,
-  --trust, host name mismatch, STARTTLS + AUTH accepted with SPEC's three
+  --trust, host name mismatch, STARTTLS + AUTH accepted with the three
   output lines, 535, 530 without credentials, 554 for an unverified From,
   550 relaying denied, implicit TLS on the smtps listener;
 * aiosmtpd (Debian python3-aiosmtpd): a message file with LF line ends,

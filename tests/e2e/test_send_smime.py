@@ -1,5 +1,5 @@
-"""`postern send --sign / --encrypt` (RFC 8551 S/MIME, SPEC "postern
-send"): every variant checked by two independent implementations.
+"""`postern send --sign / --encrypt` (RFC 8551 S/MIME, postern(8),
+docs/send.md): every variant checked by two independent implementations.
 
 * `openssl cms` verifies every signature (RSA and ECDSA signers, the
   chain carried in the message) and decrypts every enveloped message

@@ -1,6 +1,6 @@
 """SMTP server basics: greeting, EHLO keywords, delivery into the maildir,
-the small commands, DSN/SMTPUTF8/CHUNKING, and access policy (SPEC
-"SMTP behaviour (server side)")."""
+the small commands, DSN/SMTPUTF8/CHUNKING, and access policy (postern-log(7),
+SMTP REPLIES)."""
 import os
 import re
 import shutil
@@ -50,7 +50,7 @@ def test_ehlo_keywords(server):
             assert k in kws, (k, kws)
         size = [k for k in kws if k.startswith("SIZE")]
         assert len(size) == 1 and re.fullmatch(r"SIZE \d+", size[0]), kws
-        # Default policy max_message_size (SPEC example: 20971520).
+        # Default policy max_message_size (postern.conf(5): 20971520).
         assert size[0] == "SIZE 20971520"
         # Not in this version (no TLS, no AUTH).
         assert not any(k.startswith("STARTTLS") for k in kws), kws

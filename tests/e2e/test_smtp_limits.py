@@ -1,4 +1,4 @@
-"""Limits and deadlines (SPEC "Limits and defaults")."""
+"""Limits and deadlines (postern.conf(5), LIMITS)."""
 import socket
 import time
 

@@ -1,6 +1,6 @@
 """SMTP smuggling: only <CRLF>.<CRLF> ends DATA; bare LF / bare CR are
-refused (default) or normalised to CRLF, never passed on raw (SPEC "SMTP
-behaviour", limits.bare_line_ends)."""
+refused (default) or normalised to CRLF, never passed on raw (postern.conf(5),
+limits.bare_line_ends)."""
 import re
 
 import pytest

@@ -1,5 +1,5 @@
 """`postern trust add FILE --name NAME` / `trust list` / `trust remove NAME`
-(SPEC "One binary"): the trust store in <data_dir>/trust, and its effect
+(postern(8)): the trust store in <data_dir>/trust, and its effect
 on `postern cert check`."""
 import re
 

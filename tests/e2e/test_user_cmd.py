@@ -1,4 +1,4 @@
-"""`postern user add|passwd|modify|remove|list` (SPEC "One binary"): the
+"""`postern user add|passwd|modify|remove|list` (postern(8)): the
 SMTP credentials in <data_dir>/users.  Passwords are generated, printed
 once as `username: NAME` / `password: SECRET` and stored only as a scrypt
 hash.  (AUTH in the daemon is tested with the SMTP server, not here.)"""
@@ -65,7 +65,7 @@ def env(tmp_path):
 
 
 def secret(p, name):
-    """SPEC: exactly the two lines `username: NAME` and `password: SECRET`
+    """postern(8): exactly the two lines `username: NAME` and `password: SECRET`
     on stdout; the password is 32 characters of [A-Za-z0-9]."""
     lines = p.stdout.split("\n")
     assert len(lines) == 3 and lines[2] == "", p.stdout

@@ -1,7 +1,7 @@
 /*
  * fuzz_route.c - libFuzzer target for the router (route.h): a recipient
  * address from the network (the input, NUL-terminated) against a few
- * fixed configurations (a SPEC-like one with maildir, LMTP, mixed, tls
+ * fixed configurations (one like postern.conf(5)'s example with maildir, LMTP, mixed, tls
  * and "*" routes; one without routes but a maildir; one with no "*" route,
  * so MX).
  *

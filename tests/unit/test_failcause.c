@@ -1,7 +1,7 @@
 /*
  * test_failcause.c - the table of failure causes: every row has a name
  * and a fix whose placeholders are all filled; replies (code, enhanced
- * code, text, step) of Postern (SPEC) and of AWS SES, certificate
+ * code, text, step) of Postern (postern-log(7)) and of AWS SES, certificate
  * verification results, handshake errors and client results map to the
  * cause whose fix applies.
  */
@@ -199,7 +199,7 @@ struct reply_case {
 };
 
 static const struct reply_case replies[] = {
-	/* Postern (SPEC) */
+	/* Postern (postern-log(7)) */
 	{ "RCPT", 550, "5.7.1", "5.7.1 Relaying denied", FC_RELAY_DENIED },
 	{ "MAIL", 530, "5.7.0", "5.7.0 Authentication required",
 	    FC_AUTH_REQUIRED },

@@ -7,7 +7,7 @@
  *
  * The dialog table is run three ways - the whole input in one buffer, one
  * byte at a time, and in 7-byte pieces - and each run must give exactly
- * the wanted replies (SPEC.md reply table), commits and stored content.
+ * the wanted replies (postern-log(7), SMTP REPLIES), commits and stored content.
  * Other tests cover the Received: trace field and envelope, deadlines and
  * timeouts, input held back while a commit is pending, teardown, and MAIL
  * refused with 452 4.3.1 while the spool has no room (ops->spool_room).
@@ -35,7 +35,7 @@
 #define HOST		"mx.test.example"
 #define T0		1000.0		/* session start, monotonic seconds */
 
-/* ---- replies (SPEC.md "SMTP behaviour") ----------------------------- */
+/* ---- replies (postern-log(7), SMTP REPLIES) ----------------------------- */
 
 #define BANNER		"220 " HOST " ESMTP Postern\r\n"
 #define EHLO_R(size)	"250-" HOST "\r\n250-PIPELINING\r\n250-SIZE " size \
