@@ -19,9 +19,8 @@
  * Engine: one session = one state (command, data, handshake) and a table
  * of verbs; DATA ends at CRLF.CRLF found by a five-octet matcher that
  * runs across reads.  TLS: OpenSSL on the socket directly, read-ahead
- * on, and SSL_read called until it wants more from the socket, so no
- * decrypted byte ever waits inside the SSL object for a readable event
- * that will not come.
+ * on, and SSL_read called again while the SSL object holds more, so no
+ * record ever waits there for a readable event that will not come.
  * Limits: a command line over 1000 octets, input pipelined behind
  * STARTTLS, more than 1 MiB of unsent replies, or 120 s without input
  * end the session.  Loopback only; nothing is stored.
@@ -303,8 +302,11 @@ conn_handshake(struct sk_conn *c)
 	}
 }
 
-/* Read until the socket (and the SSL object) is empty: 0, or -1 when
- * the session ends (EOF, error, protocol). */
+/* Read what the socket has and the SSL object holds: 0, or -1 when the
+ * session ends (EOF, error, protocol).  A read that did not fill the
+ * buffer took what there was: the socket is level-triggered, so more
+ * that arrives later is another readable event, and no read(2) is
+ * spent to hear EAGAIN. */
 static int
 conn_read(struct sk_conn *c)
 {
@@ -327,6 +329,8 @@ conn_read(struct sk_conn *c)
 			if (SSL_read_ex(c->ssl, buf, sizeof(buf), &got) == 1) {
 				if (conn_feed(c, buf, got) == -1)
 					return -1;
+				if (!SSL_has_pending(c->ssl))
+					return 0;
 				continue;
 			}
 			e = SSL_get_error(c->ssl, 0);
@@ -339,6 +343,8 @@ conn_read(struct sk_conn *c)
 		if (n > 0) {
 			if (conn_feed(c, buf, (size_t)n) == -1)
 				return -1;
+			if ((size_t)n < sizeof(buf))
+				return 0;
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
