@@ -697,13 +697,15 @@ client_ctx(struct send_opts *o, const char **helo, struct conf **confp)
 	*confp = conf;
 	*helo = conf->hostname != NULL && conf->hostname[0] != '\0' ?
 	    conf->hostname : "localhost";
-	if ((ctx = tls_client_ctx_new(conf, !o->insecure, why,
-	    sizeof(why))) == NULL) {
+	/* --plain never verifies a certificate: no trust store to load
+	 * (tens of milliseconds of start-up for the system CAs) */
+	if ((ctx = tls_client_ctx_new(conf, !o->insecure &&
+	    o->tls != SEND_TLS_PLAIN, why, sizeof(why))) == NULL) {
 		cmd_fail("send: TLS client set-up: %s (fix the trust store "
 		    "with `postern trust list`, or the tls block)", why);
 		return NULL;
 	}
-	if (!o->insecure)
+	if (!o->insecure && o->tls != SEND_TLS_PLAIN)
 		tls_client_verify_after(ctx);
 	if (o->trust != NULL && tls_client_ctx_add_trust(ctx, o->trust, why,
 	    sizeof(why)) == -1) {
