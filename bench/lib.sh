@@ -93,8 +93,8 @@ bench_run_dir() {
 	fi
 }
 
-# build_tools: bench/loadgen.c and bench/diskbench.c into $BIN (again
-# when the source is newer).
+# build_tools: bench/loadgen.c, bench/injectsink.c and bench/diskbench.c
+# into $BIN (again when the source is newer).
 build_tools() {
 	cflags="-std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Wpedantic -Werror
 	    -Wshadow -Wstrict-prototypes -Wno-unused-parameter"
@@ -103,6 +103,12 @@ build_tools() {
 		cc $cflags -o "$BIN/loadgen" "$BENCH/loadgen.c" \
 		    $(pkg-config --cflags --libs libevent_openssl libevent_core openssl) ||
 		    { say "bench: cannot build bench/loadgen.c"; exit 1; }
+	fi
+	if [ ! -x "$BIN/injectsink" ] || [ "$BENCH/injectsink.c" -nt "$BIN/injectsink" ]; then
+		# shellcheck disable=SC2046
+		cc $cflags -o "$BIN/injectsink" "$BENCH/injectsink.c" \
+		    $(pkg-config --cflags --libs libevent_core openssl) ||
+		    { say "bench: cannot build bench/injectsink.c"; exit 1; }
 	fi
 	if [ ! -x "$BIN/diskbench" ] || [ "$BENCH/diskbench.c" -nt "$BIN/diskbench" ]; then
 		cc $cflags -o "$BIN/diskbench" "$BENCH/diskbench.c" ||

@@ -732,9 +732,11 @@ client_ctx(struct send_opts *o, const char **helo, struct conf **confp)
 	*confp = conf;
 	*helo = conf->hostname != NULL && conf->hostname[0] != '\0' ?
 	    conf->hostname : "localhost";
-	/* --http: evhttp verifies in the handshake; SMTP after it */
-	return cmd_tls_client(conf, !o->insecure, o->http == NULL, o->trust,
-	    "send");
+	/* --http: evhttp verifies in the handshake; SMTP after it.  --plain
+	 * never verifies a certificate: no trust store to load (tens of
+	 * milliseconds of start-up for the system CAs) */
+	return cmd_tls_client(conf, !o->insecure && (o->http != NULL ||
+	    o->tls != SEND_TLS_PLAIN), o->http == NULL, o->trust, "send");
 }
 
 /* The driver's settings from the options, target and message. */

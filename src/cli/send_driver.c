@@ -10,6 +10,10 @@
  * Per connection the steps are:
  *   connect -> [tls] -> greeting -> EHLO -> [STARTTLS -> EHLO] -> [AUTH]
  *   -> send, send (RSET first), ... -> QUIT
+ * Each message after the first is claimed while the one before it is
+ * being sent, and its RSET, MAIL, RCPT and DATA go out in the same
+ * write as that one's end of data (smtp_client_send_next, RFC 2920 3.1):
+ * one round trip per message, and over TLS one record each way.
  * A certificate is checked right after each handshake (verify callback
  * records, we decide: nothing, credentials least of all, is sent to a
  * server that failed verification).  A failure while a connection is
@@ -45,6 +49,9 @@ struct sconn {
 	unsigned long		 used;		/* transactions done */
 	double			 t0;
 	int			 ready;		/* set-up done */
+	int			 has_next;	/* message `next` is this
+						 * connection's to send */
+	unsigned long		 next;
 };
 
 struct driver {
@@ -168,6 +175,13 @@ finish_conn(struct sconn *sc)
 {
 	struct driver *d = sc->d;
 
+	if (sc->has_next) {
+		/* announced, never sent: the run stopped */
+		sc->has_next = 0;
+		d->o->failed++;
+		count_code(d->o, d->o->reply.len > 0 ? atoi(d->o->reply.s) :
+		    0, 1);
+	}
 	smtp_client_free(sc->c);
 	sc->c = NULL;
 	if (--d->active == 0)
@@ -513,7 +527,7 @@ on_sent(struct smtp_client *c, const struct smtp_client_result *r,
 	/* lost, or 421 (the server closes): a new connection */
 	smtp_client_free(c);
 	sc->c = NULL;
-	if (d->stop || d->next >= d->s->count) {
+	if (d->stop || (d->next >= d->s->count && !sc->has_next)) {
 		finish_conn(sc);
 		return;
 	}
@@ -529,11 +543,15 @@ next_message(struct sconn *sc)
 	char num[SEND_MID_DIGITS + 2];
 	unsigned long n;
 
-	if (d->stop || d->next >= s->count) {
+	if (sc->has_next) {
+		/* claimed when announced: its commands may be out already */
+		n = sc->next;
+		sc->has_next = 0;
+	} else if (d->stop || d->next >= s->count) {
 		smtp_client_quit(sc->c, on_quit, sc);
 		return;
-	}
-	n = d->next++;
+	} else
+		n = d->next++;
 	if (s->mid_digits > 0) {
 		(void)bsnprintf(num, sizeof(num), "%0*lu", SEND_MID_DIGITS,
 		    n + 1);
@@ -551,6 +569,13 @@ next_message(struct sconn *sc)
 	sc->t0 = mono_now();
 	smtp_client_send(sc->c, &env, sc->buf != NULL ? sc->buf : s->msg,
 	    s->len, on_sent, sc);
+	if (!d->stop && d->next < s->count) {
+		/* the next one's RSET, MAIL, RCPT, DATA go out with this
+		 * one's "." (RFC 2920 3.1): one round trip per message */
+		sc->next = d->next++;
+		sc->has_next = 1;
+		smtp_client_send_next(sc->c, &env);
+	}
 }
 
 /* ---- the run --------------------------------------------------------- */

@@ -11,19 +11,32 @@
  *
  * The connection is a plain socket bufferevent, replaced by an OpenSSL
  * socket bufferevent on the same fd when TLS starts; the plain one is
- * freed first, and whatever it had buffered is checked (STARTTLS).
+ * freed first, and whatever it had buffered is checked (STARTTLS).  The
+ * SSL reads ahead (whole records, several at once), so it can hold
+ * records that libevent, which reads on only while SSL_pending() is
+ * non-zero, would leave there with no readable event to come:
+ * tls_pending() has libevent read them before any wait for input
+ * (STYLE 6; Redis's tls.c does the same with tlsProcessPendingData).
  *
  * STEP_SEND keeps a small queue: the command lines of the transaction
- * (MAIL, the RCPTs, DATA), how many were written and how many replies
- * read; with PIPELINING all are written at once.  The body goes out from
- * the write callback, TX_CHUNK stuffed octets at a time, whenever the
- * output buffer has drained.  Secrets (AUTH) are queued as evbuffer
+ * (MAIL, the RCPTs, DATA, in one buffer kept from one transaction to the
+ * next), how many were written and how many replies read; with
+ * PIPELINING all are written at once.  The body goes out from the write
+ * callback, TX_CHUNK stuffed octets at a time, whenever the output
+ * buffer has drained; the last block carries the "." and, when the
+ * caller announced the next transaction (smtp_client_send_next), that
+ * one's lines (c->ahead).  Every group of lines and every block is
+ * queued with one add or commit into one buffer chain, so it leaves
+ * in one write: under TLS one record (libevent's OpenSSL bufferevent
+ * writes a record per chain).  Secrets (AUTH) are queued as evbuffer
  * references whose cleanup wipes them, so no unwiped copy is left in
  * libevent's buffers.  After the ".", SMTP keeps the one final reply
  * (tx.eod); LMTP reads tx.accepted final replies and files each under
  * the next recipient with a 2xx to RCPT (tx.final[], cursor tx.fnext).
  */
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -37,6 +50,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>	/* ev_read: see tls_pending() */
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -77,6 +91,12 @@ enum auth_state {
 	AUTH_LOGIN_PASS		/* password sent: 235 or a refusal */
 };
 
+enum ahead_state {
+	AHEAD_NONE,
+	AHEAD_PENDING,		/* announced, not written yet */
+	AHEAD_WRITTEN		/* on the wire behind the last "." */
+};
+
 enum tx_phase {
 	TX_CMDS,		/* reading replies to MAIL/RCPT/DATA */
 	TX_BODY,		/* writing the message */
@@ -85,8 +105,8 @@ enum tx_phase {
 };
 
 struct tx {
-	char			**cmds;	/* MAIL, RCPT..., DATA */
-	size_t			  ncmds;
+	size_t			  ncmds;	/* MAIL, RCPT..., DATA: lines in
+						 * c->cmds */
 	size_t			  nsent;	/* lines written */
 	size_t			  nrecv;	/* replies read */
 	size_t			  nrcpts;
@@ -147,6 +167,16 @@ struct smtp_client {
 	char			*auth_pass;
 	struct tx		 tx;
 	int			 rset_next;	/* smtp_client_rset_next */
+	/* The transaction's lines, "RSET\r\n" first, then MAIL, RCPT...,
+	 * DATA; line i starts at cmdoff[i] (the RSET is not counted); kept
+	 * for the next transaction, so bulk sending does not allocate. */
+	struct strbuf		 cmds;
+	size_t			*cmdoff;	/* ncmds + 1 entries */
+	size_t			 cmdoff_cap;
+	/* smtp_client_send_next: the next transaction's lines, as in cmds,
+	 * written behind the "." of the running one (RFC 2920 3.1). */
+	struct strbuf		 ahead;
+	enum ahead_state	 ahead_state;
 
 	struct smtp_client_result res;		/* of the last step */
 	struct smtp_client_result dres;		/* pending, via kick */
@@ -160,6 +190,7 @@ static void	tx_clear(struct smtp_client *);
 static void	tx_release(struct smtp_client *);
 static void	eventcb(struct bufferevent *, short, void *);
 static int	process_input(struct smtp_client *);
+static void	tls_pending(struct smtp_client *);
 
 const char *
 smtp_client_strerror(enum smtp_client_err e)
@@ -259,6 +290,9 @@ smtp_client_free(struct smtp_client *c)
 		SSL_CTX_free(c->st_ctx);
 	auth_clear(c);
 	tx_clear(c);
+	strbuf_free(&c->cmds);
+	free(c->cmdoff);
+	strbuf_free(&c->ahead);
 	free(c);
 }
 
@@ -364,8 +398,8 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
 		deliver(c);
 		return;
 	}
-	if (c->step != STEP_NONE)
-		process_input(c);
+	if (c->step != STEP_NONE && process_input(c) == 0)
+		tls_pending(c);		/* c is still there */
 }
 
 static void
@@ -419,6 +453,18 @@ arm(struct smtp_client *c, double timeout)
 	evtimer_add(c->timer, &tv);
 }
 
+/* The connection can no longer be used (the replies would be out of
+ * step): every later step fails with ECLOSED and `why`. */
+static void
+give_up(struct smtp_client *c, const char *why)
+{
+	c->dead = 1;
+	c->ahead_state = AHEAD_NONE;
+	bstrlcpy(c->dead_why, why, sizeof(c->dead_why));
+	if (c->bev != NULL)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+}
+
 /*
  * Common start of every step.  Returns 0 when the step may proceed, -1
  * when it has already been finished (deferred) - the caller returns.
@@ -444,6 +490,13 @@ begin(struct smtp_client *c, enum step step, const char *name,
 		}
 		if (c->bev == NULL) {
 			defer(c, SMTP_CLIENT_EUSAGE, "not connected");
+			return -1;
+		}
+		if (c->ahead_state == AHEAD_WRITTEN && step != STEP_SEND &&
+		    step != STEP_QUIT) {
+			give_up(c, "a transaction announced with "
+			    "smtp_client_send_next was pending");
+			defer(c, SMTP_CLIENT_EUSAGE, "%s", c->dead_why);
 			return -1;
 		}
 	}
@@ -503,7 +556,7 @@ void
 smtp_client_connect(struct smtp_client *c, const struct sockaddr *sa,
     socklen_t salen, smtp_client_cb cb, void *arg)
 {
-	int fd, e;
+	int fd, e, one = 1;
 
 	if (begin(c, STEP_CONNECT, "connect", c->to.connect, cb, arg, 0) == -1)
 		return;
@@ -518,6 +571,10 @@ smtp_client_connect(struct smtp_client *c, const struct sockaddr *sa,
 		return;
 	}
 	c->fd = fd;
+	/* Every write is a whole command group or message block, never a
+	 * fragment to coalesce: Nagle could only hold the tail of one back
+	 * for an ACK. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, sa, salen) == 0) {
 		if (make_plain_bev(c) == -1)
 			defer(c, SMTP_CLIENT_ECONNECT, "out of memory");
@@ -593,11 +650,16 @@ start_tls(struct smtp_client *c, SSL_CTX *ctx, const char *servername,
 	 * have checked there are none (STARTTLS) or it is fresh. */
 	bufferevent_free(c->bev);
 	c->bev = NULL;
+	/* Read-ahead: a record and whatever follows it in one read(2), not
+	 * a read for its header and one for its body.  What OpenSSL then
+	 * holds beyond the record it returned is taken before we wait again
+	 * (tls_pending). */
+	SSL_set_read_ahead(ssl, 1);
 	tb = bufferevent_openssl_socket_new(c->base, c->fd, ssl,
 	    BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (tb == NULL) {
-		SSL_free(ssl);
+		/* the SSL went with the failed bufferevent */
 		bsnprintf(why, whylen, "cannot start TLS on the connection");
 		c->dead = 1;
 		bstrlcpy(c->dead_why, "TLS start failed", sizeof(c->dead_why));
@@ -645,11 +707,20 @@ step_wants_reply(enum step s)
 	    s == STEP_AUTH || s == STEP_SEND;
 }
 
+/* Queue `verb` [SP arg] CRLF in one piece: under TLS one record, not
+ * one per fragment. */
+static void
+send_line2(struct smtp_client *c, const char *verb, const char *arg)
+{
+	if (evbuffer_add_printf(bufferevent_get_output(c->bev), "%s%s%s\r\n",
+	    verb, arg != NULL ? " " : "", arg != NULL ? arg : "") < 0)
+		fatalx("smtp_client: out of memory for a command");
+}
+
 static void
 send_line(struct smtp_client *c, const char *line)
 {
-	bufferevent_write(c->bev, line, strlen(line));
-	bufferevent_write(c->bev, "\r\n", 2);
+	send_line2(c, line, NULL);
 }
 
 static int
@@ -713,11 +784,33 @@ process_input(struct smtp_client *c)
 	return 0;
 }
 
+/*
+ * Records the SSL read ahead and holds, beyond the one libevent took:
+ * the socket is empty, so no readable event will come for them; run
+ * the bufferevent's read handler now, as a readable socket would.
+ * (bev->ev_read is the handler libevent uses for its socket; it reads
+ * only while reading is enabled and under the high-water mark, so this
+ * is also called after input was consumed.)
+ */
+static void
+tls_pending(struct smtp_client *c)
+{
+	SSL *ssl;
+
+	if (c->tls_up && c->bev != NULL &&
+	    (ssl = bufferevent_openssl_get_ssl(c->bev)) != NULL &&
+	    SSL_has_pending(ssl))
+		event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
 static void
 readcb(struct bufferevent *bev, void *arg)
 {
+	struct smtp_client *c = arg;
+
 	(void)bev;
-	process_input(arg);
+	if (process_input(c) == 0)
+		tls_pending(c);		/* c is still there */
 }
 
 /* After the 220 to STARTTLS: nothing may follow it before our ClientHello
@@ -788,8 +881,7 @@ got_reply(struct smtp_client *c, struct smtp_reply *r)
 			/* RFC 5321 3.2: fall back to HELO (not LMTP) */
 			c->step = STEP_HELO;
 			c->step_name = "HELO";
-			bufferevent_write(c->bev, "HELO ", 5);
-			send_line(c, c->helo_name);
+			send_line2(c, "HELO", c->helo_name);
 		} else
 			finish(c, SMTP_CLIENT_EREPLY, 1, "%s refused",
 			    c->step_name);
@@ -909,6 +1001,8 @@ await_reply(struct smtp_client *c)
 {
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 || c->eof)
 		event_active(c->kick, EV_TIMEOUT, 1);
+	else
+		tls_pending(c);
 }
 
 static int
@@ -943,8 +1037,7 @@ smtp_client_ehlo(struct smtp_client *c, const char *name, smtp_client_cb cb,
 	bstrlcpy(c->helo_name, name, sizeof(c->helo_name));
 	c->have_ehlo = 0;
 	c->esmtp = 0;
-	bufferevent_write(c->bev, c->lmtp ? "LHLO " : "EHLO ", 5);
-	send_line(c, name);
+	send_line2(c, c->lmtp ? "LHLO" : "EHLO", name);
 	await_reply(c);
 }
 
@@ -1021,6 +1114,13 @@ smtp_client_quit(struct smtp_client *c, smtp_client_cb cb, void *arg)
 {
 	if (begin(c, STEP_QUIT, "QUIT", c->to.quit, cb, arg, 1) == -1)
 		return;
+	if (c->ahead_state == AHEAD_WRITTEN) {
+		/* the server has answered DATA with 354 by now: QUIT would
+		 * be message text; the close ends that transaction unsent */
+		give_up(c, "closed with an announced transaction pending");
+		defer(c, SMTP_CLIENT_OK, NULL);
+		return;
+	}
 	send_line(c, "QUIT");
 	await_reply(c);
 }
@@ -1174,12 +1274,7 @@ static void
 tx_release(struct smtp_client *c)
 {
 	struct tx *t = &c->tx;
-	size_t i;
 
-	for (i = 0; i < t->ncmds; i++)
-		free(t->cmds[i]);
-	free(t->cmds);
-	t->cmds = NULL;
 	t->ncmds = 0;
 	t->msg = NULL;
 	t->len = t->pos = 0;
@@ -1272,30 +1367,45 @@ tx_add(struct smtp_client *c, const void *p, size_t n)
 		fatalx("smtp_client: out of memory for the message");
 }
 
-/*
- * Queue up to TX_CHUNK octets of the message, dot-stuffed (RFC 5321
- * 4.5.2: a line starting with "." gets another), and after the last one
- * the CRLF it may lack and ".".  Runs of lines go out in one piece; only
- * a line starting with "." splits a run.
- */
+/* Queue command line k of the transaction (0 = MAIL). */
 static void
-tx_write(struct smtp_client *c)
+tx_add_cmd(struct smtp_client *c, size_t k)
 {
-	struct tx *t = &c->tx;
-	size_t budget = TX_CHUNK, start, limit;
+	tx_add(c, c->cmds.s + c->cmdoff[k], c->cmdoff[k + 1] - c->cmdoff[k]);
+}
+
+/* May the next transaction's commands follow this one's "."?  Only with
+ * PIPELINING (RFC 2920 3.1), and not in LMTP (a reply per recipient). */
+static int
+tx_may_pipeline(const struct smtp_client *c)
+{
+	return c->have_ehlo && (c->ehlo.ext & SMTP_EXT_PIPELINING) &&
+	    !c->lmtp;
+}
+
+/*
+ * Copy message octets from t->pos, dot-stuffed (RFC 5321 4.5.2: a line
+ * starting with "." gets another), into p, taking at most `want`
+ * octets of the message; returns the octets written (at most want +
+ * want / 3 + 1: one "." per line of at least three octets, ".\r\n").
+ * Runs of lines go in one memcpy; only a line starting with "." splits
+ * a run.
+ */
+static size_t
+tx_stuff(struct tx *t, char *p, size_t want)
+{
+	size_t used = 0, start, end = t->pos + want;
 	const char *nl;
 
-	while (budget > 0 && t->pos < t->len) {
+	while (t->pos < end) {
 		if (t->bol && t->msg[t->pos] == '.')
-			tx_add(c, ".", 1);
+			p[used++] = '.';
 		start = t->pos;
-		limit = t->len - t->pos > budget ? t->pos + budget : t->len;
 		t->bol = 0;
-		while (t->pos < limit) {
-			nl = memchr(t->msg + t->pos, '\n', limit - t->pos);
+		while (t->pos < end) {
+			nl = memchr(t->msg + t->pos, '\n', end - t->pos);
 			if (nl == NULL) {
-				t->pos = limit;
-				t->bol = 0;
+				t->pos = end;
 				break;
 			}
 			t->pos = (size_t)(nl - t->msg) + 1;
@@ -1303,17 +1413,57 @@ tx_write(struct smtp_client *c)
 			if (t->pos < t->len && t->msg[t->pos] == '.')
 				break;
 		}
-		tx_add(c, t->msg + start, t->pos - start);
-		budget -= t->pos - start;
+		memcpy(p + used, t->msg + start, t->pos - start);
+		used += t->pos - start;
 	}
-	if (t->pos < t->len)
-		return;
-	if (t->len > 0 && (t->len < 2 ||
-	    memcmp(t->msg + t->len - 2, "\r\n", 2) != 0))
-		tx_add(c, "\r\n", 2);
-	tx_add(c, ".\r\n", 3);
-	t->phase = TX_END;
-	c->step_name = "end of data";
+	return used;
+}
+
+/*
+ * Queue up to TX_CHUNK octets of the message, dot-stuffed, and after the
+ * last one the CRLF it may lack, ".", and the next transaction's lines
+ * when they were announced (smtp_client_send_next; RFC 2920 3.1: message
+ * content may be the first "command" of a group).  All of it is written
+ * into one reserved region and committed at once: one write, one TLS
+ * record, where adding piece by piece could make one of each per piece.
+ */
+static void
+tx_write(struct smtp_client *c)
+{
+	struct tx *t = &c->tx;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer_iovec v;
+	size_t want, tail, used;
+	int ahead;
+
+	want = t->len - t->pos > TX_CHUNK ? TX_CHUNK : t->len - t->pos;
+	ahead = t->pos + want == t->len && c->ahead_state == AHEAD_PENDING &&
+	    tx_may_pipeline(c);
+	tail = 5 + (ahead ? c->ahead.len : 0);
+	if (evbuffer_reserve_space(out, (ev_ssize_t)(want + want / 3 + 1 +
+	    tail), &v, 1) != 1)
+		fatalx("smtp_client: out of memory for the message");
+	used = tx_stuff(t, v.iov_base, want);
+	if (t->pos == t->len) {
+		if (t->len > 0 && (t->len < 2 ||
+		    memcmp(t->msg + t->len - 2, "\r\n", 2) != 0)) {
+			memcpy((char *)v.iov_base + used, "\r\n", 2);
+			used += 2;
+		}
+		memcpy((char *)v.iov_base + used, ".\r\n", 3);
+		used += 3;
+		if (ahead) {
+			memcpy((char *)v.iov_base + used, c->ahead.s,
+			    c->ahead.len);
+			used += c->ahead.len;
+			c->ahead_state = AHEAD_WRITTEN;
+		}
+		t->phase = TX_END;
+		c->step_name = "end of data";
+	}
+	v.iov_len = used;
+	if (evbuffer_commit_space(out, &v, 1) == -1)
+		fatalx("smtp_client: cannot queue the message");
 }
 
 /* The output buffer drained: the next block of the message, or, once
@@ -1430,10 +1580,8 @@ tx_reply(struct smtp_client *c)
 			finish(c, SMTP_CLIENT_EREPLY, 1, "RSET refused");
 			return 1;
 		}
-		if (t->nsent == 0) {
-			tx_add(c, t->cmds[0], strlen(t->cmds[0]));
-			t->nsent = 1;
-		}
+		if (t->nsent == 0)
+			tx_add_cmd(c, t->nsent++);
 		c->step_name = "MAIL";
 		arm(c, c->to.mail);
 		return 0;
@@ -1501,12 +1649,136 @@ tx_reply(struct smtp_client *c)
 	}
 	if (t->nsent == t->nrecv) {
 		/* no PIPELINING: the next command now */
-		tx_add(c, t->cmds[t->nsent], strlen(t->cmds[t->nsent]));
-		t->nsent++;
+		tx_add_cmd(c, t->nsent++);
 	}
 	c->step_name = tx_name(c, t->nrecv);
 	arm(c, tx_timeout(c, t->nrecv));
 	return 0;
+}
+
+/* NULL when the envelope may be sent, else why not (in why). */
+static const char *
+tx_check(const struct smtp_client_envelope *env, char *why, size_t whylen)
+{
+	size_t i, n = env->nrcpts;
+
+	if (n == 0 || env->rcpts == NULL)
+		return "no recipients";
+	if (bad_path(env->from, 1))
+		return "bad reverse-path";
+	for (i = 0; i < n; i++)
+		if (bad_path(env->rcpts[i], 0)) {
+			bsnprintf(why, whylen, "bad forward-path (recipient "
+			    "%zu)", i);
+			return why;
+		}
+	if (env->mail_params != NULL &&
+	    strpbrk(env->mail_params, "\r\n") != NULL)
+		return "bad MAIL parameters";
+	for (i = 0; env->rcpt_params != NULL && i < n; i++)
+		if (env->rcpt_params[i] != NULL &&
+		    strpbrk(env->rcpt_params[i], "\r\n") != NULL) {
+			bsnprintf(why, whylen, "bad RCPT parameters "
+			    "(recipient %zu)", i);
+			return why;
+		}
+	return NULL;
+}
+
+/* Append one command line: the parts, then CRLF; -1 when too long. */
+static int
+tx_line(struct strbuf *sb, const char *const *parts, size_t nparts)
+{
+	size_t i, start = sb->len;
+
+	for (i = 0; i < nparts; i++)
+		if (parts[i] != NULL)
+			strbuf_puts(sb, parts[i]);
+	strbuf_add(sb, "\r\n", 2);
+	return sb->len - start > CMD_LINE_MAX + 2 ? -1 : 0;
+}
+
+/*
+ * The transaction's lines for a checked envelope into sb (reset first):
+ * "RSET\r\n", MAIL, one RCPT per recipient, DATA; off (when not NULL,
+ * nrcpts + 3 entries) gets where MAIL, each RCPT and DATA start and where
+ * DATA ends.  -1 when a line is too long.
+ */
+static int
+tx_compose(const struct smtp_client *c, const struct smtp_client_envelope *env,
+    struct strbuf *sb, size_t *off)
+{
+	char size[40] = "";
+	const char *p;
+	size_t i;
+	int bad = 0;
+
+	strbuf_reset(sb);
+	strbuf_add(sb, "RSET\r\n", 6);
+	if (env->size > 0 && c->have_ehlo && (c->ehlo.ext & SMTP_EXT_SIZE))
+		bsnprintf(size, sizeof(size), " SIZE=%zu", env->size);
+	p = env->mail_params;
+	if (off != NULL)
+		off[0] = sb->len;
+	bad |= tx_line(sb, (const char *const []){ "MAIL FROM:<", env->from,
+	    ">", size, env->body_8bit ? " BODY=8BITMIME" : NULL,
+	    env->smtputf8 ? " SMTPUTF8" : NULL, p != NULL && p[0] != '\0' ?
+	    " " : NULL, p }, 8);
+	for (i = 0; i < env->nrcpts; i++) {
+		p = env->rcpt_params != NULL ? env->rcpt_params[i] : NULL;
+		if (off != NULL)
+			off[i + 1] = sb->len;
+		bad |= tx_line(sb, (const char *const []){ "RCPT TO:<",
+		    env->rcpts[i], ">", p != NULL && p[0] != '\0' ? " " : NULL,
+		    p }, 5);
+	}
+	if (off != NULL) {
+		off[i + 1] = sb->len;
+		off[i + 2] = sb->len + 6;
+	}
+	strbuf_add(sb, "DATA\r\n", 6);
+	return bad ? -1 : 0;
+}
+
+/* Room for the line offsets of a transaction with n recipients. */
+static void
+tx_offsets(struct smtp_client *c, size_t n)
+{
+	if (c->cmdoff_cap >= n + 3)
+		return;
+	free(c->cmdoff);
+	c->cmdoff_cap = n + 3;
+	c->cmdoff = xcalloc(c->cmdoff_cap, sizeof(*c->cmdoff));
+}
+
+/* Queue the first lines of the transaction: all of them under
+ * PIPELINING (RFC 2920 3.1), else RSET or MAIL alone; or, when they went
+ * out behind the last "." already, nothing. */
+static void
+tx_start(struct smtp_client *c)
+{
+	struct tx *t = &c->tx;
+	int ahead = c->ahead_state == AHEAD_WRITTEN;
+
+	c->ahead_state = AHEAD_NONE;
+	if (c->rset_next || ahead) {
+		/* RFC 2920 3.1: RSET may be pipelined like MAIL */
+		c->rset_next = 0;
+		t->rset = 1;
+		c->step_name = "RSET";
+	}
+	if (ahead)
+		t->nsent = t->ncmds;
+	else if (c->have_ehlo && (c->ehlo.ext & SMTP_EXT_PIPELINING)) {
+		/* one write: under TLS one record */
+		tx_add(c, c->cmds.s + (t->rset ? 0 : 6), c->cmds.len -
+		    (t->rset ? 0 : 6));
+		t->nsent = t->ncmds;
+	} else if (t->rset)
+		tx_add(c, c->cmds.s, 6);
+	else
+		tx_add_cmd(c, t->nsent++);
+	await_reply(c);
 }
 
 void
@@ -1514,100 +1786,60 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_envelope *env,
     const char *message, size_t len, smtp_client_cb cb, void *arg)
 {
 	struct tx *t = &c->tx;
-	struct strbuf sb;
-	size_t i, n;
+	const char *bad;
+	char why[80];
 
 	if (begin(c, STEP_SEND, "MAIL", c->to.mail, cb, arg, 1) == -1)
 		return;
-	n = env->nrcpts;
-	if (n == 0 || env->rcpts == NULL) {
-		defer(c, SMTP_CLIENT_EUSAGE, "no recipients");
+	if ((bad = tx_check(env, why, sizeof(why))) != NULL) {
+		defer(c, SMTP_CLIENT_EUSAGE, "%s", bad);
 		return;
 	}
-	if (bad_path(env->from, 1)) {
-		defer(c, SMTP_CLIENT_EUSAGE, "bad reverse-path");
-		return;
-	}
-	for (i = 0; i < n; i++)
-		if (bad_path(env->rcpts[i], 0)) {
-			defer(c, SMTP_CLIENT_EUSAGE, "bad forward-path "
-			    "(recipient %zu)", i);
-			return;
-		}
-	if (env->mail_params != NULL &&
-	    strpbrk(env->mail_params, "\r\n") != NULL) {
-		defer(c, SMTP_CLIENT_EUSAGE, "bad MAIL parameters");
-		return;
-	}
-	for (i = 0; env->rcpt_params != NULL && i < n; i++)
-		if (env->rcpt_params[i] != NULL &&
-		    strpbrk(env->rcpt_params[i], "\r\n") != NULL) {
-			defer(c, SMTP_CLIENT_EUSAGE, "bad RCPT parameters "
-			    "(recipient %zu)", i);
-			return;
-		}
 	if ((message == NULL && len > 0) ||
 	    (message != NULL && bare_cr_lf(message, len))) {
 		defer(c, SMTP_CLIENT_EUSAGE, "bare CR or LF in the message");
 		return;
 	}
-
-	t->ncmds = n + 2;
-	t->cmds = xcalloc(t->ncmds, sizeof(char *));
-	strbuf_init(&sb);
-	strbuf_printf(&sb, "MAIL FROM:<%s>", env->from);
-	if (env->size > 0 && c->have_ehlo && (c->ehlo.ext & SMTP_EXT_SIZE))
-		strbuf_printf(&sb, " SIZE=%zu", env->size);
-	if (env->body_8bit)
-		strbuf_puts(&sb, " BODY=8BITMIME");
-	if (env->smtputf8)
-		strbuf_puts(&sb, " SMTPUTF8");
-	if (env->mail_params != NULL && env->mail_params[0] != '\0')
-		strbuf_printf(&sb, " %s", env->mail_params);
-	strbuf_puts(&sb, "\r\n");
-	t->cmds[0] = strbuf_detach(&sb, NULL);
-	for (i = 0; i < n; i++) {
-		strbuf_init(&sb);
-		strbuf_printf(&sb, "RCPT TO:<%s>", env->rcpts[i]);
-		if (env->rcpt_params != NULL && env->rcpt_params[i] != NULL &&
-		    env->rcpt_params[i][0] != '\0')
-			strbuf_printf(&sb, " %s", env->rcpt_params[i]);
-		strbuf_puts(&sb, "\r\n");
-		t->cmds[i + 1] = strbuf_detach(&sb, NULL);
+	tx_offsets(c, env->nrcpts);
+	if (tx_compose(c, env, &c->cmds, c->cmdoff) == -1) {
+		defer(c, SMTP_CLIENT_EUSAGE, "command line too long");
+		return;
 	}
-	t->cmds[n + 1] = xstrdup("DATA\r\n");
-	for (i = 0; i < t->ncmds; i++)
-		if (strlen(t->cmds[i]) > CMD_LINE_MAX + 2) {
-			defer(c, SMTP_CLIENT_EUSAGE, "command line too long");
-			return;
-		}
-	t->nrcpts = n;
-	t->rcpt = xcalloc(n, sizeof(*t->rcpt));
+	if (c->ahead_state == AHEAD_WRITTEN && (c->ahead.len != c->cmds.len ||
+	    memcmp(c->ahead.s, c->cmds.s, c->cmds.len) != 0)) {
+		/* the server has a DATA of the announced envelope pending */
+		give_up(c, "the envelope differs from the one announced with "
+		    "smtp_client_send_next");
+		defer(c, SMTP_CLIENT_EUSAGE, "%s", c->dead_why);
+		return;
+	}
+	t->ncmds = env->nrcpts + 2;
+	t->nrcpts = env->nrcpts;
+	t->rcpt = xcalloc(env->nrcpts, sizeof(*t->rcpt));
 	t->lmtp = c->lmtp;
 	if (t->lmtp)
-		t->final = xcalloc(n, sizeof(*t->final));
+		t->final = xcalloc(env->nrcpts, sizeof(*t->final));
 	t->msg = message;
 	t->len = len;
 	t->bol = 1;
 	t->phase = TX_CMDS;
+	tx_start(c);
+}
 
-	if (c->rset_next) {
-		/* RFC 2920 3.1: RSET may be pipelined like MAIL */
-		c->rset_next = 0;
-		t->rset = 1;
-		c->step_name = "RSET";
-		tx_add(c, "RSET\r\n", 6);
-	}
-	if (c->have_ehlo && (c->ehlo.ext & SMTP_EXT_PIPELINING)) {
-		/* RFC 2920 3.1: MAIL, RCPTs and DATA in one go */
-		for (i = 0; i < t->ncmds; i++)
-			tx_add(c, t->cmds[i], strlen(t->cmds[i]));
-		t->nsent = t->ncmds;
-	} else if (!t->rset) {
-		tx_add(c, t->cmds[0], strlen(t->cmds[0]));
-		t->nsent = 1;
-	}
-	await_reply(c);
+void
+smtp_client_send_next(struct smtp_client *c,
+    const struct smtp_client_envelope *env)
+{
+	char why[80];
+
+	if (c->ahead_state == AHEAD_WRITTEN)
+		fatalx("smtp_client: smtp_client_send_next again before the "
+		    "announced transaction was started");
+	c->ahead_state = AHEAD_NONE;
+	if (c->lmtp || tx_check(env, why, sizeof(why)) != NULL ||
+	    tx_compose(c, env, &c->ahead, NULL) == -1)
+		return;		/* smtp_client_send will say why */
+	c->ahead_state = AHEAD_PENDING;
 }
 
 void

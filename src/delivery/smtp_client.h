@@ -102,7 +102,9 @@
  * The body is written in chunks as the socket drains (the message is
  * borrowed, never copied whole), with the RFC 5321 4.5.3.2 deadlines per
  * command, per data block, and for the final reply.  Another transaction
- * on the same connection may start with RSET (smtp_client_rset_next).  Not there yet:
+ * on the same connection may start with RSET (smtp_client_rset_next),
+ * and its commands may go out with this one's end of data
+ * (smtp_client_send_next).  Not there yet:
  * BDAT/CHUNKING, BINARYMIME.
  *
  * LMTP (RFC 2033): smtp_client_set_lmtp() before the first step puts the
@@ -302,6 +304,27 @@ void	smtp_client_send(struct smtp_client *,
  * and ends the connection (the replies would be out of step).
  */
 void	smtp_client_rset_next(struct smtp_client *);
+/*
+ * Announce the envelope of the transaction that will follow the one now
+ * running (or about to start) on this connection.  Under PIPELINING its
+ * RSET, MAIL, RCPTs and DATA then go out in the same write as the "."
+ * that ends the running transaction's data (RFC 2920 3.1: the message
+ * content may be the first "command" of a group, "the RSET/MAIL FROM
+ * sequence necessary to initiate a new message transaction can be placed
+ * in the same group"), which saves a round trip, and over TLS a record
+ * each way, per message.  The envelope is copied.  Once they are out
+ * (not before: without PIPELINING, in LMTP mode, or when the running
+ * transaction ends before its data, nothing is sent early and the
+ * announcement only lapses), the next step MUST be smtp_client_send()
+ * with the same envelope: another envelope, or any step but
+ * smtp_client_quit(), fails with EUSAGE and gives the connection up;
+ * smtp_client_quit() then closes without QUIT (the server is in DATA),
+ * which leaves that transaction undelivered.  Announcing again before
+ * that send is a programming error (fatalx).  An envelope
+ * smtp_client_send() would refuse is not announced.
+ */
+void	smtp_client_send_next(struct smtp_client *,
+	    const struct smtp_client_envelope *);
 /* The reply to RCPT number i of the last smtp_client_send, or NULL when
  * none was read (MAIL refused first, an error, i out of range).  Valid
  * until the next step starts or the client is freed. */

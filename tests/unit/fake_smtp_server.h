@@ -37,7 +37,10 @@ enum action {
 	A_RAW,		/* send `reply` and then stop reading (injection) */
 	A_DATA,		/* send `reply` (354) and collect message lines up
 			 * to "." (which is then matched as a line) */
-	A_DRIP		/* send `reply` one line every DRIP_INTERVAL */
+	A_DRIP,		/* send `reply` one line every DRIP_INTERVAL */
+	A_SPLIT		/* TLS only: send `reply` as one record per line, all
+			 * written at once (SSL_write on the server's SSL), so
+			 * they reach the client together */
 };
 
 #define DRIP_INTERVAL	0.4
@@ -143,6 +146,21 @@ fake_drip(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+fake_split(struct fake *f, const char *reply)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(f->bev);
+	const char *p, *nl;
+
+	assert_non_null(ssl);
+	for (p = reply; *p != '\0'; p = nl + 1) {
+		nl = strchr(p, '\n');
+		assert_non_null(nl);
+		assert_int_equal(SSL_write(ssl, p, (int)(nl - p + 1)),
+		    (int)(nl - p + 1));
+	}
+}
+
+static void
 fake_do(struct fake *f)
 {
 	const struct sstep *s = &f->script[f->i++];
@@ -158,6 +176,9 @@ fake_do(struct fake *f)
 		f->data_mode = 1;
 		break;
 	case A_SILENT:
+		break;
+	case A_SPLIT:
+		fake_split(f, s->reply);
 		break;
 	case A_DRIP:
 		/* the first line after one interval too */

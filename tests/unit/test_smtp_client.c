@@ -52,7 +52,7 @@
 /* A test runs a list of client steps; each result is recorded, and the
  * chain stops at the first result that is not OK (or at the end). */
 enum cstep { C_GREETING, C_EHLO, C_STARTTLS, C_CMD, C_QUIT, C_AUTH, C_SEND,
-	C_RSET_SEND, C_STARTTLS_INJECT, C_END };
+	C_RSET_SEND, C_STARTTLS_INJECT, C_SEND_NEXT, C_END };
 
 struct drv {
 	struct event_base	*base;
@@ -75,6 +75,8 @@ struct drv {
 	const char		*user, *pass;
 	int			 allow_plain;
 	const struct smtp_client_envelope *env;	/* C_SEND */
+	const struct smtp_client_envelope *env2; /* C_SEND_NEXT: announced */
+	int			 sends;		/* C_SEND_NEXT steps so far */
 	const char		*msg;
 	size_t			 msglen;
 };
@@ -147,6 +149,14 @@ drv_next(struct drv *d)
 		smtp_client_rset_next(d->c);
 		smtp_client_send(d->c, d->env, d->msg, d->msglen, drv_cb, d);
 		break;
+	case C_SEND_NEXT:
+		/* this transaction (RSET first, as a caller does, when not
+		 * the first), and the next one announced */
+		if (d->sends++ > 0)
+			smtp_client_rset_next(d->c);
+		smtp_client_send(d->c, d->env, d->msg, d->msglen, drv_cb, d);
+		smtp_client_send_next(d->c, d->env2 != NULL ? d->env2 : d->env);
+		break;
 	case C_END:
 		d->done = 1;
 		event_base_loopbreak(d->base);
@@ -173,7 +183,7 @@ attach_cb(struct smtp_client *c, const struct smtp_client_result *r,
 static struct {
 	const char	*mech, *user, *pass;
 	int		 allow_plain;
-	const struct smtp_client_envelope *env;
+	const struct smtp_client_envelope *env, *env2;
 	const char	*msg;
 	size_t		 msglen;
 	int		 lmtp;		/* smtp_client_set_lmtp(c, 1) */
@@ -198,6 +208,7 @@ run(struct drv *d, const struct sstep *script, size_t n,
 	d->pass = args.pass;
 	d->allow_plain = args.allow_plain;
 	d->env = args.env;
+	d->env2 = args.env2;
 	d->msg = args.msg;
 	d->msglen = args.msglen;
 	lmtp = args.lmtp;
@@ -1098,6 +1109,215 @@ test_send_rset_between(void **state)
 	finish_run(&d, &f);
 }
 
+static void	run_more(struct drv *, const enum cstep *);
+
+/* The index of the first line `got` that starts with `prefix`, from i. */
+static size_t
+got_index(const struct fake *f, const char *prefix, size_t i)
+{
+	for (; i < f->ngot; i++)
+		if (strncmp(f->got[i], prefix, strlen(prefix)) == 0)
+			return i;
+	fail_msg("no line %s after %zu", prefix, i);
+	return 0;
+}
+
+/* smtp_client_send_next: under PIPELINING the next transaction's RSET,
+ * MAIL, RCPT and DATA come in the same read as the "." before them (RFC
+ * 2920 3.1), and the next send only reads their replies; without
+ * PIPELINING the announcement lapses and RSET goes out on its own. */
+static void
+test_send_next(void **state)
+{
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_SEND_NEXT,
+	    C_SEND_NEXT, C_RSET_SEND, C_QUIT, C_END };
+	static const struct sstep piped[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 queued 1\r\n" },
+		{ "RSET", A_SEND, "250 2.0.0 ok\r\n" },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "554 5.7.1 refused 2\r\n" },
+		{ "RSET", A_SEND, "250 2.0.0 ok\r\n" },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 queued 3\r\n" },
+		{ "QUIT", A_SEND, "221 bye\r\n" },
+	};
+	static const struct sstep lone[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_NOPIPE },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 queued 1\r\n" },
+		{ "RSET", A_SEND, "250 2.0.0 ok\r\n" },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 queued 2\r\n" },
+		{ "RSET", A_SEND, "250 2.0.0 ok\r\n" },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 queued 3\r\n" },
+		{ "QUIT", A_SEND, "221 bye\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	struct drv d;
+	struct fake f;
+	size_t dot, rset;
+
+	(void)state;
+	send_args(&env, "Subject: t\r\n\r\n.x\r\n");
+	run(&d, piped, NELEM(piped), steps, 0, NULL, NULL, &f);
+	/* the second message was refused at its end of data: that is the
+	 * step that stopped the run */
+	assert_int_equal(d.last.err, SMTP_CLIENT_EREPLY);
+	assert_string_equal(d.last.step, "end of data");
+	assert_int_equal(d.last_code, 554);
+	assert_int_equal(d.n_ok, 3);	/* greeting, EHLO, message 1 */
+	assert_false(f.mismatch);
+	dot = got_index(&f, ".", 0);
+	rset = got_index(&f, "RSET", dot);
+	assert_int_equal(rset, dot + 1);
+	/* ".", RSET, MAIL, RCPT and DATA: one read */
+	assert_int_equal(f.got_read[rset + 3], f.got_read[dot]);
+	/* the refusal does not end the session: the third one, announced
+	 * and sent behind the refused second, goes through, then QUIT */
+	run_more(&d, (const enum cstep[]){ C_RSET_SEND, C_QUIT, C_END });
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("%s: %s", d.last.step, d.last.detail);
+	assert_int_equal(d.last_code, 221);
+	assert_false(f.mismatch);
+	assert_string_equal(f.body.s, "Subject: t\r\n\r\n.x\r\n"
+	    "Subject: t\r\n\r\n.x\r\nSubject: t\r\n\r\n.x\r\n");
+	finish_run(&d, &f);
+
+	send_args(&env, "Subject: t\r\n\r\n.x\r\n");
+	run(&d, lone, NELEM(lone), steps, 0, NULL, NULL, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("%s: %s", d.last.step, d.last.detail);
+	assert_int_equal(d.last_code, 221);
+	assert_false(f.mismatch);
+	dot = got_index(&f, ".", 0);
+	rset = got_index(&f, "RSET", dot);
+	assert_true(f.got_read[rset] > f.got_read[dot]);
+	assert_string_equal(f.body.s, "Subject: t\r\n\r\n.x\r\n"
+	    "Subject: t\r\n\r\n.x\r\nSubject: t\r\n\r\n.x\r\n");
+	finish_run(&d, &f);
+}
+
+/* After an announced transaction went out, the next step must be its
+ * send: another envelope or another step is refused and the connection
+ * given up; QUIT closes without writing QUIT (it would be message text
+ * after the server's 354). */
+static void
+test_send_next_misuse(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "MAIL FROM:<a@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+		{ ".", A_SEND, "250 queued 1\r\n" },
+		{ "RSET", A_SEND, "250 2.0.0 ok\r\n" },
+		{ "MAIL FROM:<z@x>", A_SEND, "250 ok\r\n" },
+		{ "RCPT TO:<b@y>", A_SEND, "250 ok\r\n" },
+		{ "DATA", A_DATA, "354 go ahead\r\n" },
+	};
+	static const struct smtp_client_envelope env = {
+		"a@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	static const struct smtp_client_envelope other = {
+		"z@x", rcpt1, 1, 0, 0, 0, NULL, NULL
+	};
+	static const struct {
+		enum cstep		 second;
+		enum smtp_client_err	 want;
+	} cases[] = {
+		{ C_SEND, SMTP_CLIENT_EUSAGE },	/* env, not the announced */
+		{ C_CMD, SMTP_CLIENT_EUSAGE },
+		{ C_QUIT, SMTP_CLIENT_OK },
+	};
+	enum cstep steps[] = { C_GREETING, C_EHLO, C_SEND_NEXT, C_SEND,
+	    C_CMD, C_END };
+	struct drv d;
+	struct fake f;
+	size_t i, k;
+
+	(void)state;
+	for (i = 0; i < NELEM(cases); i++) {
+		steps[3] = cases[i].second;
+		send_args(&env, "Subject: t\r\n\r\nx\r\n");
+		args.env2 = &other;
+		run(&d, script, NELEM(script), steps, 0, NULL, NULL, &f);
+		assert_int_equal(d.n_ok, cases[i].want == SMTP_CLIENT_OK ? 4 :
+		    3);
+		if (cases[i].want == SMTP_CLIENT_OK)
+			/* the step after QUIT finds the connection gone */
+			assert_int_equal(d.last.err, SMTP_CLIENT_ECLOSED);
+		else
+			assert_int_equal(d.last.err, cases[i].want);
+		for (k = 0; k < f.ngot; k++) {
+			assert_string_not_equal(f.got[k], "QUIT");
+			assert_string_not_equal(f.got[k], "NOOP");
+		}
+		finish_run(&d, &f);
+	}
+}
+
+/* A reply in several TLS records that arrive together: the client reads
+ * ahead, so one read(2) takes all of them, and libevent passes on only
+ * the first; the others must be taken from the SSL before the client
+ * waits for the socket again, where no more would come (STYLE 6). */
+static void
+test_tls_records_read_ahead(void **state)
+{
+	static const struct sstep script[] = {
+		{ NULL, A_SEND, "220 x\r\n" },
+		{ "EHLO", A_SEND, EHLO_REPLY },
+		{ "STARTTLS", A_STARTTLS, "220 2.0.0 Ready to start TLS\r\n" },
+		{ "EHLO client.test", A_SPLIT, "250-fake.test\r\n"
+		    "250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000\r\n" },
+		{ "NOOP", A_SPLIT, "250-one\r\n250 two\r\n" },
+		{ "QUIT", A_SPLIT, "221 bye\r\n" },
+	};
+	static const enum cstep steps[] = { C_GREETING, C_EHLO, C_STARTTLS,
+		C_EHLO, C_CMD, C_QUIT, C_END };
+	SSL_CTX *sctx = fake_server_ctx();
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	const struct smtp_ehlo *e;
+	struct drv d;
+	struct fake f;
+
+	(void)state;
+	/* a lost record would be a timeout: fail fast */
+	run(&d, script, NELEM(script), steps, 3, sctx, cctx, &f);
+	if (d.last.err != SMTP_CLIENT_OK)
+		fail_msg("step %s: %s: %s", d.last.step,
+		    smtp_client_strerror(d.last.err), d.last.detail);
+	assert_int_equal(d.last_code, 221);
+	assert_int_equal(d.n_ok, 5);
+	assert_false(f.mismatch);
+	e = smtp_client_ehlo_info(d.c);
+	assert_non_null(e);
+	assert_int_equal(e->ext, SMTP_EXT_PIPELINING | SMTP_EXT_8BITMIME |
+	    SMTP_EXT_SIZE);
+	finish_run(&d, &f);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+}
+
 static void
 test_send_pipelining(void **state)
 {
@@ -1489,7 +1709,7 @@ test_send_1mib(void **state)
 	static const struct smtp_client_envelope env = {
 		"a@x", rcpt1, 1, 1 << 20, 0, 0, NULL, NULL
 	};
-	size_t size = 1 << 20;
+	size_t i, size = 1 << 20;
 	char *m = big_message(size);
 	struct drv d;
 	struct fake f;
@@ -1517,6 +1737,19 @@ test_send_1mib(void **state)
 	assert_int_equal(f.body.len, size + 2);
 	assert_memory_equal(f.body.s, m, size);
 	assert_memory_equal(f.body.s + size, "\r\n", 2);
+	finish_run(&d, &f);
+
+	/* the most stuffing there can be: every line ".", over several
+	 * chunks (a third more on the wire) */
+	for (i = 0; i + 3 <= size; i += 3)
+		memcpy(m + i, ".\r\n", 3);
+	m[i] = '\0';
+	send_args(&env, m);
+	run(&d, script, NELEM(script), send_steps, 0, NULL, NULL, &f);
+	assert_int_equal(d.last.err, SMTP_CLIENT_OK);
+	assert_int_equal(f.body.len, i);
+	assert_memory_equal(f.body.s, m, i);
+	assert_int_equal(f.raw.len, i / 3 * 4);
 	finish_run(&d, &f);
 	free(m);
 }
@@ -2013,6 +2246,9 @@ main(void)
 		cmocka_unit_test(test_send_no_pipelining),
 		cmocka_unit_test(test_send_pipelining),
 		cmocka_unit_test(test_send_rset_between),
+		cmocka_unit_test(test_send_next),
+		cmocka_unit_test(test_send_next_misuse),
+		cmocka_unit_test(test_tls_records_read_ahead),
 		cmocka_unit_test(test_send_no_rcpt_accepted),
 		cmocka_unit_test(test_send_mail_refused),
 		cmocka_unit_test(test_send_data_refused),
