@@ -3,8 +3,8 @@
  * (see msg_prep.h): CRLF normalisation, Date / Message-ID when missing,
  * Bcc removed, envelope from From / To / Cc / Bcc.
  *
- * Public: msg_field_next, msg_field_is, msg_field_value, msg_prep_crlf,
- * msg_prep_run, msg_prep_free.
+ * Public: msg_field_next, msg_field_is, msg_field_value, msg_from_address,
+ * msg_prep_crlf, msg_prep_run, msg_prep_free.
  *
  * Threats: the message is untrusted.  The scanner only moves forward
  * over the buffer and never reads past len; values are unfolded into a
@@ -88,6 +88,32 @@ msg_field_value(const char *m, const struct msg_field *f, struct strbuf *out)
 		memmove(out->s + start, out->s + i, out->len - i);
 		strbuf_truncate(out, out->len - (i - start));
 	}
+}
+
+/* The first address of the first From: field. */
+int
+msg_from_address(const char *m, size_t len, char *addr, size_t addrlen)
+{
+	struct strbuf v = STRBUF_INIT;
+	struct addrlist_addr a;
+	struct msg_field f;
+	const char *err;
+	size_t pos = 0;
+	int rc = -1;
+
+	while (msg_field_next(m, len, &pos, &f) == 1) {
+		if (!msg_field_is(m, &f, "From"))
+			continue;
+		msg_field_value(m, &f, &v);
+		if (addrlist_parse(v.s, v.len, &a, 1, &err) >= 1 &&
+		    strlen(a.addr) < addrlen) {
+			bstrlcpy(addr, a.addr, addrlen);
+			rc = 0;
+		}
+		break;
+	}
+	strbuf_free(&v);
+	return rc;
 }
 
 void
