@@ -1055,6 +1055,7 @@ qmgr_run(struct event_base *base, const struct conf *conf,
 
 	memset(&ev, 0, sizeof(ev));
 	srandom((unsigned)getpid() ^ (unsigned)wall_now());
+	transform_start(conf);	/* signing keys: loaded here, once */
 	ev.q = qmgr_new(base, conf, spool, &delivery_local, &delivery_remote);
 	if (events_add(&ev, base, notify_fd) == -1)
 		r = -1;
@@ -1064,5 +1065,6 @@ qmgr_run(struct event_base *base, const struct conf *conf,
 	}
 	events_free(&ev);
 	qmgr_free(ev.q);
+	transform_stop();
 	return r;
 }

@@ -9,14 +9,15 @@
  * writes the new copy to incoming/<MID> (locked), spool_rewrite_commit
  * flushes the round once and renames each over queue/<MID>.
  *
- * Public: transform_steps, transform_batch_new, transform_batch_free,
- * transform_message, transform_commit, transform_take.
+ * Public: transform_steps, transform_start, transform_stop,
+ * transform_batch_new, transform_batch_free, transform_message,
+ * transform_commit, transform_take.  The steps themselves:
+ * transform_smime.c, transform_dkim.c (transform_steps.h).
  *
  * Limits: a message is transformed in memory (the mapped spool file plus
  * one buffer per step in turn); steps are synchronous.  Threats: steps get
- * content from the network; they are expected to treat it as untrusted
- * (the DKIM and S/MIME steps will say how), and they run in the queue
- * manager, where the private keys are.
+ * content from the network and treat it as untrusted (dkim.c and smime.c
+ * say how); they run in the queue manager, where the private keys are.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include "log.h"
 #include "spool.h"
 #include "transform.h"
+#include "transform_steps.h"
 #include "util.h"
 
 /* One message of the round whose new copy waits in incoming/. */
@@ -47,15 +49,33 @@ struct transform_batch {
 	int				  committed;
 };
 
-/* The steps this configuration enables (none built yet). */
+/* The steps this configuration enables: S/MIME first, as it changes
+ * the body; DKIM last, as it signs the final bytes. */
 const struct transform_step *const *
 transform_steps(const struct conf *conf, size_t *n)
 {
-	/* No step is built yet.  S/MIME (smime.sign, smime.encrypt) will
-	 * come first, as it changes the body; DKIM last, as it signs the
-	 * final bytes. */
+	static const struct transform_step *steps[2];
+
 	*n = 0;
-	return NULL;
+	if (conf->smime_keys != NULL && conf->nsmime_sign > 0)
+		steps[(*n)++] = &transform_smime_step;
+	if (conf->ndkim > 0)
+		steps[(*n)++] = &transform_dkim_step;
+	return *n > 0 ? steps : NULL;
+}
+
+/* Queue-manager start: load what the steps keep (the DKIM keys). */
+void
+transform_start(const struct conf *conf)
+{
+	if (conf->ndkim > 0)
+		(void)transform_dkim_start(conf);
+}
+
+void
+transform_stop(void)
+{
+	transform_dkim_stop();
 }
 
 /* An empty batch for one round. */

@@ -1,7 +1,8 @@
 /*
  * transform.h - the seam for message content transformations: DKIM
- * signing, S/MIME signing and encryption (the steps themselves come with
- * later issues), and the one entry point the queue manager calls.
+ * signing, S/MIME signing and encryption (the steps themselves are in
+ * transform_smime.c and transform_dkim.c, see transform_steps.h), and the
+ * entry points the queue manager calls.
  *
  * Decision (docs/spool.md "Message transformation"):
  *  - WHERE: in the queue manager, once per message, before its first
@@ -114,11 +115,17 @@ struct transform_step {
 };
 
 /*
- * The steps this configuration enables, in order (none yet: DKIM and
- * S/MIME add themselves here).  *n = 0 and NULL when there are none.
+ * The steps this configuration enables, in order: S/MIME when smime.sign
+ * lists something, then DKIM when `dkim` has entries.  *n = 0 and NULL
+ * when there are none.
  */
 const struct transform_step *const *transform_steps(const struct conf *,
 	    size_t *n);
+/* At queue-manager start (every reload starts a new one): load what the
+ * steps keep for `conf` (the DKIM keys; each one that cannot be used
+ * gets a Warning).  `conf` is borrowed until transform_stop(). */
+void	transform_start(const struct conf *);
+void	transform_stop(void);
 
 /* A round's transformations, made durable together.  `steps` (nsteps
  * entries, may be 0) and `conf` are borrowed for the batch's life. */
