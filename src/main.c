@@ -26,6 +26,8 @@ static const struct {
 	    "S/MIME, bulk)" },
 	{ "user",   cmd_user,   "SMTP credentials and their verified sender "
 	    "identities (add, list, remove, passwd, modify)" },
+	{ "dkim",   cmd_dkim,   "DKIM signing keys and their DNS records "
+	    "(keygen, check)" },
 };
 
 static void

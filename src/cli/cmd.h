@@ -16,6 +16,7 @@ int	cmd_cert_fetch(int argc, char **argv);	/* cert fetch HOST[:PORT] (argv[0] = 
 int	cmd_send(int argc, char **argv);	/* send [FILE|-] ... */
 int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 int	cmd_user(int argc, char **argv);	/* user add|list|remove|passwd|modify */
+int	cmd_dkim(int argc, char **argv);	/* dkim keygen|check */
 
 /* The file stem `postern cert fetch` saves a certificate under (<CN>,
  * made safe), so other commands can name that file. */
