@@ -57,6 +57,8 @@ transform_steps(const struct conf *conf, size_t *n)
 	static const struct transform_step *steps[2];
 
 	*n = 0;
+	if (conf == NULL)
+		return NULL;
 	if (conf->smime_keys != NULL && conf->nsmime_sign > 0)
 		steps[(*n)++] = &transform_smime_step;
 	if (conf->ndkim > 0)

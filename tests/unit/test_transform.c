@@ -14,6 +14,15 @@
  * rewrite (create, write, syncfs, rename, directory flush, incoming/
  * emptied by a restart, no commit) leaves a whole file in queue/ - the
  * original unless the rename was done - and a later round transforms it.
+ *
+ * The real steps (transform_steps.h) through the same seam: which steps
+ * a configuration enables and in which order; DKIM signs mail from a
+ * configured domain with every key of it (Ed25519 and RSA), t= from the
+ * envelope, and leaves other mail untouched (no rewrite); a key that
+ * cannot be used defers the message (dkim_on_error = defer) or lets it
+ * go without that signature (send-unsigned); S/MIME defers when the
+ * signing key is missing and, with encrypt = required, bounces the
+ * recipients without a certificate (5.7.5).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,7 +39,10 @@
 #include "log.h"
 #include "spool.h"
 #include "strbuf.h"
+#include "conf.h"
+#include "dkim.h"
 #include "transform.h"
+#include "transform_steps.h"
 #include "util.h"
 
 #include "test_fsfault.h"
@@ -600,6 +612,186 @@ test_rewrite_failures(void **state)
 	}
 }
 
+/* ---- the real steps --------------------------------------------------- */
+
+#define DKIM_ORIG	"Received: by mx.test.example\r\n" \
+			"From: Alice <alice@dkim.example>\r\n" \
+			"To: bob@example.com\r\nSubject: t\r\n\r\nbody\r\n"
+#define OTHER_ORIG	"Received: by mx.test.example\r\n" \
+			"From: someone@else.example\r\n" \
+			"Subject: t\r\n\r\nbody\r\n"
+
+static void
+write_key(const char *name, enum dkim_alg alg)
+{
+	struct strbuf pem = STRBUF_INIT;
+	struct dkim_key *k;
+	char path[512], why[256];
+
+	k = dkim_key_generate(alg, 2048, why, sizeof(why));
+	assert_non_null(k);
+	assert_int_equal(dkim_key_pem(k, &pem), 0);
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	assert_int_equal(write_file_atomic(path, pem.s, pem.len, 0600), 0);
+	strbuf_free(&pem);
+	dkim_key_free(k);
+}
+
+/* A configuration from text (relative paths: the scratch directory). */
+static struct conf *
+conf_of(const char *text)
+{
+	struct conf_errors errs = { NULL, 0 };
+	struct conf *c;
+
+	c = conf_load_string(text, "t.conf", tmpdir, &errs);
+	assert_non_null(c);
+	if (errs.n > 0)
+		fail_msg("%s", errs.msgs[0]);
+	conf_errors_free(&errs);
+	return c;
+}
+
+/* One round over one message with the configuration's steps: the
+ * outcome, and the take (1 rewritten, 0 not). */
+static enum transform_outcome
+real_round(const struct conf *c, uint64_t mid, struct transform_rcpt *rc,
+    char *why, size_t whylen, int *took)
+{
+	const struct transform_step *const *steps;
+	struct transform_batch *tb;
+	enum transform_outcome o;
+	struct envelope env;
+	size_t n;
+	int fd;
+
+	steps = transform_steps(c, &n);
+	fd = open_queued(mid, &env);
+	tb = transform_batch_new(sp, c, steps, n);
+	o = transform_message(tb, mid, fd, &env, rc, why, whylen);
+	transform_commit(tb);
+	*took = o == TRANSFORM_OK ? transform_take(tb, mid, &fd, &env, why,
+	    whylen) : 0;
+	transform_batch_free(tb);
+	close(fd);
+	envelope_clear(&env);
+	return o;
+}
+
+static void
+test_steps_enabled(void **state)
+{
+	struct conf *c;
+	size_t n;
+	const struct transform_step *const *st;
+
+	c = conf_of("dkim = ( { domain = \"dkim.example\"; selector = \"e\";"
+	    " key = \"e.key\"; } );\n"
+	    "smime = { keys = \".\"; sign = [ \"dkim.example\" ]; };\n");
+	st = transform_steps(c, &n);
+	assert_int_equal(n, 2);
+	assert_ptr_equal(st[0], &transform_smime_step);	/* body first */
+	assert_ptr_equal(st[1], &transform_dkim_step);	/* then sign it */
+	conf_free(c);
+	c = conf_of("smime = { keys = \".\"; };\n");
+	assert_null(transform_steps(c, &n));
+	assert_int_equal(n, 0);
+	conf_free(c);
+}
+
+static void
+test_dkim_step(void **state)
+{
+	struct transform_rcpt rc[2];
+	struct conf *c;
+	char why[512] = "", *b, *p;
+	size_t len;
+	int took;
+
+	write_key("e.key", DKIM_ED25519_SHA256);
+	write_key("r.key", DKIM_RSA_SHA256);
+	c = conf_of("dkim = ( { domain = \"dkim.example\"; selector = \"e\";"
+	    " key = \"e.key\"; },\n { domain = \"dkim.example\"; selector ="
+	    " \"r\"; key = \"r.key\"; } );\n");
+	assert_int_equal(transform_dkim_start(c), 0);
+	queue_msg(60, "alice@dkim.example", NULL, 0, DKIM_ORIG);
+	assert_int_equal(real_round(c, 60, rc, why, sizeof(why), &took),
+	    TRANSFORM_OK);
+	assert_int_equal(took, 1);
+	b = file_bytes(60, &len);
+	assert_true(strncmp(b, "DKIM-Signature: v=1; a=ed25519-sha256; "
+	    "c=relaxed/relaxed; d=dkim.example; s=e;", 68) == 0);
+	assert_non_null(p = strstr(b, "\r\nDKIM-Signature: v=1; "
+	    "a=rsa-sha256; c=relaxed/relaxed; d=dkim.example; s=r;"));
+	assert_non_null(strstr(b, " t=1763880000;"));
+	assert_non_null(strstr(p, "\r\n" DKIM_ORIG));
+	free(b);
+	/* another From: domain is not touched at all */
+	queue_msg(61, "someone@else.example", NULL, 0, OTHER_ORIG);
+	assert_int_equal(real_round(c, 61, rc, why, sizeof(why), &took),
+	    TRANSFORM_OK);
+	assert_int_equal(took, 0);
+	assert_int_equal(check_queued(61, OTHER_ORIG), 0);
+	transform_stop();
+	conf_free(c);
+}
+
+static void
+test_dkim_step_bad_key(void **state)
+{
+	struct transform_rcpt rc[2];
+	struct conf *c;
+	char why[512] = "";
+	int took;
+
+	c = conf_of("dkim = ( { domain = \"dkim.example\"; selector = \"m\";"
+	    " key = \"missing.key\"; } );\n");
+	assert_int_equal(transform_dkim_start(c), 1);
+	queue_msg(62, "alice@dkim.example", NULL, 0, DKIM_ORIG);
+	assert_int_equal(real_round(c, 62, rc, why, sizeof(why), &took),
+	    TRANSFORM_TEMPFAIL);
+	assert_non_null(strstr(why, "missing.key"));
+	assert_int_equal(check_queued(62, DKIM_ORIG), 0);	/* untouched */
+	transform_stop();
+	conf_free(c);
+	c = conf_of("dkim = ( { domain = \"dkim.example\"; selector = \"m\";"
+	    " key = \"missing.key\"; } );\n"
+	    "dkim_on_error = \"send-unsigned\";\n");
+	transform_start(c);
+	assert_int_equal(real_round(c, 62, rc, why, sizeof(why), &took),
+	    TRANSFORM_OK);
+	assert_int_equal(check_queued(62, DKIM_ORIG), took);	/* unsigned */
+	transform_stop();
+	conf_free(c);
+}
+
+static void
+test_smime_step_failures(void **state)
+{
+	struct transform_rcpt rc[2];
+	struct conf *c;
+	char why[512] = "";
+	int took;
+
+	/* no signing key for the sender: deferred, never sent unsigned */
+	c = conf_of("smime = { keys = \".\"; sign = [ \"dkim.example\" ]; };\n");
+	queue_msg(63, "alice@dkim.example", NULL, 0, DKIM_ORIG);
+	assert_int_equal(real_round(c, 63, rc, why, sizeof(why), &took),
+	    TRANSFORM_TEMPFAIL);
+	assert_non_null(strstr(why, "dkim.example.pem"));
+	conf_free(c);
+	/* encryption required, no recipient certificate: all bounce */
+	c = conf_of("smime = { keys = \".\"; sign = [ \"dkim.example\" ];"
+	    " encrypt = \"required\"; };\n");
+	assert_int_equal(real_round(c, 63, rc, why, sizeof(why), &took),
+	    TRANSFORM_PERMFAIL);
+	assert_int_equal(rc[0].outcome, TRANSFORM_PERMFAIL);
+	assert_string_equal(rc[0].status, "5.7.5");
+	assert_non_null(strstr(rc[1].why, "carol@example.net.crt"));
+	assert_int_equal(check_queued(63, DKIM_ORIG), 0);
+	conf_free(c);
+}
+
 int
 main(void)
 {
@@ -610,6 +802,10 @@ main(void)
 		T(test_chain_and_batch),
 		T(test_outcomes),
 		T(test_rewrite_failures),
+		T(test_steps_enabled),
+		T(test_dkim_step),
+		T(test_dkim_step_bad_key),
+		T(test_smime_step_failures),
 #undef T
 	};
 
