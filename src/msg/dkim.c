@@ -395,18 +395,25 @@ tag_char(char c, int first)
 	    (!first && ((c >= '0' && c <= '9') || c == '_'));
 }
 
+/* A tag name seen in a record (it points into the record). */
+struct tag_name {
+	const char	*s;
+	size_t		 n;
+};
+
 /* Has tag t[0..tn) been seen among the recorded names?  Records it. */
 static int
-tag_seen(const char **seen, size_t *ns, const char *t, size_t tn)
+tag_seen(struct tag_name *seen, size_t *ns, const char *t, size_t tn)
 {
 	size_t i;
 
 	for (i = 0; i < *ns; i++)
-		if (strlen(seen[i]) >= tn && memcmp(seen[i], t, tn) == 0 &&
-		    !tag_char(seen[i][tn], 0))
+		if (seen[i].n == tn && memcmp(seen[i].s, t, tn) == 0)
 			return 1;
-	if (*ns < 32)
-		seen[(*ns)++] = t;
+	if (*ns < 32) {
+		seen[*ns].s = t;
+		seen[(*ns)++].n = tn;
+	}
 	return 0;
 }
 
@@ -415,7 +422,7 @@ int
 dkim_record_parse(const char *txt, size_t len, struct dkim_record *r,
     char *why, size_t whylen)
 {
-	const char *seen[32];
+	struct tag_name seen[32];
 	size_t i = 0, t, tn, v, vn, ns = 0;
 	int got_p = 0;
 
