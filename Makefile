@@ -29,6 +29,10 @@ DEB_PKGS += libsystemd-dev systemd scdoc debhelper dpkg-dev fakeroot lintian \
 # e2e: HAProxy in front of two instances, and swaks --tlsc --proxy (swaks
 # needs Net::SSLeay for TLS): tests/e2e/test_proxy_protocol.py
 DEB_PKGS += haproxy libnet-ssleay-perl
+# e2e: DKIM verified by dkimpy (Ed25519 needs python3-nacl) and by mailauth
+# (npm ci of tests/e2e/npm/ into build/npm): tests/e2e/test_dkim.py.  npm
+# only when no npm command exists (NodeSource's nodejs carries its own).
+DEB_PKGS += python3-nacl nodejs
 FUZZ_SECONDS ?= 600
 PREFIX   ?= /usr
 DESTDIR  ?=
@@ -40,6 +44,7 @@ all: build
 
 deps:
 	@sh tools/install-deps.sh $(DEB_PKGS)
+	@command -v npm >/dev/null 2>&1 || sh tools/install-deps.sh npm
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) --buildtype=debugoptimized

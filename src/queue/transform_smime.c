@@ -81,9 +81,8 @@ plan_encryption(const struct transform_msg *in, const struct conf *c,
 			continue;
 		rcpts[i].outcome = TRANSFORM_PERMFAIL;
 		bstrlcpy(rcpts[i].status, "5.7.5", sizeof(rcpts[i].status));
-		(void)bsnprintf(rcpts[i].why, sizeof(rcpts[i].why), "S/MIME "
-		    "encryption is required (smime.encrypt) and there is no "
-		    "usable certificate for this recipient: %s", w);
+		(void)bsnprintf(rcpts[i].why, sizeof(rcpts[i].why), "no usable "
+		    "S/MIME certificate and smime.encrypt is required: %s", w);
 	}
 }
 
