@@ -23,7 +23,13 @@
  * go without that signature (send-unsigned); S/MIME defers when the
  * signing key is missing and, with encrypt = required, bounces the
  * recipients without a certificate (5.7.5).
+ *
+ * The runner (the queue manager's signing thread): both phases run off
+ * the calling thread and call back in the event loop, in order, with the
+ * outcomes, skips and takes as the synchronous calls give them; freeing
+ * it with work queued drops that work without a callback.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +40,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <cmocka.h>
+
+#include <event2/event.h>
 
 #include "envelope.h"
 #include "log.h"
@@ -792,6 +800,134 @@ test_smime_step_failures(void **state)
 	conf_free(c);
 }
 
+/* ---- the runner -------------------------------------------------------- */
+
+struct runner_test {
+	struct event_base	*base;
+	int			 prepared, committed;
+	pthread_t		 loop;
+	int			 other_thread;	/* a phase ran elsewhere */
+};
+
+static enum transform_outcome
+apply_where(const struct transform_msg *in, const struct conf *c,
+    struct strbuf *out, struct transform_rcpt *r, char *why, size_t wl)
+{
+	prepend(in, out, HDR);
+	return TRANSFORM_OK;
+}
+
+static struct runner_test *rt_now;
+
+static int
+wants_where(const struct transform_msg *m, const struct conf *c)
+{
+	if (!pthread_equal(pthread_self(), rt_now->loop))
+		rt_now->other_thread = 1;
+	return strncmp(m->env->from, "defer", 5) != 0;
+}
+
+static void
+rt_prepared(void *arg)
+{
+	struct runner_test *rt = arg;
+
+	rt->prepared++;
+	event_base_loopbreak(rt->base);
+}
+
+static void
+rt_committed(void *arg)
+{
+	struct runner_test *rt = arg;
+
+	rt->committed++;
+	event_base_loopbreak(rt->base);
+}
+
+/* Run the loop until `flag` is set (at most 10 s). */
+static void
+rt_wait(struct runner_test *rt, const int *flag)
+{
+	struct timeval tv = { 10, 0 };
+
+	event_base_loopexit(rt->base, &tv);
+	while (*flag == 0 && event_base_loop(rt->base, 0) == 0 &&
+	    !event_base_got_exit(rt->base))
+		;
+	assert_int_not_equal(*flag, 0);
+}
+
+static void
+test_runner(void **state)
+{
+	static const struct transform_step step_where = { "where",
+	    wants_where, apply_where };
+	static const struct transform_step *const steps[] = { &step_defer,
+	    &step_where };
+	struct runner_test rt = { NULL, 0, 0, pthread_self(), 0 };
+	struct transform_rcpt rc[2][2];
+	struct transform_job tj[2];
+	struct transform_runner *tr;
+	struct transform_batch *tb;
+	struct envelope env[2];
+	char why[2][256], w[256];
+	int fd[2], oldfd0;
+	size_t i;
+
+	rt.base = event_base_new();
+	rt_now = &rt;
+	tr = transform_runner_new(rt.base, w, sizeof(w));
+	assert_non_null(tr);
+	queue_msg(70, "a@example.org", NULL, 0, ORIG);
+	queue_msg(71, "defer@example.org", NULL, 0, ORIG);
+	memset(tj, 0, sizeof(tj));
+	for (i = 0; i < 2; i++) {
+		fd[i] = open_queued(70 + i, &env[i]);
+		tj[i].mid = 70 + i;
+		tj[i].fd = &fd[i];
+		tj[i].env = &env[i];
+		tj[i].rcpts = rc[i];
+		tj[i].why = why[i];
+		tj[i].whylen = sizeof(why[i]);
+	}
+	oldfd0 = fd[0];
+	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
+	transform_runner_prepare(tr, tb, tj, 2, rt_prepared, &rt);
+	assert_int_equal(rt.prepared, 0);	/* never from inside */
+	rt_wait(&rt, &rt.prepared);
+	assert_int_equal(rt.other_thread, 1);
+	assert_int_equal(tj[0].outcome, TRANSFORM_OK);
+	assert_int_equal(tj[1].outcome, TRANSFORM_TEMPFAIL);
+	assert_non_null(strstr(why[1], "key not usable"));
+	assert_int_equal(check_queued(70, ORIG), 0);	/* not yet in place */
+	tj[1].skip = 1;
+	transform_runner_commit(tr, tb, tj, 2, rt_committed, &rt);
+	rt_wait(&rt, &rt.committed);
+	assert_int_equal(tj[0].taken, 1);
+	assert_int_equal(tj[1].taken, 0);
+	assert_int_not_equal(fd[0], oldfd0);
+	assert_int_equal(env[0].transformed, 1);
+	assert_int_equal(env[1].transformed, 0);
+	assert_int_equal(check_queued(70, HDR ORIG), 1);
+	assert_int_equal(check_queued(71, ORIG), 0);
+	transform_batch_free(tb);
+	/* queued work is dropped when the runner goes: no callback */
+	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
+	tj[0].skip = tj[1].skip = 0;
+	transform_runner_prepare(tr, tb, &tj[1], 1, rt_prepared, &rt);
+	transform_runner_free(tr);
+	transform_batch_free(tb);
+	assert_int_equal(rt.prepared, 1);
+	assert_int_equal(count_incoming(), 0);
+	for (i = 0; i < 2; i++) {
+		close(fd[i]);
+		envelope_clear(&env[i]);
+	}
+	transform_runner_free(NULL);
+	event_base_free(rt.base);
+}
+
 int
 main(void)
 {
@@ -806,6 +942,7 @@ main(void)
 		T(test_dkim_step),
 		T(test_dkim_step_bad_key),
 		T(test_smime_step_failures),
+		T(test_runner),
 #undef T
 	};
 
