@@ -234,19 +234,25 @@ file_bytes(uint64_t mid, size_t *len)
 }
 
 static size_t
-count_incoming(void)
+count_area(const char *area)
 {
 	char path[512];
 	struct dirent *de;
 	size_t n = 0;
 	DIR *d;
 
-	snprintf(path, sizeof(path), "%s/spool/incoming", tmpdir);
+	snprintf(path, sizeof(path), "%s/spool/%s", tmpdir, area);
 	assert_non_null(d = opendir(path));
 	while ((de = readdir(d)) != NULL)
 		n += de->d_name[0] != '.';
 	closedir(d);
 	return n;
+}
+
+static size_t
+count_incoming(void)
+{
+	return count_area("incoming");
 }
 
 /* queue/<mid> verifies and holds `want` as content; returns transformed. */
@@ -323,16 +329,18 @@ test_rewrite(void **state)
 	struct transform_rcpt rc[2];
 	struct transform_batch *tb;
 	struct envelope env;
-	char why[256] = "", path[512], buf[256];
+	char why[256] = "", path[512], buf[256], *b0;
 	int fd, fd2, oldfd;
+	size_t l0;
 
 	queue_msg(11, "a@example.org", NULL, 0, ORIG);
 	fd = oldfd = open_queued(11, &env);
 	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
 	assert_int_equal(transform_message(tb, 11, fd, &env, rc, why,
 	    sizeof(why)), TRANSFORM_OK);
-	/* Written, not yet in place. */
-	assert_int_equal(count_incoming(), 1);
+	/* Written (into a scratch file of rewrite/), not yet in place. */
+	assert_int_equal(count_area("rewrite"), 1);
+	assert_int_equal(count_incoming(), 0);
 	assert_int_equal(check_queued(11, ORIG), 0);
 	fsfault_reset();
 	transform_commit(tb);
@@ -347,6 +355,12 @@ test_rewrite(void **state)
 	assert_int_equal(napplied_never, 0);
 	assert_int_equal(count_incoming(), 0);
 	assert_int_equal(check_queued(11, HDR ORIG), 1);
+	/* the names were swapped: the scratch file holds the old copy now,
+	 * for the next rewrite to overwrite (no inode made or freed) */
+	snprintf(path, sizeof(path), "%s/spool/rewrite/rw.0", tmpdir);
+	assert_non_null(b0 = read_file(path, &l0, 1 << 20));
+	assert_true(l0 > strlen(ORIG) && memcmp(b0, ORIG, strlen(ORIG)) == 0);
+	free(b0);
 	/* The descriptor handed over reads the new file from the start... */
 	assert_true(read(fd, buf, strlen(HDR)) == (ssize_t)strlen(HDR));
 	assert_memory_equal(buf, HDR, strlen(HDR));
@@ -514,7 +528,7 @@ static const struct {
 	int		 want_new_in_place;	/* the rename was done */
 } rw_faults[] = {
 	{ "create the new copy", AT_WRITE, FS_OPEN, 1, ENOSPC, FSF_ANY,
-	  "/incoming/", 0 },
+	  "/rewrite/", 0 },
 	{ "write the new copy", AT_WRITE, FS_WRITE, 1, ENOSPC, FSF_REG, NULL,
 	  0 },
 	{ "write the new copy EIO", AT_WRITE, FS_WRITE, 1, EIO, FSF_REG, NULL,
