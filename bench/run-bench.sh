@@ -194,6 +194,7 @@ if [ -z "${SKIP_IDLE:-}" ]; then
 fi
 
 [ -n "${SKIP_INJECT:-}" ] || sh "$TOP/bench/bench-inject.sh" | tee "$R/inject.txt"
+[ -n "${SKIP_DKIM:-}" ] || sh "$TOP/bench/bench-dkim.sh" | tee "$R/dkim.txt"
 
 echo "== summary (medians; ratio = Postern / Postfix)"
 /usr/bin/python3 "$TOP/bench/ratios.py" "$R"
