@@ -645,16 +645,6 @@ dkim_canon_body(const char *body, size_t len, struct strbuf *out)
 
 /* ---- the message ----------------------------------------------------- */
 
-static size_t
-line_number(const char *m, size_t pos)
-{
-	size_t i, n = 1;
-
-	for (i = 0; i < pos; i++)
-		n += m[i] == '\n';
-	return n;
-}
-
 /* bh= of the body at m->m + off. */
 static int
 body_hash(struct dkim_msg *dm, size_t off, char *why, size_t whylen)
@@ -722,7 +712,8 @@ dkim_msg_new(const char *msg, size_t len, char *why, size_t whylen)
 	}
 	if (r == -1) {
 		(void)bsnprintf(why, whylen, "DKIM: line %zu of the header "
-		    "section is not a header field", line_number(msg, pos));
+		    "section is not a header field",
+		    msg_count_lines(msg, pos) + 1);
 		goto fail;
 	}
 	body = pos;

@@ -4,7 +4,7 @@
  * Bcc removed, envelope from From / To / Cc / Bcc.
  *
  * Public: msg_field_next, msg_field_is, msg_field_value, msg_from_address,
- * msg_prep_crlf, msg_prep_run, msg_prep_free.
+ * msg_count_lines, msg_prep_crlf, msg_prep_run, msg_prep_free.
  *
  * Threats: the message is untrusted.  The scanner only moves forward
  * over the buffer and never reads past len; values are unfolded into a
@@ -134,8 +134,9 @@ msg_prep_crlf(const char *in, size_t len, struct strbuf *out)
 	strbuf_add(out, in + run, len - run);
 }
 
-static size_t
-count_lines(const char *m, size_t pos)
+/* How many line ends come before offset pos. */
+size_t
+msg_count_lines(const char *m, size_t pos)
 {
 	size_t i, n = 0;
 
@@ -247,7 +248,7 @@ scan_header(struct msg_prep *p, const char *m, size_t len, int *has_date,
 		else
 			(void)bsnprintf(why, whylen, "line %zu of the header "
 			    "is not a field (\"Name: value\") nor an empty "
-			    "line before the body", count_lines(m, pos) + 1);
+			    "line before the body", msg_count_lines(m, pos) + 1);
 		rc = -1;
 	}
 	*hend = pos;

@@ -56,6 +56,10 @@ void	msg_field_value(const char *msg, const struct msg_field *f,
 int	msg_from_address(const char *msg, size_t len, char *addr,
 	    size_t addrlen);
 
+/* How many line ends (LF) msg has before offset pos: a line number is
+ * that plus 1. */
+size_t	msg_count_lines(const char *msg, size_t pos);
+
 /* Append in[0..len) to out with every CRLF, bare LF and bare CR as CRLF. */
 void	msg_prep_crlf(const char *in, size_t len, struct strbuf *out);
 
