@@ -235,8 +235,8 @@ check_dkim(const struct conf *conf)
 	for (i = 0; i < conf->ndkim; i++) {
 		d = &conf->dkim[i];
 		if ((k = dkim_key_load(d->key, why, sizeof(why))) == NULL) {
-			fprintf(stderr, "%s:%d: dkim d=%s s=%s: %s\n", conf->path,
-			    d->line, d->domain, d->selector, why);
+			fprintf(stderr, "%s:%d: dkim d=%s s=%s: %s\n",
+			    conf->path, d->line, d->domain, d->selector, why);
 			bad++;
 			continue;
 		}

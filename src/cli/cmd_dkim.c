@@ -155,8 +155,8 @@ write_key(const struct conf *conf, const char *dir, const char *path,
 		cmd_fail("dkim keygen: cannot create %s: %s (check data_dir "
 		    "and its permissions)", dir, strerror(errno));
 	else if (access(path, F_OK) == 0)
-		cmd_fail("dkim keygen: %s exists already (a new key needs a new "
-		    "selector; or remove that file first)", path);
+		cmd_fail("dkim keygen: %s exists already (a new key needs a "
+		    "new selector; or remove that file first)", path);
 	else if (dkim_key_pem(key, &pem) == -1)
 		cmd_fail("dkim keygen: cannot encode the key (OpenSSL)");
 	else if (write_file_atomic(path, pem.s, pem.len, 0600) == -1)
@@ -421,14 +421,15 @@ judge(struct check *ck)
 		add_problem(ck, P_MISMATCH, "the key in DNS (k=%s) does not "
 		    "match the private key %s", ck->rec.k, ck->d->key);
 	if (!ck->rec.sha256)
-		add_problem(ck, P_HASH, "the record's h= does not allow sha256");
+		add_problem(ck, P_HASH, "the record's h= does not allow "
+		    "sha256");
 	if (!ck->rec.email)
 		add_problem(ck, P_SERVICE, "the record's s= does not allow "
 		    "email");
 	if (ck->rec.testing)
-		add_problem(ck, P_TESTING, "the record is in testing mode (t=y): "
-		    "receivers treat signatures that fail as if there were "
-		    "none");
+		add_problem(ck, P_TESTING, "the record is in testing mode "
+		    "(t=y): receivers treat signatures that fail as if there "
+		    "were none");
 	if (ck->key != NULL && ck->key->alg == DKIM_RSA_SHA256 &&
 	    ck->key->bits < DKIM_RSA_GOOD_BITS)
 		add_problem(ck, P_WEAK, "the RSA key has only %d bits; "
@@ -518,8 +519,8 @@ lookup_all(const struct conf *conf, struct check *cks, size_t n)
 	size_t i;
 
 	if (base == NULL)
-		return cmd_fail("dkim check: cannot start an event loop (out of "
-		    "memory?)");
+		return cmd_fail("dkim check: cannot start an event loop (out "
+		    "of memory?)");
 	if (dns_init(base, conf, why, sizeof(why)) == -1) {
 		event_base_free(base);
 		return cmd_fail("dkim check: %s (check /etc/resolv.conf)", why);
@@ -639,8 +640,8 @@ run_sub(const char *sub, const char *path, int argc, char **argv)
 		return cmd_usage_error("dkim", sub, "give --domain and "
 		    "--selector");
 	if (keygen && !conf_valid_domain(o.selector))
-		return cmd_usage_error("dkim", sub, "selector '%s' is not valid "
-		    "(letters, digits, '-' and '.')", o.selector);
+		return cmd_usage_error("dkim", sub, "selector '%s' is not "
+		    "valid (letters, digits, '-' and '.')", o.selector);
 	if ((conf = conf_load_for_command(o.cpath)) == NULL)
 		return 1;
 	rc = keygen ? dkim_keygen(conf, &o) : dkim_check(conf, &o);

@@ -342,7 +342,8 @@ record_key(struct dkim_record *r, const char *v, size_t n, char *why,
 		if (is_wsp(v[i]))
 			continue;
 		if (o + 1 >= sizeof(b64)) {
-			(void)bsnprintf(why, whylen, "the key in p= is too long");
+			(void)bsnprintf(why, whylen, "the key in p= is too "
+			    "long");
 			return -1;
 		}
 		b64[o++] = v[i];

@@ -102,8 +102,8 @@ log_result(uint64_t mid, const char *signer, const struct enc_plan *p,
 	else
 		mlog(LOG_LVL_INFO, "smime", "MID {mid} S/MIME signed by "
 		    "{signer} not encrypted: {why}", "mid", m, "signer", signer,
-		    "why", mode == SMIME_ENCRYPT_NEVER ? "smime.encrypt is never" :
-		    p->why, NULL);
+		    "why", mode == SMIME_ENCRYPT_NEVER ?
+		    "smime.encrypt is never" : p->why, NULL);
 }
 
 static enum transform_outcome
@@ -143,8 +143,9 @@ transform_smime_apply(const struct transform_msg *in, const struct conf *c,
 	if (smime_apply(&rq, in->data, in->len, out, why, whylen) == -1) {
 		(void)bsnprintf(m, sizeof(m), "%llu",
 		    (unsigned long long)in->mid);
-		mlog(LOG_LVL_WARNING, "smime_failed", "MID {mid} S/MIME failed: "
-		    "{why}; message deferred", "mid", m, "why", why, NULL);
+		mlog(LOG_LVL_WARNING, "smime_failed", "MID {mid} S/MIME "
+		    "failed: {why}; message deferred", "mid", m, "why", why,
+		    NULL);
 		sk_X509_pop_free(p.certs, X509_free);
 		return TRANSFORM_TEMPFAIL;
 	}
