@@ -8,8 +8,9 @@
 #                ASan+UBSan, short fuzz runs; ends with "N passed, N failed"
 #   make fuzz    long fuzz runs (FUZZ_SECONDS each, default 600)
 #   make soak    long crash/restart soak test
-#   make bench   side-by-side benchmark against Postfix (../shared/bench)
-#   make install [PREFIX=/usr] [DESTDIR=]   binary, man pages, systemd unit,
+#   make bench   side-by-side benchmark against Postfix (bench/README.md)
+#   make install [PREFIX=/usr] [DESTDIR=] [SENDMAIL=1]   binary (SENDMAIL=1:
+#                also as PREFIX/sbin/sendmail), man pages, systemd unit,
 #                logrotate file, /etc/postern/postern.conf (never over an
 #                existing one), /var/lib/postern (owned by the user postern,
 #                created when missing, when installing for real as root)
@@ -33,6 +34,11 @@ DEB_PKGS += haproxy libnet-ssleay-perl
 # (npm ci of tests/e2e/npm/ into build/npm): tests/e2e/test_dkim.py.  npm
 # only when no npm command exists (NodeSource's nodejs carries its own).
 DEB_PKGS += python3-nacl nodejs
+# e2e: `promtool check metrics` on a scrape (tests/e2e/test_metrics.py)
+DEB_PKGS += prometheus
+# the HTTPS injection API: JSON requests parsed by jansson (docs/http-api.md);
+# its e2e tests also drive curl
+DEB_PKGS += libjansson-dev curl
 FUZZ_SECONDS ?= 600
 PREFIX   ?= /usr
 DESTDIR  ?=
@@ -77,9 +83,14 @@ install: build
 	meson configure $(BUILD) -Dprefix=$(PREFIX) >/dev/null
 	meson install -C $(BUILD) $(if $(DESTDIR),--destdir "$(DESTDIR)")
 	@cat $(BUILD)/meson-logs/install-local.txt 2>/dev/null || true
+	@# SENDMAIL=1: the same binary as sendmail(1) (postern sendmail)
+	$(if $(SENDMAIL),ln -sfn postern "$(DESTDIR)$(PREFIX)/sbin/sendmail" && \
+	    echo "installed $(DESTDIR)$(PREFIX)/sbin/sendmail -> postern")
 
 uninstall:
 	ninja -C $(BUILD) uninstall
+	@if [ "$$(readlink "$(DESTDIR)$(PREFIX)/sbin/sendmail" 2>/dev/null)" = postern ]; then \
+		rm -f "$(DESTDIR)$(PREFIX)/sbin/sendmail"; fi
 	@echo "kept: /etc/postern, /var/lib/postern (spool, keys), /var/log/postern" \
 	    "and the user postern; remove them by hand to be rid of them"
 

@@ -1,7 +1,7 @@
 #!/bin/sh
-# Server adapter for Postern, with the verbs of ../shared/bench's
-# server-postfix.sh (see ../shared/bench/README.md):
-#   setup            write the bench configuration and start postern
+# Server adapter for Postern in `make bench` (bench/README.md), with the
+# same verbs as bench/server-postfix.sh:
+#   setup            write the bench configuration and (re)start postern
 #   mode hold|defer|relay
 #                    hold/defer: delivery.paused = true (accept and queue
 #                    durably, deliver nothing); relay: a "*" route to
@@ -12,8 +12,10 @@
 #                    qcount: messages still in the queue or held (`postern
 #                    queue list --count`; reads the spool, daemon running
 #                    or not); stop: SIGTERM, SIGKILL after 15 s
+# mode, tls and proclimit restart postern if it runs.
 # env: PORT (2600) SINK_PORT (2526) POSTERN_BIN (build/postern of this
-#      checkout) POSTERN_BENCH_DIR (/tmp/postern-bench)
+#      checkout) POSTERN_BENCH_DIR (build/bench/run/postern; the user
+#      nobody must reach it)
 # Same durability as Postfix: postern fsyncs (syncfs) message, envelope and
 # directory entry before its 250.  Runs as user nobody after binding.
 set -eu
@@ -21,9 +23,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PORT=${PORT:-2600}
 SINK_PORT=${SINK_PORT:-2526}
 BIN=${POSTERN_BIN:-$HERE/../build/postern}
-D=${POSTERN_BENCH_DIR:-/tmp/postern-bench}
-CONF=$D/postern.conf
+D=${POSTERN_BENCH_DIR:-$HERE/../build/bench/run/postern}
 mkdir -p "$D"
+D=$(cd "$D" && pwd)
+CONF=$D/postern.conf
 chmod 755 "$D"
 [ -f "$D/mode" ] || echo hold > "$D/mode"
 [ -f "$D/limit" ] || echo 100 > "$D/limit"
@@ -109,19 +112,24 @@ stop() {
     rm -f "$D/data/postern.pid"
 }
 
+running() {
+    p=$(pidof_master)
+    [ -n "$p" ] && tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -q 'postern serve'
+}
+
 case "${1:-}" in
 setup)   stop; start ;;
 mode)    case "${2:-}" in hold|defer|relay) echo "$2" > "$D/mode" ;; *) echo "mode hold|defer|relay" >&2; exit 2 ;; esac
-         stop; start ;;
+         if running; then stop; start; fi ;;
 tls)     case "${2:-}" in
          on|off) echo "$2" > "$D/tls" ;;
          *) echo "tls on|off" >&2; exit 2 ;; esac
-         stop; start ;;
-proclimit) echo "${2:?N}" > "$D/limit"; stop; start ;;
+         if running; then stop; start; fi ;;
+proclimit) echo "${2:?N}" > "$D/limit"; if running; then stop; start; fi ;;
 restart) stop; start ;;
 clean)   "$BIN" queue -c "$CONF" delete --all >/dev/null ;;
 qcount)  "$BIN" queue -c "$CONF" list --count ;;
 pid)     pidof_master ;;
 stop)    stop ;;
-*)       sed -n '2,18p' "$0"; exit 2 ;;
+*)       sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 2 ;;
 esac

@@ -28,6 +28,10 @@ static const struct {
 	    "identities (add, list, remove, passwd, modify)" },
 	{ "dkim",   cmd_dkim,   "DKIM signing keys and their DNS records "
 	    "(keygen, check)" },
+	{ "status", cmd_status, "is the daemon running; its queue, certificates "
+	    "and recent TLS failures" },
+	{ "sendmail", cmd_sendmail, "the sendmail(1) interface: hand a "
+	    "message to the pickup directory" },
 };
 
 static void
@@ -47,9 +51,15 @@ int
 main(int argc, char **argv)
 {
 	char *help[] = { NULL, (char *)"--help", NULL };
+	const char *base;
 	size_t i;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* installed as `sendmail` (make install SENDMAIL=1): sendmail(1) */
+	base = argv[0] != NULL ? strrchr(argv[0], '/') : NULL;
+	base = base != NULL ? base + 1 : argv[0];
+	if (base != NULL && strcmp(base, "sendmail") == 0)
+		return cmd_sendmail(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -17,6 +17,8 @@ int	cmd_send(int argc, char **argv);	/* send [FILE|-] ... */
 int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 int	cmd_user(int argc, char **argv);	/* user add|list|remove|passwd|modify */
 int	cmd_dkim(int argc, char **argv);	/* dkim keygen|check */
+int	cmd_status(int argc, char **argv);	/* status [-c FILE] [--json] */
+int	cmd_sendmail(int argc, char **argv);	/* sendmail(1): -t -i -f -F -bs RCPT... */
 
 /* The file stem `postern cert fetch` saves a certificate under (<CN>,
  * made safe), so other commands can name that file. */

@@ -119,8 +119,36 @@ check_sni_certs(const struct conf *conf, const struct conf_listener *l)
 	return bad;
 }
 
+/* One TLS endpoint (an SMTP listener or the HTTPS API): its
+ * certificates load with the `tls` settings.  The number of problems. */
+static int
+check_endpoint_tls(const struct conf *conf, const struct conf_listener *l,
+    int *noted)
+{
+	SSL_CTX *ctx;
+	char why[1024];
+
+	if (tls_demo_cert_missing(conf, l)) {
+		if (!(*noted)++)
+			printf("note: no certificate \"default\" yet; "
+			    "`postern serve` will make a self-signed "
+			    "demo certificate for %s\n", conf->hostname);
+		return check_sni_certs(conf, l);
+	}
+	if ((ctx = tls_server_ctx_new(conf, l, why, sizeof(why))) == NULL) {
+		fprintf(stderr, "%s:%d: %s %s: %s\n", conf->path, l->line,
+		    l == conf->http ? "http" : "listener",
+		    l == conf->http ? "certificate" : l->name, why);
+		ERR_clear_error();
+		return 1;
+	}
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
 /*
- * The certificates of every listener that speaks TLS load and match their
+ * The certificates of every listener that speaks TLS and of
+ * the HTTPS API load and match their
  * keys, and the `tls` settings are accepted by OpenSSL (what serve would
  * refuse to start with).  The "default" certificate may be missing: serve
  * makes the demo certificate then.  Returns the number of problems.
@@ -128,7 +156,6 @@ check_sni_certs(const struct conf *conf, const struct conf_listener *l)
 static int
 check_tls(const struct conf *conf)
 {
-	const struct conf_listener *l;
 	SSL_CTX *ctx;
 	char why[1024];
 	size_t i;
@@ -141,28 +168,12 @@ check_tls(const struct conf *conf)
 		return 1;
 	}
 	SSL_CTX_free(ctx);
-	for (i = 0; i < conf->nlisteners; i++) {
-		l = &conf->listeners[i];
-		if (!conf_listener_needs_tls(conf, l))
-			continue;
-		if (tls_demo_cert_missing(conf, l)) {
-			if (!noted++)
-				printf("note: no certificate \"default\" yet; "
-				    "`postern serve` will make a self-signed "
-				    "demo certificate for %s\n", conf->hostname);
-			bad += check_sni_certs(conf, l);
-			continue;
-		}
-		if ((ctx = tls_server_ctx_new(conf, l, why, sizeof(why))) ==
-		    NULL) {
-			fprintf(stderr, "%s:%d: listener %s: %s\n", conf->path,
-			    l->line, l->name, why);
-			ERR_clear_error();
-			bad++;
-			continue;
-		}
-		SSL_CTX_free(ctx);
-	}
+	for (i = 0; i < conf->nlisteners; i++)
+		if (conf_listener_needs_tls(conf, &conf->listeners[i]))
+			bad += check_endpoint_tls(conf, &conf->listeners[i],
+			    &noted);
+	if (conf->http != NULL)
+		bad += check_endpoint_tls(conf, conf->http, &noted);
 	return bad;
 }
 

@@ -20,6 +20,7 @@
 
 #include "cmd.h"
 #include "conf.h"
+#include "daemon_status.h"
 #include "runas.h"
 #include "spool.h"
 #include "strbuf.h"
@@ -64,42 +65,13 @@ parse_mid_arg(const char *s, uint64_t *mid)
 	return 0;
 }
 
-/* Is `pid` a running `postern serve`?  (A pid file can outlive its
- * daemon, and the number may belong to another process by now.) */
-static int
-is_postern_serve(long pid)
-{
-	char path[64], *buf, *p;
-	size_t len;
-	int found_bin = 0, found_serve = 0;
-
-	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-	if ((buf = read_file(path, &len, 65536)) == NULL)
-		return 0;
-	for (p = buf; p < buf + len; p += strlen(p) + 1) {
-		const char *base = strrchr(p, '/');
-		if (strcmp(base ? base + 1 : p, "postern") == 0)
-			found_bin = 1;
-		else if (found_bin && strcmp(p, "serve") == 0)
-			found_serve = 1;
-	}
-	free(buf);
-	return found_bin && found_serve;
-}
-
 /* Tell a running daemon to rescan; quiet when none runs. */
 static void
 poke_daemon(const struct qctx *q)
 {
-	char path[4096], *buf;
-	long pid;
+	long pid = daemon_status_pid(q->conf->data_dir);
 
-	snprintf(path, sizeof(path), "%s/postern.pid", q->conf->data_dir);
-	if ((buf = read_file(path, NULL, 64)) == NULL)
-		return;
-	pid = strtol(buf, NULL, 10);
-	free(buf);
-	if (pid > 1 && is_postern_serve(pid))
+	if (pid > 0)
 		kill((pid_t)pid, SIGUSR1);
 }
 

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/http.h>
 #include <openssl/crypto.h>
 
 #include "cmd.h"
@@ -33,6 +34,7 @@
 #include "msg_build.h"
 #include "msg_prep.h"
 #include "send_driver.h"
+#include "send_http.h"
 #include "smime.h"
 #include "strbuf.h"
 #include "tls_ctx.h"
@@ -55,6 +57,8 @@ struct send_opts {
 	const char	*host, *user, *pw_env, *pw_file, *cpath;
 	const char	*trust, *servername, *keys, *output;
 	const char	*from, *subject, *body, *body_file, *html, *env_from;
+	const char	*http;		/* --http URL */
+	char		 http_host[256], http_path[512];
 	struct strlist	 to, cc, bcc, attach, env_to;
 	int		 port;
 	enum send_tls	 tls;
@@ -83,6 +87,8 @@ usage(FILE *fp)
 "  --trust FILE          also trust this CA (PEM) besides the trust store\n"
 "  --servername NAME     SNI and the name the certificate must carry\n"
 "  --insecure            do not verify the server certificate\n"
+"  --http URL            through Postern's HTTPS API instead of SMTP\n"
+"                        (https://HOST[:PORT][/PATH]; no SMTP_HOST needed)\n"
 "  -c FILE               configuration: TLS settings, trust store of its\n"
 "                        data_dir (default as for serve)\n"
 "  --timeout SECS        deadline of each step (default %g)\n"
@@ -132,7 +138,8 @@ value_slot(struct send_opts *o, const char *name, struct strlist **list)
 		S("--output", output), S("--from", from),
 		S("--subject", subject), S("--body", body),
 		S("--body-file", body_file), S("--html", html),
-		S("--env-from", env_from), L("--to", to), L("--cc", cc),
+		S("--env-from", env_from), S("--http", http),
+		L("--to", to), L("--cc", cc),
 		L("--bcc", bcc), L("--attach", attach), L("--env-to", env_to),
 #undef S
 #undef L
@@ -310,6 +317,9 @@ check_args(struct send_opts *o)
 	    o->insecure))
 		return USAGE("--plain uses no TLS: --trust, --servername "
 		    "and --insecure do not apply");
+	if (o->http != NULL && o->tls_set)
+		return USAGE("--http is always TLS: --starttls, --tls and "
+		    "--plain do not apply");
 	if (o->count == 0)
 		o->count = 1;
 	if (o->concurrency == 0)
@@ -326,12 +336,43 @@ struct target {
 	char		*password;	/* malloc'd, wiped */
 };
 
+/* --http https://HOST[:PORT][/PATH]: the API's host, port and path. */
+static int
+target_from_url(struct send_opts *o, struct target *t)
+{
+	struct evhttp_uri *u = evhttp_uri_parse(o->http);
+	const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
+	const char *host = u ? evhttp_uri_get_host(u) : NULL;
+	const char *path = u ? evhttp_uri_get_path(u) : NULL;
+
+	if (scheme == NULL || ascii_casecmp(scheme, "https") != 0 ||
+	    host == NULL || host[0] == '\0' ||
+	    bstrlcpy(o->http_host, host, sizeof(o->http_host)) >=
+	    sizeof(o->http_host)) {
+		evhttp_uri_free(u);
+		return USAGE("--http wants https://HOST[:PORT][/PATH] (the API "
+		    "speaks TLS only)");
+	}
+	bstrlcpy(o->http_path, path != NULL && path[0] != '\0' &&
+	    strcmp(path, "/") != 0 ? path : "/v1/messages",
+	    sizeof(o->http_path));
+	t->host = o->http_host;
+	t->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 443;
+	evhttp_uri_free(u);
+	t->user = o->user != NULL ? o->user : getenv("SMTP_USER");
+	if (t->user != NULL && t->user[0] == '\0')
+		t->user = NULL;
+	return -1;
+}
+
 static int
 target_from_env(struct send_opts *o, struct target *t)
 {
 	const char *v;
 	unsigned long n;
 
+	if (o->http != NULL)
+		return target_from_url(o, t);
 	t->host = o->host != NULL ? o->host : getenv("SMTP_HOST");
 	if (t->host == NULL || t->host[0] == '\0') {
 		/* SPEC's exact words */
@@ -613,8 +654,12 @@ opened(void *arg, const char *mode)
 
 	if (r->o->quiet)
 		return;
-	printf("Opened SMTP connection (%s) to %s, port %d", mode, r->t->host,
-	    r->t->port);
+	if (r->o->http != NULL)
+		printf("Opened HTTPS connection to %s, port %d", r->t->host,
+		    r->t->port);
+	else
+		printf("Opened SMTP connection (%s) to %s, port %d", mode,
+		    r->t->host, r->t->port);
 	if (r->t->user != NULL)
 		printf(", user=\"%s\", password=\"****\"", r->t->user);
 	printf("\nSending %s From: %s To: %s", r->m->label,
@@ -703,7 +748,8 @@ client_ctx(struct send_opts *o, const char **helo, struct conf **confp)
 		    "with `postern trust list`, or the tls block)", why);
 		return NULL;
 	}
-	if (!o->insecure)
+	if (!o->insecure && o->http == NULL)	/* evhttp: verify in the
+						 * handshake */
 		tls_client_verify_after(ctx);
 	if (o->trust != NULL && tls_client_ctx_add_trust(ctx, o->trust, why,
 	    sizeof(why)) == -1) {
@@ -780,7 +826,8 @@ deliver(struct send_opts *o, struct target *t, struct message *m)
 	s.ctx = ctx;
 	s.arg = &r;
 
-	rc = send_driver_run(&s, &out);
+	rc = o->http != NULL ? send_http_run(&s, o->http_path, &out) :
+	    send_driver_run(&s, &out);
 	if (o->bulk && !o->quiet)
 		report_bulk(o, &out);
 	else if (rc == 0 && !o->quiet)

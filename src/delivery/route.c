@@ -53,21 +53,34 @@ route_control(const struct conf *conf, struct route_decision *d)
 	    d->route->tls != ROUTE_TLS_UNSET;
 }
 
+int
+route_domain_of(const char *rcpt, char *buf, size_t len)
+{
+	const char *at = strrchr(rcpt, '@');
+	size_t n;
+
+	buf[0] = '\0';
+	if (at == NULL || at[1] == '\0')
+		return -1;
+	n = strlen(at + 1);
+	if (n > ROUTE_DOMAIN_MAX || n >= len)
+		return -1;
+	memcpy(buf, at + 1, n + 1);
+	ascii_lower(buf, n);
+	return 0;
+}
+
 enum route_kind
 route_decide(const struct conf *conf, const char *rcpt,
     struct route_decision *d)
 {
 	const char *at = strrchr(rcpt, '@');
-	size_t len;
 
 	memset(d, 0, sizeof(*d));
 	if (at == NULL || at[1] == '\0')
 		return route_nowhere(d, "recipient address has no domain");
-	len = strlen(at + 1);
-	if (len > ROUTE_DOMAIN_MAX)
+	if (route_domain_of(rcpt, d->domain, sizeof(d->domain)) == -1)
 		return route_nowhere(d, "recipient domain is too long");
-	memcpy(d->domain, at + 1, len + 1);
-	ascii_lower(d->domain, len);
 	d->route = conf_route_for(conf, d->domain);
 	if (d->route != NULL && d->route->maildir != NULL) {
 		d->kind = ROUTE_TO_MAILDIR;

@@ -58,6 +58,10 @@ struct route_decision {
 					/* recipient domain, lower case */
 };
 
+/* The recipient domain of `rcpt` as the router keys it (lower case) into
+ * buf (ROUTE_DOMAIN_MAX + 1 octets fit any).  0, or -1 when the address
+ * has no domain or it is too long (buf is then ""). */
+int	route_domain_of(const char *rcpt, char *buf, size_t len);
 /* Decide for recipient address `rcpt` ("local@domain"); fills *d and
  * returns d->kind. */
 enum route_kind route_decide(const struct conf *, const char *rcpt,

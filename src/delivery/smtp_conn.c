@@ -35,6 +35,12 @@
  * someone in between, can make us defer but never make us send in clear
  * where the destination's mode forbids it; replies reach the log only as
  * values (cleaned by mlog).
+ *
+ * Every TLS session and every TLS trouble (a failure that stops the
+ * attempt, STARTTLS refused under a preferred mode, an unverified
+ * certificate delivered to anyway) is counted (metrics.h); the troubles
+ * also go into the status file's ring of recent failures
+ * (daemon_status.h) that `postern status` shows.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -50,10 +56,12 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "daemon_status.h"
 #include "delivery_log.h"
 #include "dest_queue.h"
 #include "ids.h"
 #include "log.h"
+#include "metrics.h"
 #include "smtp_client.h"
 #include "smtp_conn.h"
 #include "smtp_tx.h"
@@ -245,6 +253,14 @@ conn_ctx(const struct smtp_conn *sc)
 	return sc->q->tls.verify && ctx_verify ? ctx_verify : ctx_plain;
 }
 
+/* A TLS trouble with this connection's next hop: counted, remembered. */
+static void
+tls_trouble(struct smtp_conn *sc, const char *reason)
+{
+	metrics_tls_failure(METRICS_OUTBOUND, reason);
+	daemon_status_tls_failure(sc->q->route.domain, host(sc), reason);
+}
+
 /* TLS failure where TLS is required: log, alert, next target. */
 static void
 tls_fail(struct smtp_conn *sc, const char *reason)
@@ -253,6 +269,7 @@ tls_fail(struct smtp_conn *sc, const char *reason)
 	char why[600];
 
 	delivery_log_tls_failed(sc->dcid, reason);
+	tls_trouble(sc, reason);
 	if (alert_cb != NULL)
 		alert_cb(sc->q->route.domain, host(sc), reason);
 	bsnprintf(why, sizeof(why), "TLS required for %s (tls %s%s) but %s",
@@ -273,6 +290,7 @@ tls_attack(struct smtp_conn *sc, const char *reason)
 	bsnprintf(why, sizeof(why), "TLS with %s failed after its 220 to "
 	    "STARTTLS (possible active attack; not sent in clear): %s",
 	    host(sc), reason);
+	tls_trouble(sc, why);
 	conn_give_up(sc, why, "4.7.5");
 }
 
@@ -323,6 +341,8 @@ tls_established(struct smtp_conn *sc)
 	long vr;
 
 	delivery_log_tls_success(sc->dcid, tls_protocol(ssl), tls_cipher(ssl));
+	metrics_tls_session(METRICS_OUTBOUND, tls_protocol(ssl),
+	    tls_cipher(ssl));
 	if (!p->verify)
 		return 0;
 	vr = ssl ? SSL_get_verify_result(ssl) : X509_V_ERR_UNSPECIFIED;
@@ -333,6 +353,10 @@ tls_established(struct smtp_conn *sc)
 	if (p->unverified == TLS_WARN) {
 		delivery_log_tls_unverified(sc->dcid, host(sc),
 		    verify_reason(vr), sc->q->route.domain);
+		bsnprintf(reason, sizeof(reason), "certificate of %s not "
+		    "verified: %s; delivered anyway (preferred-verify)",
+		    host(sc), verify_reason(vr));
+		tls_trouble(sc, reason);
 		return 0;
 	}
 	bsnprintf(reason, sizeof(reason), "certificate of %s not verified: "
@@ -720,6 +744,7 @@ on_starttls(struct smtp_conn *sc, const struct smtp_client_result *r)
 			return;
 		delivery_log_tls_clear(sc->dcid, w2, sc->q->route.domain,
 		    p->mode);
+		tls_trouble(sc, w2);
 		conn_enter_state(sc, CONN_AUTH);
 		return;
 	}

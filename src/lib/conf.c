@@ -212,6 +212,11 @@ static void	 parse_dkim_entry(struct loadctx *, const config_setting_t *,
 static void	 parse_dkim(struct loadctx *, const config_setting_t *);
 static void	 parse_smime(struct loadctx *, const config_setting_t *);
 static void	 parse_resolver(struct loadctx *, const config_setting_t *);
+static void	 parse_metrics(struct loadctx *, const config_setting_t *);
+static void	 parse_http(struct loadctx *, const config_setting_t *);
+static void	 parse_pickup(struct loadctx *, const config_setting_t *);
+static void	 listener_free(struct conf_listener *);
+static void	 show_ingress(const struct conf *, FILE *);
 static void	 certref_free(struct conf_certref *);
 static void	 route_free(struct conf_route *);
 static void	 put_str(FILE *, const char *);
@@ -254,7 +259,19 @@ static const struct keyspec top_keys[] = {
 	{ "alerts", K_GROUP }, { "dkim", K_GROUPLIST }, { "smime", K_GROUP },
 	{ "dkim_on_error", K_STRING },
 	{ "resolver", K_GROUP }, { "limits", K_GROUP },
+	{ "metrics", K_GROUP },
+	{ "http", K_GROUP }, { "pickup", K_GROUP },
 	{ NULL, K_STRING }
+};
+
+static const struct keyspec http_keys[] = {
+	{ "address", K_STRING }, { "port", K_INT }, { "certificate", K_CERT },
+	{ NULL, K_STRING }
+};
+
+static const struct keyspec pickup_keys[] = {
+	{ "dir", K_STRING }, { "group", K_STRING },
+	{ "max_message_size", K_INT }, { NULL, K_STRING }
 };
 
 static const struct keyspec log_keys[] = {
@@ -340,6 +357,10 @@ static const struct keyspec smime_keys[] = {
 
 static const struct keyspec resolver_keys[] = {
 	{ "local_data", K_STRLIST }, { NULL, K_STRING }
+};
+
+static const struct keyspec metrics_keys[] = {
+	{ "address", K_STRING }, { "port", K_INT }, { NULL, K_STRING }
 };
 
 static const struct enumval listener_tls_vals[] = {
@@ -1035,6 +1056,7 @@ conf_set_defaults(struct conf *c)
 	c->retry_min = 60;
 	c->retry_max = 3600;
 	c->max_queue_lifetime = 432000;
+	c->pickup.max_message_size = 20971520;
 }
 
 
@@ -1201,6 +1223,12 @@ parse_top(struct loadctx *ctx, const config_setting_t *root)
 		parse_smime(ctx, s);
 	if ((s = get_typed(root, "resolver", K_GROUP)) != NULL)
 		parse_resolver(ctx, s);
+	if ((s = get_typed(root, "metrics", K_GROUP)) != NULL)
+		parse_metrics(ctx, s);
+	if ((s = get_typed(root, "http", K_GROUP)) != NULL)
+		parse_http(ctx, s);
+	if ((s = get_typed(root, "pickup", K_GROUP)) != NULL)
+		parse_pickup(ctx, s);
 }
 
 /* hostname, data_dir, user, workers. */
@@ -2097,6 +2125,99 @@ parse_resolver(struct loadctx *ctx, const config_setting_t *g)
 	    &c->resolver_local_data, &c->nresolver_local_data);
 }
 
+/* metrics = { address; port; }: the block turns the listener on. */
+static void
+parse_metrics(struct loadctx *ctx, const config_setting_t *g)
+{
+	struct conf *c = ctx->conf;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	const config_setting_t *s;
+	const char *v;
+
+	check_keys(ctx, g, metrics_keys, "metrics");
+	set_str(&c->metrics_address, xstrdup("127.0.0.1"));
+	c->metrics_port = 9725;
+	if ((v = get_str(g, "address", &s)) != NULL) {
+		if (sockaddr_parse(v, 0, &ss, &sslen) == -1)
+			report(ctx, s, "metrics address '%s' is not a literal "
+			    "IPv4 or IPv6 address", v);
+		set_str(&c->metrics_address, xstrdup(v));
+	}
+	set_int(ctx, g, "port", 1, 65535, &c->metrics_port);
+}
+
+/*
+ * http = { address; port; certificate; }: a listener named "http" with
+ * implicit TLS and AUTH required (the API never speaks plaintext).  Its
+ * address and port must differ from every SMTP listener's.
+ */
+static void
+parse_http(struct loadctx *ctx, const config_setting_t *g)
+{
+	struct conf *c = ctx->conf;
+	struct conf_listener *l;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	const config_setting_t *s;
+	const char *v;
+	size_t i;
+
+	check_keys(ctx, g, http_keys, "http");
+	require(ctx, g, "address", "http");
+	require(ctx, g, "port", "http");
+	l = c->http = xcalloc(1, sizeof(*l));
+	l->line = (int)config_setting_source_line(g);
+	l->name = xstrdup("http");
+	l->tls = LISTENER_TLS_IMPLICIT;
+	l->auth = LISTENER_AUTH_REQUIRED;
+	l->certificate.id = xstrdup("default");
+	if ((v = get_str(g, "address", &s)) != NULL) {
+		if (sockaddr_parse(v, 0, &ss, &sslen) == -1)
+			report(ctx, s, "http address '%s' is not a literal IPv4 "
+			    "or IPv6 address", v);
+		l->address = xstrdup(v);
+	}
+	set_int(ctx, g, "port", 1, 65535, &l->port);
+	if ((s = get_typed(g, "certificate", K_CERT)) != NULL)
+		parse_certificates(ctx, s, l);
+	for (i = 0; i < c->nlisteners; i++)
+		if (same_endpoint(l, &c->listeners[i]))
+			report(ctx, g, "http address %s port %d is already used "
+			    "by listener '%s' (line %d)", l->address, l->port,
+			    c->listeners[i].name, c->listeners[i].line);
+}
+
+/* pickup = { dir; group; max_message_size; }: dir and group together. */
+static void
+parse_pickup(struct loadctx *ctx, const config_setting_t *g)
+{
+	struct conf *c = ctx->conf;
+	const config_setting_t *s;
+	const char *v;
+	int n;
+
+	check_keys(ctx, g, pickup_keys, "pickup");
+	require(ctx, g, "dir", "pickup");
+	require(ctx, g, "group", "pickup");
+	if ((v = get_str(g, "dir", &s)) != NULL) {
+		if (*v == '\0')
+			report(ctx, s, "'dir' must not be empty");
+		else
+			set_str(&c->pickup.dir, resolve(ctx, v));
+	}
+	if ((v = get_str(g, "group", &s)) != NULL) {
+		if (!valid_ident(v) || v[0] == '-' || v[0] == '.')
+			report(ctx, s, "'group' is not a valid group name: '%s'",
+			    v);
+		else
+			set_str(&c->pickup.group, xstrdup(v));
+	}
+	n = (int)c->pickup.max_message_size;
+	set_int(ctx, g, "max_message_size", 1024, CONF_INT_MAX, &n);
+	c->pickup.max_message_size = (size_t)n;
+}
+
 /* ---- freeing ----------------------------------------------------------- */
 
 static void
@@ -2119,24 +2240,37 @@ route_free(struct conf_route *r)
 	strv_free(r->users, r->nusers);
 }
 
+static void
+listener_free(struct conf_listener *l)
+{
+	size_t j;
+
+	if (l == NULL)
+		return;
+	free(l->name);
+	free(l->address);
+	certref_free(&l->certificate);
+	for (j = 0; j < l->nsni_certs; j++)
+		certref_free(&l->sni_certs[j]);
+	free(l->sni_certs);
+	free(l->proxy_from);
+}
+
 /* Free a conf and everything it owns; NULL is fine. */
 void
 conf_free(struct conf *c)
 {
-	size_t i, j;
+	size_t i;
 
 	if (c == NULL)
 		return;
-	for (i = 0; i < c->nlisteners; i++) {
-		free(c->listeners[i].name);
-		free(c->listeners[i].address);
-		certref_free(&c->listeners[i].certificate);
-		for (j = 0; j < c->listeners[i].nsni_certs; j++)
-			certref_free(&c->listeners[i].sni_certs[j]);
-		free(c->listeners[i].sni_certs);
-		free(c->listeners[i].proxy_from);
-	}
+	for (i = 0; i < c->nlisteners; i++)
+		listener_free(&c->listeners[i]);
 	free(c->listeners);
+	listener_free(c->http);
+	free(c->http);
+	free(c->pickup.dir);
+	free(c->pickup.group);
 	for (i = 0; i < c->nsender_groups; i++) {
 		free(c->sender_groups[i].name);
 		free(c->sender_groups[i].networks);
@@ -2173,6 +2307,7 @@ conf_free(struct conf *c)
 	free(c->data_dir);
 	free(c->user);
 	free(c->log_file);
+	free(c->metrics_address);
 	free(c);
 }
 
@@ -2698,6 +2833,44 @@ show_misc(const struct conf *c, FILE *fp)
 	put_klist(fp, "local_data", c->resolver_local_data,
 	    c->nresolver_local_data);
 	fputs(" };\n", fp);
+	if (c->metrics_port == 0) {
+		fputs("# metrics: off (no metrics block)\n", fp);
+		return;
+	}
+	fputs("metrics = {", fp);
+	put_kstr(fp, "address", c->metrics_address);
+	put_kint(fp, "port", c->metrics_port);
+	fputs(" };\n", fp);
+}
+
+/* http and pickup, when configured. */
+static void
+show_ingress(const struct conf *c, FILE *fp)
+{
+	size_t j;
+
+	if (c->http != NULL) {
+		fputs("http = {", fp);
+		put_kstr(fp, "address", c->http->address);
+		put_kint(fp, "port", c->http->port);
+		fputs(" certificate = ", fp);
+		if (c->http->nsni_certs > 0)
+			fputs("( ", fp);
+		show_certref(fp, &c->http->certificate);
+		for (j = 0; j < c->http->nsni_certs; j++) {
+			fputs(", ", fp);
+			show_certref(fp, &c->http->sni_certs[j]);
+		}
+		fputs(c->http->nsni_certs > 0 ? " ); };\n" : "; };\n", fp);
+	}
+	if (c->pickup.dir != NULL) {
+		fputs("pickup = {", fp);
+		put_kstr(fp, "dir", c->pickup.dir);
+		put_kstr(fp, "group", c->pickup.group);
+		put_kint(fp, "max_message_size",
+		    (long long)c->pickup.max_message_size);
+		fputs(" };\n", fp);
+	}
 }
 
 /* Print the effective configuration; conf_load reads it back unchanged. */
@@ -2733,4 +2906,5 @@ conf_show(const struct conf *c, FILE *fp)
 	show_routes(c, fp);
 	show_destinations(c, fp);
 	show_misc(c, fp);
+	show_ingress(c, fp);
 }

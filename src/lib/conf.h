@@ -133,6 +133,14 @@ enum dkim_on_error { DKIM_ON_ERROR_DEFER, DKIM_ON_ERROR_SEND_UNSIGNED };
 /* smime.encrypt for the mail that smime.sign selects. */
 enum smime_encrypt { SMIME_ENCRYPT_NEVER, SMIME_ENCRYPT_WHEN_POSSIBLE,
 	SMIME_ENCRYPT_REQUIRED };
+/* pickup = { dir; group; max_message_size; } (docs/http-api.md, "Pickup
+ * directory"): files local programs (postern sendmail) drop for the
+ * daemon to take. */
+struct conf_pickup {
+	char	*dir;			/* resolved path; NULL = no pickup */
+	char	*group;			/* group whose members may drop files */
+	size_t	 max_message_size;	/* default 20971520 */
+};
 
 struct conf_tls {
 	char	*min_protocol;		/* default "TLSv1.2" */
@@ -171,11 +179,23 @@ struct conf {
 	struct conf_tls tls;
 	struct conf_limits limits;
 
+	/* http = { address; port; certificate; }: the HTTPS injection API
+	 * (docs/http-api.md), held as a listener named "http" (tls implicit,
+	 * auth required) so binding and TLS are the listeners'.  NULL when
+	 * not configured. */
+	struct conf_listener *http;
+	struct conf_pickup pickup;
+
 	/* delivery */
 	int	 retry_min;		/* default 60 */
 	int	 retry_max;		/* default 3600 */
 	int	 max_queue_lifetime;	/* default 432000 */
 	int	 paused;		/* default 0 */
+
+	/* metrics = { address; port; }: Prometheus text on GET /metrics
+	 * (plain HTTP).  metrics_port 0 = no metrics block: off. */
+	char	*metrics_address;	/* literal IP: "127.0.0.1" */
+	int	 metrics_port;		/* 9725 with a block, else 0 */
 };
 
 /* A list of "FILE:LINE: message" strings collected while loading. */

@@ -4,8 +4,10 @@
  * Order: load and validate the configuration; create the data directory
  * and spool, recover it (drop unfinished receptions, find the highest MID);
  * bind every listener (one SO_REUSEPORT socket per worker); drop
- * privileges when started as root; then fork one queue manager and one
- * SMTP worker per CPU.  The master only supervises: it restarts a child
+ * privileges when started as root; then fork one queue manager, one
+ * SMTP worker per CPU and, with a `metrics` block, the metrics process
+ * (metrics_http.h says why it is a process of its own).  The master
+ * only supervises: it restarts a child
  * that dies, forwards SIGUSR1 to the queue manager, reloads on SIGHUP,
  * reopens the log files on SIGUSR2 (logrotate), and on SIGTERM/SIGINT
  * stops the children and exits.  Workers share nothing hot: each has its
@@ -15,6 +17,12 @@
  * says READY=1 once every listener is bound, the spool recovered and the
  * children started; RELOADING=1 / READY=1 around a reload; STATUS= lines;
  * WATCHDOG=1 from its signal loop; STOPPING=1 at shutdown.
+ *
+ * For `postern status` the master keeps <data_dir>/postern.status
+ * (daemon_status.h) up to date: written at start, at each reload and
+ * when a child starts, never per message.  The metrics counters
+ * (metrics.h) live in memory it shares with its children before the
+ * first fork, so they outlive any child.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,15 +45,22 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "cert_expiry.h"
 #include "certstore.h"
 #include "cmd.h"
 #include "conf.h"
 #include "throttle.h"
 #include "connlimit.h"
+#include "daemon_status.h"
 #include "dns.h"
+#include "http_conn.h"
+#include "inject.h"
+#include "pickup.h"
 #include "ids.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "qmgr.h"
 #include "runas.h"
 #include "sdnotify.h"
@@ -60,9 +75,11 @@
 
 struct child {
 	pid_t	pid;
-	int	role;		/* -1 = queue manager, else worker index */
+	int	role;		/* DSTATUS_ROLE_QMGR, _METRICS, or
+				 * the worker index */
 	int	gen;		/* configuration generation it runs */
 	double	started;
+	int64_t	since;		/* wall clock of its start */
 };
 
 static struct conf	*sconf;
@@ -75,16 +92,20 @@ static int		 generation;
 static struct spool	*sspool;
 static int		*sfds;		/* [worker][listener] */
 static SSL_CTX		**stls;		/* [listener]: server TLS, or NULL */
+static int		*shttp_fds;	/* [worker]: the HTTPS API, or NULL */
+static SSL_CTX		*shttp_tls;	/* its server context */
 /* "message committed" datagrams from the workers to the queue manager:
  * one socketpair per generation, so a queue manager that a reload is
  * stopping never reads (and delivers under the old configuration) a MID
  * a new-generation worker committed. */
 static int		 snotify[2] = { -1, -1 };
 static int		 snworkers;
-static struct child	 children[MAX_WORKERS + 1];
+/* two generations meet during a reload */
+static struct child	 children[2 * (MAX_WORKERS + 2)];
 static int		 nchildren;
 static int		 stopping;	/* SIGTERM seen: do not restart */
 static const char	*snote;		/* appended to STATUS= (reload refused) */
+static int		 smetrics = -1;	/* the metrics listener, or -1 */
 
 static void
 usage(FILE *f)
@@ -98,18 +119,27 @@ usage(FILE *f)
 	    "  --debug        also log debug lines\n", CONF_DEFAULT_PATH);
 }
 
+static void	start_child(int role);
+
 static struct event_base *wbase;
+static int		 wparts;	/* SMTP, HTTP still finishing */
 
 static void
 worker_stopped(void)
 {
-	event_base_loopexit(wbase, NULL);
+	if (--wparts <= 0)
+		event_base_loopexit(wbase, NULL);
 }
 
 /* SIGTERM: finish in-flight commits, 421 to everyone, then exit. */
 static void
 worker_term_cb(evutil_socket_t fd, short what, void *arg)
 {
+	if (wparts > 0)
+		return;
+	wparts = 3;
+	http_conn_shutdown(worker_stopped);
+	pickup_shutdown(worker_stopped);
 	listener_shutdown(WORKER_GRACE, 1, worker_stopped);
 }
 
@@ -118,6 +148,11 @@ worker_term_cb(evutil_socket_t fd, short what, void *arg)
 static void
 worker_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
+	if (wparts > 0)
+		return;
+	wparts = 3;
+	http_conn_shutdown(worker_stopped);
+	pickup_shutdown(worker_stopped);
 	listener_shutdown(0, 0, worker_stopped);
 }
 
@@ -154,9 +189,18 @@ worker_main(int idx)
 	if (listener_attach(base, sconf, sspool,
 	    &sfds[(size_t)idx * sconf->nlisteners], snotify[1], stls) == -1)
 		fatalx("worker %d: cannot attach listeners", idx);
+	inject_init(sspool, snotify[1], sconf->hostname);
+	if (shttp_fds != NULL && shttp_tls != NULL && http_conn_attach(base,
+	    sconf, sspool, shttp_fds[idx], shttp_tls) == -1)
+		fatalx("worker %d: cannot attach the HTTPS API", idx);
+	/* One taker of pickup files per generation: worker 0. */
+	if (idx == 0 && sconf->pickup.dir != NULL &&
+	    pickup_attach(base, sconf) == -1)
+		log_warnx("worker %d: the pickup directory is not watched", idx);
 	wbase = base;
 	log_attach_loop(base);
 	connlimit_set_worker(idx);
+	metrics_set_slot(METRICS_SLOT_WORKER(idx), sconf);
 	ev = evsignal_new(base, SIGTERM, worker_term_cb, base);
 	if (ev == NULL || event_add(ev, NULL) == -1)
 		fatalx("worker %d: cannot watch signals", idx);
@@ -181,9 +225,47 @@ qmgr_main(void)
 	close(snotify[1]);
 	watch_hup(base);
 	log_attach_loop(base);
+	metrics_set_slot(METRICS_SLOT_QMGR, sconf);
 	r = qmgr_run(base, sconf, sspool, snotify[0]);
 	log_flush();
 	return r;
+}
+
+/* The metrics process: GET /metrics on the socket the master bound. */
+static int
+metrics_main(void)
+{
+	struct event_base *base = event_base_new();
+	int r;
+
+	if (base == NULL)
+		fatalx("metrics: cannot start its event loop");
+	close(snotify[0]);
+	close(snotify[1]);
+	watch_hup(base);
+	log_attach_loop(base);
+	if ((r = metrics_http_run(base, sconf, sspool, smetrics)) == -1)
+		log_crit("metrics: cannot serve on %s port %d",
+		    sconf->metrics_address, sconf->metrics_port);
+	log_flush();
+	return r;
+}
+
+static int
+child_main(int role)
+{
+	if (role == DSTATUS_ROLE_QMGR)
+		return qmgr_main();
+	if (role == DSTATUS_ROLE_METRICS)
+		return metrics_main();
+	return worker_main(role);
+}
+
+static const char *
+role_name(int role)
+{
+	return role == DSTATUS_ROLE_QMGR ? "queue manager" :
+	    role == DSTATUS_ROLE_METRICS ? "metrics process" : "worker";
 }
 
 static pid_t
@@ -205,7 +287,7 @@ spawn(int role)
 	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	_exit((role == -1 ? qmgr_main() : worker_main(role)) == 0 ? 0 : 1);
+	_exit(child_main(role) == 0 ? 0 : 1);
 }
 
 /*
@@ -300,10 +382,45 @@ bind_all(void)
 		    cl->port);
 		bound++;
 	}
+	if (sconf->http != NULL) {
+		shttp_fds = xcalloc((size_t)snworkers, sizeof(*shttp_fds));
+		for (w = 0; w < snworkers; w++)
+			if ((shttp_fds[w] = listener_bind(sconf->http, 1, why,
+			    sizeof(why))) == -1) {
+				fprintf(stderr, "postern: %s\n", why);
+				return -1;
+			}
+		log_info("HTTPS API on %s port %d", sconf->http->address,
+		    sconf->http->port);
+		bound++;
+	}
 	if (bound == 0) {
 		fprintf(stderr, "postern: no listener could be started\n");
 		return -1;
 	}
+	return 0;
+}
+
+/* The metrics listener, bound with the SMTP ones (before the privilege
+ * drop, so a port below 1024 works too). */
+static int
+bind_metrics(void)
+{
+	struct conf_listener l;
+	char why[512];
+
+	if (sconf->metrics_port == 0)
+		return 0;
+	memset(&l, 0, sizeof(l));
+	l.name = (char *)"metrics";
+	l.address = sconf->metrics_address;
+	l.port = sconf->metrics_port;
+	if ((smetrics = listener_bind(&l, 0, why, sizeof(why))) == -1) {
+		fprintf(stderr, "postern: %s\n", why);
+		return -1;
+	}
+	log_info("metrics on %s port %d (GET /metrics)",
+	    sconf->metrics_address, sconf->metrics_port);
 	return 0;
 }
 
@@ -435,6 +552,37 @@ tls_build(const struct conf *c, const struct conf *oldc, SSL_CTX **old)
 	return v;
 }
 
+/*
+ * The HTTPS API's server context (NULL without `http`).  At start a
+ * broken certificate stops us; on reload (old != NULL) the API keeps its
+ * previous context and the log says why.  *failed is set on a failure
+ * at start.
+ */
+static SSL_CTX *
+http_tls_build(const struct conf *c, SSL_CTX *old, int *failed)
+{
+	SSL_CTX *ctx = NULL;
+	char why[1024];
+
+	*failed = 0;
+	if (c->http == NULL)
+		return NULL;
+	if (ensure_demo_cert(c, c->http, why, sizeof(why)) != -1 &&
+	    (ctx = tls_server_ctx_new(c, c->http, why, sizeof(why))) != NULL)
+		return ctx;
+	ERR_clear_error();
+	if (old != NULL) {
+		log_crit("reload: http: %s; it keeps its previous certificate "
+		    "and TLS settings", why);
+		SSL_CTX_up_ref(old);
+		return old;
+	}
+	log_crit("http: %s", why);
+	fprintf(stderr, "postern: http: %s\n", why);
+	*failed = 1;
+	return NULL;
+}
+
 /* A fresh worker -> queue manager channel for a new generation (the
  * old one stays open in the old generation's processes only). */
 static int
@@ -465,6 +613,48 @@ poke_qmgr(void)
 			kill(children[i].pid, SIGUSR1);
 }
 
+/* The children as `postern status` shows them. */
+static void
+publish_children(void)
+{
+	struct dstatus_child v[sizeof(children) / sizeof(children[0])];
+	int i;
+
+	for (i = 0; i < nchildren; i++) {
+		v[i].pid = children[i].pid;
+		v[i].role = children[i].role;
+		v[i].generation = children[i].gen;
+		v[i].started = children[i].since;
+	}
+	daemon_status_set_children(v, (size_t)nchildren);
+}
+
+/* Listeners, their certificates and the worker count of this
+ * generation, for `postern status` and the metrics. */
+static void
+publish_config(void)
+{
+	struct dstatus_cert certs[DSTATUS_MAX_CERTS];
+	size_t n;
+
+	n = cert_expiry_listeners(sconf, certs, DSTATUS_MAX_CERTS);
+	daemon_status_set_config(sconf, snworkers, generation, certs, n);
+}
+
+/* This generation's queue manager, workers and metrics process. */
+static void
+start_generation(void)
+{
+	int i;
+
+	start_child(DSTATUS_ROLE_QMGR);
+	for (i = 0; i < snworkers; i++)
+		start_child(i);
+	if (smetrics != -1)
+		start_child(DSTATUS_ROLE_METRICS);
+	publish_children();
+}
+
 static void
 start_child(int role)
 {
@@ -478,6 +668,7 @@ start_child(int role)
 	children[nchildren].role = role;
 	children[nchildren].gen = generation;
 	children[nchildren].started = mono_now();
+	children[nchildren].since = wall_now();
 	nchildren++;
 }
 
@@ -500,13 +691,14 @@ reap(void)
 			int old_worker = !stopping && children[i].role >= 0;
 
 			children[i] = children[--nchildren];
+			publish_children();
 			if (old_worker)
 				poke_qmgr();
 			continue;
 		}
 		log_crit("%s %d exited (%s %d); restarting it",
-		    children[i].role == -1 ? "queue manager" : "worker",
-		    (int)pid, WIFSIGNALED(status) ? "signal" : "status",
+		    role_name(children[i].role), (int)pid,
+		    WIFSIGNALED(status) ? "signal" : "status",
 		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 		{
 			int role = children[i].role;
@@ -517,6 +709,7 @@ reap(void)
 			if (age < 1)
 				sleep(1);	/* no tight crash loop */
 			start_child(role);
+			publish_children();
 		}
 	}
 }
@@ -549,8 +742,19 @@ reload_blocker(const struct conf *a, const struct conf *b)
 		return "workers";
 	if (strcmp(a->log_file, b->log_file) != 0 || a->log_json != b->log_json)
 		return "log";
+	if (a->metrics_port != b->metrics_port || (a->metrics_port &&
+	    strcmp(a->metrics_address, b->metrics_address) != 0))
+		return "metrics";
+	if ((a->pickup.dir == NULL) != (b->pickup.dir == NULL) ||
+	    (a->pickup.dir != NULL && (strcmp(a->pickup.dir, b->pickup.dir) ||
+	    strcmp(a->pickup.group, b->pickup.group))))
+		return "pickup";
 	if (a->nlisteners != b->nlisteners)
 		return "listeners";
+	if ((a->http == NULL) != (b->http == NULL) || (a->http != NULL &&
+	    (strcmp(a->http->address, b->http->address) != 0 ||
+	    a->http->port != b->http->port)))
+		return "http";
 	for (i = 0; i < a->nlisteners; i++) {
 		x = &a->listeners[i];
 		y = &b->listeners[i];
@@ -584,7 +788,8 @@ reload(void)
 {
 	struct conf_errors errs = { NULL, 0 };
 	struct conf *nc, *old;
-	SSL_CTX **ntls, **old_tls;
+	SSL_CTX **ntls, **old_tls, *nhttp, *old_http;
+	int failed;
 	const char *what;
 	size_t k;
 	int i, old_gen;
@@ -625,15 +830,20 @@ reload(void)
 		reopen_children();
 		return -1;
 	}
+	nhttp = http_tls_build(nc, shttp_tls, &failed);
 	old = sconf;
 	old_tls = stls;
+	old_http = shttp_tls;
 	sconf = nc;
 	stls = ntls;
+	shttp_tls = nhttp;
 	if (notify_channel_new() == -1) {
 		log_warn("reload refused: socketpair");
 		tls_free_all(ntls, nc->nlisteners);
+		SSL_CTX_free(nhttp);
 		sconf = old;
 		stls = old_tls;
+		shttp_tls = old_http;
 		conf_free(nc);
 		reopen_children();
 		return -1;
@@ -645,12 +855,12 @@ reload(void)
 	 * manager by a rescan when each of them exits (reap). */
 	for (i = 0; i < nchildren; i++)
 		if (children[i].gen == old_gen)
-			kill(children[i].pid, children[i].role == -1 ? SIGTERM :
+			kill(children[i].pid, children[i].role < 0 ? SIGTERM :
 			    SIGUSR2);
-	start_child(-1);
-	for (i = 0; i < snworkers; i++)
-		start_child(i);
+	publish_config();
+	start_generation();
 	tls_free_all(old_tls, old->nlisteners);
+	SSL_CTX_free(old_http);
 	conf_free(old);
 	log_info("configuration reloaded from %s", sconf->path);
 	return 0;
@@ -757,6 +967,7 @@ supervise(void)
 			sdnotify_reloading();
 			snote = reload() == 0 ? NULL :
 			    "last reload refused (see the log)";
+			daemon_status_set_reload(snote != NULL, wall_now());
 			notify_state(1);
 		}
 	}
@@ -832,7 +1043,7 @@ cmd_serve(int argc, char **argv)
 	};
 	struct conf_errors errs = { NULL, 0 };
 	const char *path = NULL;
-	int c, foreground = 0, debug = 0, i;
+	int c, foreground = 0, debug = 0, http_failed;
 	char why[512], logpath[4096], confpath[4096];
 	sigset_t mask;
 	long ncpu;
@@ -921,8 +1132,13 @@ cmd_serve(int argc, char **argv)
 	    (ncpu > 0 ? (int)ncpu : 1);
 	if (snworkers > MAX_WORKERS)
 		snworkers = MAX_WORKERS;
-	if (bind_all() == -1)
+	if (bind_all() == -1 || bind_metrics() == -1)
 		return 1;
+	if (sconf->pickup.dir != NULL && pickup_prepare(sconf, why,
+	    sizeof(why)) == -1) {
+		fprintf(stderr, "postern: %s\n", why);
+		return 1;
+	}
 	if (drop_privileges(sconf->user) == -1)
 		return 1;
 	/* From here on, everything runs as the unprivileged user. */
@@ -940,9 +1156,15 @@ cmd_serve(int argc, char **argv)
 		fatal("connlimit_init");
 	if (throttle_init() == -1)
 		fatal("throttle_init");
+	if (sconf->metrics_port != 0 && metrics_init(snworkers) == -1)
+		fatal("metrics_init");
+
 	/* Certificates are read as the unprivileged user, at start as at
 	 * every reload, so a key it cannot read fails now, not later. */
 	if ((stls = tls_build(sconf, NULL, NULL)) == NULL)
+		return 1;
+	shttp_tls = http_tls_build(sconf, NULL, &http_failed);
+	if (http_failed)
 		return 1;
 	if (!foreground && detach(strcmp(sconf->log_file, "-") == 0 ? logpath :
 	    strcmp(sconf->log_file, "syslog") == 0 ? NULL : sconf->log_file) ==
@@ -950,14 +1172,16 @@ cmd_serve(int argc, char **argv)
 		fatal("detach");
 	if (write_pidfile(sconf->data_dir) == -1)
 		log_warn("cannot write %s/postern.pid", sconf->data_dir);
+	/* after detach: it records our pid */
+	if (daemon_status_create(sconf->data_dir, why, sizeof(why)) == -1)
+		log_warnx("%s; `postern status` will not see this daemon", why);
 	if (notify_channel_new() == -1)
 		fatal("socketpair");
 	log_info("postern %s starting: hostname %s, data_dir %s, %d workers, "
 	    "configuration %s", POSTERN_VERSION, sconf->hostname,
 	    sdata_dir, snworkers, sconf->path);
-	start_child(-1);
-	for (i = 0; i < snworkers; i++)
-		start_child(i);
+	publish_config();
+	start_generation();
 	/* Every listener is bound (the kernel queues connections until a
 	 * worker accepts them) and the spool recovered: ready. */
 	sdnotify_init();
@@ -966,6 +1190,7 @@ cmd_serve(int argc, char **argv)
 	/* A stale pid file could make `postern queue` signal a stranger. */
 	snprintf(logpath, sizeof(logpath), "%s/postern.pid", sconf->data_dir);
 	unlink(logpath);
+	daemon_status_stopped();
 	log_info("stopped");
 	return 0;
 }

@@ -33,6 +33,11 @@
  * require TLS send an alert mail to alerts.recipients, at most one per
  * domain per hour.
  *
+ * Metrics (metrics.h): every recipient's outcome, as it is decided here
+ * (delivered, deferred, or bounced: by the driver, the router, a
+ * transformation or expiry), counts once for its recipient domain, and
+ * a delivery's latency (accepted to delivered) is observed.
+ *
  * Seams for tests (tests/unit/test_qmgr.c): the drivers are passed to
  * qmgr_new(), and the clock is wall_now() (util.h).
  */
@@ -55,9 +60,12 @@
 #include "delivery_log.h"
 #include "ids.h"
 #include "log.h"
+#include "metrics.h"
 #include "qmgr.h"
+#include "queue_stats.h"
 #include "route.h"
 #include "spool.h"
+#include "spool_done.h"
 #include "strbuf.h"
 #include "transform.h"
 #include "util.h"
@@ -278,6 +286,7 @@ qmgr_rescan(struct qmgr *q)
 		return;
 	}
 	tab_clear(q);
+	spool_done_expire(q->spool, wall_now() - SPOOL_DONE_KEEP);
 	for (i = 0; i < n; i++)
 		tab_find(q, mids[i], 1)->next = next_attempt(q, mids[i]);
 	free(mids);
@@ -296,6 +305,22 @@ expired(const struct qmgr *q, const struct qjob *j, int64_t now)
 	return now - j->env.received >= q->conf->max_queue_lifetime;
 }
 
+/* Count one recipient's outcome (destination: its domain). */
+static void
+count_outcome(const struct qjob *j, size_t rid, enum metrics_delivery what)
+{
+	char dom[ROUTE_DOMAIN_MAX + 1];
+
+	if (!metrics_enabled())
+		return;
+	if (route_domain_of(j->env.rcpts[rid].addr, dom, sizeof(dom)) == -1)
+		bstrlcpy(dom, QUEUE_STATS_NO_DOMAIN, sizeof(dom));
+	metrics_delivery(dom, what);
+	if (what == METRICS_DELIVERED)
+		metrics_observe_delivery((double)(wall_now() -
+		    j->env.received));
+}
+
 /* Record a permanent failure; the DSN is sent when the job completes.
  * `r` is the driver's result (or one made here); logged when `log`. */
 static void
@@ -306,6 +331,7 @@ rcpt_bounce(struct qjob *j, const struct delivery_result *r, int log)
 
 	st->status = RCPT_FAILED;
 	st->attempts++;
+	count_outcome(j, r->rid, METRICS_BOUNCED);
 	bstrlcpy(st->last_error, r->text, sizeof(st->last_error));
 	if (log)
 		delivery_log_results(j->mid, NULL, r, 1);
@@ -339,6 +365,7 @@ rcpt_defer(struct qmgr *q, struct qjob *j, const struct delivery_result *r)
 		rcpt_bounce(j, &b, 1);
 		return;
 	}
+	count_outcome(j, r->rid, METRICS_DEFERRED);
 	st->attempts++;
 	st->next_attempt = now + qmgr_backoff(q->conf, st->attempts,
 	    (double)random() / ((double)RAND_MAX + 1));
@@ -355,6 +382,7 @@ rcpt_result(struct qmgr *q, struct qjob *j, const struct delivery_result *r)
 	switch (r->outcome) {
 	case DELIVERY_DELIVERED:
 		j->st[r->rid].status = RCPT_DELIVERED;
+		count_outcome(j, r->rid, METRICS_DELIVERED);
 		break;
 	case DELIVERY_BOUNCED:
 		rcpt_bounce(j, r, 0);	/* the driver logged it */
@@ -470,6 +498,11 @@ job_complete(struct qmgr *q, struct qjob *j)
 				next = j->st[i].next_attempt;
 		}
 	if (left == 0) {
+		/* who sent it may still ask (GET /v1/messages/MID) */
+		if (j->env.auth_user[0] != '\0' && spool_done_write(q->spool,
+		    &j->env, j->st, wall_now()) == -1)
+			log_warn("MID %llu: cannot write its done record",
+			    (unsigned long long)j->mid);
 		spool_remove(q->spool, SPOOL_QUEUE, j->mid);
 		tab_remove(q, j->mid);
 		delivery_log_finished(j->mid);

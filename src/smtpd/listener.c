@@ -52,6 +52,7 @@
 #include "ids.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "proxy_accept.h"
 #include "smtp_server.h"
@@ -75,6 +76,7 @@ struct conn {
 	struct sockaddr_storage	 peer;
 	uint64_t		 icid;
 	double			 armed;		/* deadline the timer is set to */
+	double			 commit_start;	/* given to the spool */
 	int			 dead;		/* client gone, commit pending */
 	int			 throttled;	/* reading paused: output full */
 	int			 dns_pending;	/* no session before rDNS is known */
@@ -215,6 +217,8 @@ commit_cb(void *arg, uint64_t mid, int ok)
 	struct conn *c = arg;
 	ssize_t n;
 
+	if (metrics_enabled())
+		metrics_observe_commit(mono_now() - c->commit_start);
 	/* Log "ready" (and queue the 250) before the queue manager hears of
 	 * the message, so the log never shows its delivery first. */
 	smtp_session_committed(c->sess, ok, mono_now());
@@ -238,6 +242,7 @@ op_msg_commit(void *ctx, const struct envelope *env)
 {
 	struct conn *c = ctx;
 
+	c->commit_start = metrics_enabled() ? mono_now() : 0;
 	spool_msg_commit(c->msg, env, commit_cb, c);
 	c->msg = NULL;
 }
@@ -579,6 +584,7 @@ log_tls_failed(struct conn *c, const char *reason)
 	snprintf(icid, sizeof(icid), "%llu", (unsigned long long)c->icid);
 	if (c->proxy != NULL && c->proxy->quiet)
 		return;	/* a TCP check on an implicit-TLS port: no line */
+	metrics_tls_failure(METRICS_INBOUND, reason);
 	mlog(LOG_LVL_INFO, "tls_failed", "ICID {icid} TLS failed: {reason}",
 	    "icid", icid, "reason", reason, NULL);
 }
@@ -604,6 +610,8 @@ tls_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		c->handshaking = 0;
+		metrics_tls_session(METRICS_INBOUND, tls_protocol(c->ssl),
+		    tls_cipher(c->ssl));
 		if (c->proxy == NULL || !c->proxy->quiet)
 			log_tls_success(c);	/* else when it goes on */
 		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb,
@@ -893,6 +901,7 @@ conn_admit(const struct conf_listener *l, int fd, const struct sockaddr *sa,
 		mlog(LOG_LVL_INFO, "tcprefuse", "TCP refused address {ip} "
 		    "interface {listener} SG {sg}", "ip", ip, "listener",
 		    l->name, "sg", sg ? sg->name : "(none)", NULL);
+		metrics_connection(l, METRICS_CONN_TCPREFUSE);
 		close(fd);
 		return;
 	}
@@ -903,9 +912,12 @@ conn_admit(const struct conf_listener *l, int fd, const struct sockaddr *sa,
 		log_too_many(l, ip, lim == CONNLIMIT_TOTAL ?
 		    "max_connections reached" :
 		    "max_connections_per_client reached");
+		metrics_connection(l, lim == CONNLIMIT_TOTAL ?
+		    METRICS_CONN_MAX_CONNECTIONS : METRICS_CONN_MAX_PER_CLIENT);
 		refuse(fd, "421 4.7.0 Too many connections\r\n");
 		return;
 	}
+	metrics_connection(l, METRICS_CONN_ACCEPTED);
 	c = conn_new(l, fd, sa, salen);
 	c->policy = pol;
 	c->sg = sg;
@@ -946,6 +958,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 	if (proxy_accept_pending() >= (size_t)lconf_all->limits.max_connections) {
 		log_too_many(l, sockaddr_ip(sa, ip, sizeof(ip)),
 		    "max_connections reached (waiting for PROXY headers)");
+		metrics_connection(l, METRICS_CONN_MAX_CONNECTIONS);
 		close(fd);
 		return;
 	}

@@ -31,6 +31,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "proxy_accept.h"
 #include "util.h"
@@ -94,6 +95,7 @@ wait_fail(struct proxy_wait *w, const char *why)
 	mlog(LOG_LVL_WARNING, "proxy_failed", "PROXY header from {ip} port "
 	    "{port} interface {listener} rejected: {why}", "ip", ip, "port",
 	    port, "listener", w->l->name, "why", why, NULL);
+	metrics_connection(w->l, METRICS_CONN_PROXY_FAILED);
 	wait_free(w);
 }
 
@@ -215,6 +217,7 @@ proxy_accept_start(struct event_base *base, int fd,
 		mlog(LOG_LVL_WARNING, "proxy_refused", "PROXY refused address "
 		    "{ip} interface {listener}: not in proxy_from", "ip", ip,
 		    "listener", l->name, NULL);
+		metrics_connection(l, METRICS_CONN_PROXY_REFUSED);
 		close(fd);
 		return;
 	}

@@ -15,6 +15,11 @@
  * Threats: SMTP smuggling (only <CRLF>.<CRLF> ends DATA, bare CR/LF are
  * refused or normalised by the scanner in smtp_proto.c), unbounded input
  * (every wait is capped), log injection (values are cleaned by log.c).
+ *
+ * Metrics (metrics.h): a 4xx/5xx reply while a MAIL, RCPT, DATA or BDAT
+ * command or the message itself is being answered (s->stage) counts as
+ * a rejection with its enhanced status code; the 250 after the commit
+ * as an accepted message; every AUTH outcome by mechanism or reason.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +30,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "addrlist.h"
 #include "base64.h"
+#include "identity.h"
 #include "log.h"
+#include "metrics.h"
 #include "smtp_server.h"
 #include "strbuf.h"
 #include "util.h"
@@ -37,7 +43,6 @@
 #define SASL_LINE_MAX		12288	/* RFC 4954 4 */
 #define AUTH_USER_MAX		64
 #define AUTH_PASS_MAX		1024
-#define FROM_ADDRS_MAX		16	/* header From: mailboxes checked */
 
 enum smtp_state {
 	SMTP_STATE_CMD,		/* waiting for a command line */
@@ -102,6 +107,9 @@ struct smtp_session {
 	struct msg_header_scan		 hdr;
 	struct strbuf			 out;		/* scanner output */
 
+	/* metrics: the enum metrics_stage being answered, -1 none */
+	int				 stage;
+
 	/* deadlines (monotonic seconds) */
 	double				 cmd_deadline;
 	double				 data_deadline;
@@ -161,6 +169,8 @@ reply(struct smtp_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	strbuf_vprintf(&sb, fmt, ap);
 	va_end(ap);
+	if (s->stage >= 0 && (sb.s[0] == '4' || sb.s[0] == '5'))
+		metrics_message_rejected((enum metrics_stage)s->stage, sb.s);
 	strbuf_add(&sb, "\r\n", 2);
 	s->ops->reply(s->ctx, sb.s, sb.len);
 	strbuf_free(&sb);
@@ -210,6 +220,7 @@ smtp_session_new(const struct smtp_session_params *p,
 	s->icid = p->icid;
 	s->tls_mode = p->tls;
 	s->auth_mode = p->auth;
+	s->stage = -1;
 	bstrlcpy(s->client_ip, p->client_ip, sizeof(s->client_ip));
 	bstrlcpy(s->client_rdns, p->client_rdns ? p->client_rdns : "unknown",
 	    sizeof(s->client_rdns));
@@ -467,25 +478,31 @@ auth_lost(struct smtp_session *s)
  * the user's sending quota must allow one more message.  1 = refused
  * (the reply is sent). */
 static int
+ops_sender_allowed(void *arg, const char *addr)
+{
+	struct smtp_session *s = arg;
+
+	return s->ops->sender_allowed(s->ctx, s->auth_user, addr);
+}
+
+static int
 sender_refused(struct smtp_session *s, const char *addr)
 {
 	const char *why;
-	int r;
+	char buf[IDENTITY_REPLY_MAX];
 
-	if (addr[0] != '\0') {
-		r = s->ops->sender_allowed(s->ctx, s->auth_user, addr);
-		if (r == -1) {
-			auth_lost(s);
-			error_reply(s, "530 5.7.0 Authentication required");
-			return 1;
-		}
-		if (r == 0) {
-			reply(s, "554 5.7.1 Message rejected: Email address is "
-			    "not verified. The following identities failed the "
-			    "check: %s", addr);
-			count_error(s);
-			return 1;
-		}
+	switch (identity_check_sender(addr, ops_sender_allowed, s, buf,
+	    sizeof(buf))) {
+	case IDENTITY_USER_GONE:
+		auth_lost(s);
+		error_reply(s, "530 5.7.0 Authentication required");
+		return 1;
+	case IDENTITY_REFUSED:
+		reply(s, "%s", buf);
+		count_error(s);
+		return 1;
+	case IDENTITY_OK:
+		break;
 	}
 	if ((why = s->ops->send_quota(s->ctx, s->auth_user)) != NULL) {
 		reply(s, "%s", why);
@@ -872,10 +889,20 @@ log_auth(struct smtp_session *s, const char *user, int ok)
 	    "icid", icid, "user", user, "mechanism", s->sasl_mech, NULL);
 }
 
+/* AUTH refused before any exchange: counted, then the reply. */
+static void
+auth_refuse(struct smtp_session *s, enum metrics_auth_fail why,
+    const char *line)
+{
+	metrics_auth_failure(why);
+	error_reply(s, line);
+}
+
 /* A failed exchange before any check: 535, logged. */
 static void
 auth_fail_now(struct smtp_session *s, const char *user)
 {
+	metrics_auth_failure(METRICS_AUTH_MALFORMED);
 	log_auth(s, user, 0);
 	s->state = SMTP_STATE_CMD;
 	error_reply(s, "535 5.7.8 Authentication credentials invalid");
@@ -934,12 +961,14 @@ sasl_response(struct smtp_session *s, const char *line, size_t len)
 
 	if (len == 1 && line[0] == '*') {
 		s->state = SMTP_STATE_CMD;
-		error_reply(s, "501 5.7.0 Authentication aborted");
+		auth_refuse(s, METRICS_AUTH_ABORTED,
+		    "501 5.7.0 Authentication aborted");
 		return;
 	}
 	if ((n = sasl_decode(line, len, buf, sizeof(buf))) < 0) {
 		s->state = SMTP_STATE_CMD;
-		error_reply(s, "501 5.5.2 Cannot decode response");
+		auth_refuse(s, METRICS_AUTH_MALFORMED,
+		    "501 5.5.2 Cannot decode response");
 		return;
 	}
 	if (strcmp(s->sasl_mech, "PLAIN") == 0)
@@ -966,28 +995,34 @@ cmd_auth(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	const char *sp;
 	size_t mlen;
 
-	if (need_tls(s))
+	if (need_tls(s)) {
+		metrics_auth_failure(METRICS_AUTH_ENCRYPTION_REQUIRED);
 		return;
+	}
 	if (s->auth_mode == LISTENER_AUTH_OFF) {
-		error_reply(s, "503 5.5.1 Error: authentication not enabled");
+		auth_refuse(s, METRICS_AUTH_BAD_SEQUENCE,
+		    "503 5.5.1 Error: authentication not enabled");
 		return;
 	}
 	if (!auth_offered(s)) {
-		error_reply(s, "538 5.7.11 Encryption required for requested "
-		    "authentication mechanism");
+		auth_refuse(s, METRICS_AUTH_ENCRYPTION_REQUIRED, "538 5.7.11 "
+		    "Encryption required for requested authentication "
+		    "mechanism");
 		return;
 	}
 	if (!s->helo_done || !s->esmtp) {
-		error_reply(s, "503 5.5.1 Error: send EHLO first");
+		auth_refuse(s, METRICS_AUTH_BAD_SEQUENCE,
+		    "503 5.5.1 Error: send EHLO first");
 		return;
 	}
 	if (s->authed) {
-		error_reply(s, "503 5.5.1 Error: already authenticated");
+		auth_refuse(s, METRICS_AUTH_BAD_SEQUENCE,
+		    "503 5.5.1 Error: already authenticated");
 		return;
 	}
 	if (s->in_tx) {
-		error_reply(s, "503 5.5.1 Error: AUTH not allowed during a mail "
-		    "transaction");
+		auth_refuse(s, METRICS_AUTH_BAD_SEQUENCE, "503 5.5.1 Error: "
+		    "AUTH not allowed during a mail transaction");
 		return;
 	}
 	sp = memchr(c->args, ' ', c->args_len);
@@ -997,12 +1032,14 @@ cmd_auth(struct smtp_session *s, const struct smtp_cmd *c, double now)
 	else if (mlen == 5 && ascii_ncasecmp(c->args, "LOGIN", 5) == 0)
 		s->sasl_mech = "LOGIN";
 	else {
-		error_reply(s, mlen == 0 ? "501 5.5.4 Syntax: AUTH mechanism" :
+		auth_refuse(s, METRICS_AUTH_UNSUPPORTED_MECHANISM, mlen == 0 ?
+		    "501 5.5.4 Syntax: AUTH mechanism" :
 		    "504 5.5.4 Unrecognized authentication type");
 		return;
 	}
 	s->sasl_step = 0;
 	if (s->ops->auth_blocked(s->ctx)) {
+		metrics_auth_failure(METRICS_AUTH_BLOCKED);
 		/* Brute force: no check, a delay, then 454 and close. */
 		s->state = SMTP_STATE_AUTH_BLOCKED;
 		s->block_until = now + s->policy->limits.auth_failure_delay;
@@ -1028,13 +1065,17 @@ smtp_session_auth_result(struct smtp_session *s, int result, double now)
 	if (result == 1) {
 		s->authed = 1;
 		bstrlcpy(s->auth_user, s->try_user, sizeof(s->auth_user));
+		metrics_auth_success(s->sasl_mech);
 		log_auth(s, s->try_user, 1);
 		reply(s, "235 2.7.0 Authentication successful");
 	} else if (result == 0) {
+		metrics_auth_failure(METRICS_AUTH_INVALID_CREDENTIALS);
 		log_auth(s, s->try_user, 0);
 		error_reply(s, "535 5.7.8 Authentication credentials invalid");
-	} else
+	} else {
+		metrics_auth_failure(METRICS_AUTH_TEMPORARY);
 		reply(s, "454 4.7.0 Temporary authentication failure");
+	}
 }
 
 int
@@ -1079,57 +1120,22 @@ log_rejected(struct smtp_session *s, const char *line)
 	    "mid", mid, "reply", line, NULL);
 }
 
-/*
- * Authenticated sender, end of the message: every mailbox of the header
- * From: must be a verified identity too (the envelope was checked at
- * MAIL).  A message without From: passes only when its envelope sender
- * (checked) is not null.  NULL = fine, else the reply (in buf).
- */
+/* At the end of data a removed credential counts as "not verified". */
+static int
+ops_from_allowed(void *arg, const char *addr)
+{
+	return ops_sender_allowed(arg, addr) == 1;
+}
+
+/* Authenticated sender, end of the message: the header From: check of
+ * identity.c.  NULL = fine, else the reply (in buf). */
 static const char *
 header_from_refused(struct smtp_session *s, char *buf, size_t len)
 {
-	struct addrlist_addr addrs[FROM_ADDRS_MAX];
-	struct strbuf bad = STRBUF_INIT;
-	const char *why = NULL;
-	int n, i, r, nbad = 0;
-
-	if (s->hdr.from_count == 0) {
-		if (s->env.from[0] != '\0')
-			return NULL;
-		bstrlcpy(buf, "554 5.6.0 Message rejected: Missing required "
-		    "header 'From'", len);
-		return buf;
-	}
-	if (s->hdr.from_truncated)
-		n = -1, why = "too long";
-	else
-		n = addrlist_parse(s->hdr.from, strlen(s->hdr.from), addrs,
-		    FROM_ADDRS_MAX, &why);
-	if (n > FROM_ADDRS_MAX)
-		n = -1, why = "too many addresses";
-	if (n <= 0) {
-		snprintf(buf, len, "554 5.6.0 Message rejected: the From: "
-		    "header cannot be checked (%s)", n == 0 ?
-		    "no address in it" : why);
-		return buf;
-	}
-	for (i = 0; i < n; i++) {
-		r = s->ops->sender_allowed(s->ctx, s->auth_user, addrs[i].addr);
-		if (r == 1)
-			continue;
-		if (nbad++ > 0)
-			strbuf_puts(&bad, ", ");
-		strbuf_printable(&bad, addrs[i].addr, strlen(addrs[i].addr));
-	}
-	if (nbad == 0) {
-		strbuf_free(&bad);
+	if (identity_check_header_from(s->hdr.from, s->hdr.from_count,
+	    s->hdr.from_truncated, s->env.from, ops_from_allowed, s, buf,
+	    len) == IDENTITY_OK)
 		return NULL;
-	}
-	/* Keep the reply within the 512-octet reply line. */
-	snprintf(buf, len > 500 ? 500 : len, "554 5.7.1 Message rejected: "
-	    "Email address is not verified. The following identities failed "
-	    "the check: %s", bad.s);
-	strbuf_free(&bad);
 	return buf;
 }
 
@@ -1184,7 +1190,9 @@ smtp_session_committed(struct smtp_session *s, int ok, double now)
 	if (s->state != SMTP_STATE_COMMIT)
 		return;
 	idstr(s->env.mid, mid, sizeof(mid));
+	s->stage = METRICS_STAGE_DATA;
 	if (ok) {
+		metrics_message_accepted();
 		idstr(s->env.msg_size, size, sizeof(size));
 		mlog(LOG_LVL_INFO, "ready", "MID {mid} ready {size} bytes from "
 		    "<{from}>", "mid", mid, "size", size, "from", s->env.from,
@@ -1196,6 +1204,7 @@ smtp_session_committed(struct smtp_session *s, int ok, double now)
 		mlog(LOG_LVL_INFO, "message_finished",
 		    "Message finished MID {mid} aborted", "mid", mid, NULL);
 	}
+	s->stage = -1;
 	s->in_tx = 0;
 	tx_reset(s, 0);
 	s->cmd_deadline = now + s->policy->limits.command_timeout;
@@ -1268,6 +1277,23 @@ input_bdat(struct smtp_session *s, struct evbuffer *in, double now)
 	finish_content(s, now);
 }
 
+/* The metrics stage a verb's refusals count in (-1: none). */
+static int
+stage_of(enum smtp_verb v)
+{
+	switch (v) {
+	case SMTP_VERB_MAIL:
+		return METRICS_STAGE_MAIL;
+	case SMTP_VERB_RCPT:
+		return METRICS_STAGE_RCPT;
+	case SMTP_VERB_DATA:
+	case SMTP_VERB_BDAT:
+		return METRICS_STAGE_DATA;
+	default:
+		return -1;
+	}
+}
+
 /* One command line (line ending already stripped). */
 static void
 dispatch(struct smtp_session *s, const char *line, size_t len, double now)
@@ -1289,7 +1315,9 @@ dispatch(struct smtp_session *s, const char *line, size_t len, double now)
 	}
 	for (i = 0; i < sizeof(smtp_commands) / sizeof(smtp_commands[0]); i++)
 		if (smtp_commands[i].verb == c.verb) {
+			s->stage = stage_of(c.verb);
 			smtp_commands[i].fn(s, &c, now);
+			s->stage = -1;
 			return;
 		}
 	error_reply(s, "500 5.5.2 Error: command not recognized");
@@ -1401,10 +1429,14 @@ smtp_session_input(struct smtp_session *s, struct evbuffer *in, double now)
 		case SMTP_STATE_AUTH_BLOCKED:
 			return;		/* kept until the answer */
 		case SMTP_STATE_DATA:
+			s->stage = METRICS_STAGE_DATA;
 			input_data(s, in, now);
+			s->stage = -1;
 			break;
 		case SMTP_STATE_BDAT:
+			s->stage = METRICS_STAGE_DATA;
 			input_bdat(s, in, now);
+			s->stage = -1;
 			break;
 		case SMTP_STATE_COMMIT:
 			return;

@@ -227,3 +227,13 @@ def test_check_warns_about_delivery_settings_that_cannot_work(tmp_path):
     assert t.returncode == 0, t.stderr
     p = run("config", "check", "-c", str(conf))
     assert p.returncode == 0 and "warning" not in p.stdout, p.stdout
+
+
+def test_check_loads_the_https_api_certificate(tmp_path):
+    """config check loads the `http` block's certificate as serve would."""
+    text = GOOD + ('http = { address = "127.0.0.1"; port = 2998; '
+                   'certificate = { cert = "nope.pem"; key = "nope.key"; }; };\n')
+    p, path = check(tmp_path, text)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert re.search(r"p\.conf:%d: http certificate: cannot read .*nope\.pem"
+                     % line_of(text, "http = {"), p.stderr), p.stderr

@@ -147,6 +147,9 @@ alerts = { recipients = [ "a@example.com" ]; from = "b@example.com"; };
 dkim = ( { domain = "example.com"; selector = "s"; key = "d.key"; } );
 smime = { keys = "sm"; sign = [ "example.com" ]; encrypt = "when-possible"; };
 resolver = { local_data = [ "x.example. A 127.0.0.1" ]; };
+metrics = { address = "127.0.0.1"; port = 9725; };
+http = { address = "127.0.0.1"; port = 2998; certificate = "default"; };
+pickup = { dir = "/tmp/pk"; group = "root"; max_message_size = 10000; };
 """
 
 
@@ -158,7 +161,7 @@ def test_every_configuration_key_is_in_postern_conf_5(tmp_path):
     keys = set(re.findall(r"(?<![\w.])([a-z][a-z0-9_]*) = ", p.stdout))
     keys.discard("p")                   # the policy's name, not a key
     assert {"hostname", "bare_line_ends", "auth_password_file", "chain",
-            "local_data"} <= keys, keys
+            "local_data", "metrics", "port"} <= keys, keys
     bold = bold_spans(roff("postern.conf.5"))
     missing = sorted(k for k in keys if k not in bold)
     assert not missing, f"postern.conf(5) has no entry for {missing}"

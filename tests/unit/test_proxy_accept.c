@@ -4,7 +4,8 @@
  * (the client's first bytes stay in the socket), a header split over
  * several reads, a peer outside proxy_from, malformed and incomplete
  * headers, the deadline, a connect-and-close health check (debug only),
- * and closing every wait at shutdown.  Each failure's log line is checked.
+ * and closing every wait at shutdown.  Each failure's log line is checked,
+ * and the metrics counts of refused and failed proxy connections.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,7 @@
 
 #define TEST_TMPDIR_PREFIX	"test_proxy_accept"
 #include "test_tmpdir.h"
+#include "metrics.h"
 
 #define B(lit)		lit, sizeof(lit) - 1
 #define V1_TCP4		"PROXY TCP4 192.0.2.1 198.51.100.2 56324 25\r\n"
@@ -37,6 +39,7 @@
 struct fixture {
 	struct event_base	*base;
 	struct conf_listener	 l;
+	struct conf		 conf;	/* its one listener: metrics */
 	struct cidr		 from;
 	int			 ours, theirs;	/* server end, proxy end */
 	int			 called, got_fd;
@@ -73,6 +76,9 @@ fx_setup(void **state)
 	f->l.proxy_protocol = 1;
 	f->l.proxy_from = &f->from;
 	f->l.nproxy_from = 1;
+	f->conf.listeners = &f->l;
+	f->conf.nlisteners = 1;
+	metrics_set_slot(METRICS_SLOT_WORKER(0), &f->conf);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	f->ours = sv[0];
 	f->theirs = sv[1];
@@ -108,6 +114,16 @@ start(struct fixture *f, const char *peer_ip, double timeout)
 	peer_addr(peer_ip, &ss);
 	proxy_accept_start(f->base, f->ours, (struct sockaddr *)&ss, &f->l,
 	    timeout, done_cb, f);
+}
+
+/* The metrics count of outcome `o` for the fixture's listener. */
+static uint64_t
+counted(enum metrics_conn o)
+{
+	struct metrics_counts c;
+
+	assert_int_equal(metrics_snapshot(&c), 0);
+	return c.conn[0][o];
 }
 
 /* Turn the loop until the wait is over (handed over or closed). */
@@ -234,10 +250,12 @@ static void
 test_outside_proxy_from(void **state)
 {
 	struct fixture *f = *state;
+	uint64_t n = counted(METRICS_CONN_PROXY_REFUSED);
 
 	start(f, "192.0.2.77", 5);
 	assert_int_equal(proxy_accept_pending(), 0);
 	assert_closed(f);
+	assert_int_equal(counted(METRICS_CONN_PROXY_REFUSED), n + 1);
 	assert_log(f, "Warning: PROXY refused address 192.0.2.77 interface "
 	    "inbound: not in proxy_from");
 }
@@ -246,11 +264,13 @@ static void
 test_malformed(void **state)
 {
 	struct fixture *f = *state;
+	uint64_t n = counted(METRICS_CONN_PROXY_FAILED);
 
 	send_all(f->theirs, B("EHLO direct.example\r\n"));
 	start(f, "127.0.0.1", 5);
 	run_until_settled(f);
 	assert_closed(f);
+	assert_int_equal(counted(METRICS_CONN_PROXY_FAILED), n + 1);
 	assert_log(f, "Warning: PROXY header from 127.0.0.1 port 40000 "
 	    "interface inbound rejected: not a PROXY protocol header (it "
 	    "starts 'EHLO direct.exam'...");
@@ -288,12 +308,15 @@ static void
 test_tcp_check_is_quiet(void **state)
 {
 	struct fixture *f = *state;
+	uint64_t n = counted(METRICS_CONN_PROXY_FAILED);
 	char *text;
 
 	shutdown(f->theirs, SHUT_WR);
 	start(f, "127.0.0.1", 5);
 	run_until_settled(f);
 	assert_closed(f);
+	/* nor a failure in the metrics */
+	assert_int_equal(counted(METRICS_CONN_PROXY_FAILED), n);
 	log_flush();
 	text = read_file(f->logpath, NULL, 1 << 20);
 	assert_non_null(text);
@@ -329,5 +352,7 @@ main(void)
 		T(test_close_all),
 	};
 
+	if (metrics_init(1) == -1)	/* serve's shared counters */
+		return 1;
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
