@@ -20,6 +20,7 @@
  * say how); they run in the queue manager, where the private keys are.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,9 @@ struct rewrite {
 };
 
 struct transform_batch {
+	pthread_mutex_t			  lock;	/* rw: the runner's threads
+						 * transform messages of one
+						 * batch at once */
 	struct spool			 *spool;
 	const struct conf		 *conf;
 	const struct transform_step *const *steps;
@@ -91,6 +95,7 @@ transform_batch_new(struct spool *spool, const struct conf *conf,
 	tb->conf = conf;
 	tb->steps = steps;
 	tb->nsteps = nsteps;
+	pthread_mutex_init(&tb->lock, NULL);
 	return tb;
 }
 
@@ -114,6 +119,7 @@ transform_batch_free(struct transform_batch *tb)
 			close(fd);
 	}
 	free(tb->rw);
+	pthread_mutex_destroy(&tb->lock);
 	free(tb);
 }
 
@@ -154,6 +160,7 @@ rewrite_write(struct transform_batch *tb, uint64_t mid,
 		spool_msg_abort(m);
 		return -1;
 	}
+	pthread_mutex_lock(&tb->lock);
 	if (tb->nrw == tb->caprw) {
 		tb->caprw = tb->caprw ? tb->caprw * 2 : 16;
 		tb->rw = xrealloc(tb->rw, tb->caprw * sizeof(*tb->rw));
@@ -162,6 +169,7 @@ rewrite_write(struct transform_batch *tb, uint64_t mid,
 	rw->mid = mid;
 	rw->msg = m;
 	rw->size = len;
+	pthread_mutex_unlock(&tb->lock);
 	return 0;
 }
 
@@ -237,11 +245,15 @@ transform_message(struct transform_batch *tb, uint64_t mid, int fd,
 	struct transform_msg in;
 	enum transform_outcome r;
 	void *map = NULL;
+	int busy;
 
 	memset(rcpts, 0, env->nrcpts * sizeof(*rcpts));
 	if (tb == NULL || tb->nsteps == 0 || env->transformed)
 		return TRANSFORM_OK;	/* no read, no write */
-	if (rewrite_find(tb, mid) != NULL) {
+	pthread_mutex_lock(&tb->lock);
+	busy = rewrite_find(tb, mid) != NULL;
+	pthread_mutex_unlock(&tb->lock);
+	if (busy) {
 		bsnprintf(why, whylen, "MID %llu is already being transformed",
 		    (unsigned long long)mid);
 		return TRANSFORM_TEMPFAIL;

@@ -147,8 +147,10 @@ void	transform_batch_free(struct transform_batch *);
  * env: its envelope) for its first delivery attempt.  `rcpts` has
  * env->nrcpts entries and is filled.  Already transformed, no step
  * configured, or no step wanting it: OK at once, nothing written.
- * Otherwise the steps run and the new copy is written to incoming/
- * (not yet durable, not yet in place: see transform_commit()).
+ * Otherwise the steps run and the new copy is written to a scratch file
+ * (not yet durable, not yet in place: see transform_commit()).  Several
+ * threads may transform different messages of one batch at once (the
+ * runner's); the batch's other calls are one thread's.
  */
 enum transform_outcome transform_message(struct transform_batch *,
 	    uint64_t mid, int fd, const struct envelope *env,

@@ -27,6 +27,7 @@
  * Threats: the message is untrusted; dkim.c parses it (fuzzed).  The
  * private keys live in this process only.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,9 @@ struct dkim_slot {
 static struct dkim_slot	*slots;
 static size_t		 nslots;
 static const struct conf *sconf;	/* the one the slots belong to */
+/* The runner's threads sign at once: a key is loaded again under it
+ * (a usable key is only read, by any number of them). */
+static pthread_mutex_t	 slots_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 slot_load(struct dkim_slot *s, const struct conf_dkim *d)
@@ -116,16 +120,21 @@ slot_key(const struct conf *c, size_t i)
 {
 	struct dkim_slot *s;
 
+	const struct dkim_key *k;
+
 	if (c != sconf || i >= nslots)
 		return NULL;	/* transform_dkim_start() not run for c */
 	s = &slots[i];
+	pthread_mutex_lock(&slots_lock);
 	if (s->key == NULL && mono_now() - s->tried >= DKIM_RETRY_GAP) {
 		slot_load(s, &c->dkim[i]);
 		if (s->key != NULL)
 			log_info("DKIM key %s: can be used again",
 			    c->dkim[i].key);
 	}
-	return s->key;
+	k = s->key;
+	pthread_mutex_unlock(&slots_lock);
+	return k;
 }
 
 /* The dkim entries for the message's From: domain; 0 = unsigned. */
@@ -197,8 +206,10 @@ sign_one(const struct transform_msg *in, const struct conf *c, size_t i,
 	const struct dkim_key *k;
 
 	if ((k = slot_key(c, i)) == NULL) {
+		pthread_mutex_lock(&slots_lock);
 		bstrlcpy(why, i < nslots && c == sconf ? slots[i].why :
 		    "DKIM keys not loaded", whylen);
+		pthread_mutex_unlock(&slots_lock);
 		return -1;
 	}
 	if (dkim_sign(dm, k, d->domain, d->selector, in->env->received,

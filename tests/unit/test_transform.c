@@ -872,6 +872,52 @@ rt_wait(struct runner_test *rt, const int *flag)
 	assert_int_not_equal(*flag, 0);
 }
 
+/* 40 messages in one batch through both phases: every one rewritten
+ * once, whichever thread took it. */
+static void
+runner_many(struct transform_runner *tr, struct runner_test *rt)
+{
+	static const struct transform_step *const steps[] = { &step_header };
+	enum { N = 40 };
+	struct transform_rcpt (*rc)[2] = xcalloc(N, sizeof(*rc));
+	struct transform_job *tj = xcalloc(N, sizeof(*tj));
+	struct envelope *env = xcalloc(N, sizeof(*env));
+	char (*why)[256] = xcalloc(N, sizeof(*why));
+	int *fd = xcalloc(N, sizeof(*fd));
+	struct transform_batch *tb;
+	size_t i;
+
+	for (i = 0; i < N; i++) {
+		queue_msg(100 + i, "a@example.org", NULL, 0, ORIG);
+		fd[i] = open_queued(100 + i, &env[i]);
+		tj[i].mid = 100 + i;
+		tj[i].fd = &fd[i];
+		tj[i].env = &env[i];
+		tj[i].rcpts = rc[i];
+		tj[i].why = why[i];
+		tj[i].whylen = sizeof(why[i]);
+	}
+	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
+	rt->prepared = rt->committed = 0;
+	transform_runner_prepare(tr, tb, tj, N, rt_prepared, rt);
+	rt_wait(rt, &rt->prepared);
+	transform_runner_commit(tr, tb, tj, N, rt_committed, rt);
+	rt_wait(rt, &rt->committed);
+	for (i = 0; i < N; i++) {
+		assert_int_equal(tj[i].outcome, TRANSFORM_OK);
+		assert_int_equal(tj[i].taken, 1);
+		assert_int_equal(check_queued(100 + i, HDR ORIG), 1);
+		close(fd[i]);
+		envelope_clear(&env[i]);
+	}
+	transform_batch_free(tb);
+	free(rc);
+	free(tj);
+	free(env);
+	free(why);
+	free(fd);
+}
+
 static void
 test_runner(void **state)
 {
@@ -926,6 +972,8 @@ test_runner(void **state)
 	assert_int_equal(check_queued(70, HDR ORIG), 1);
 	assert_int_equal(check_queued(71, ORIG), 0);
 	transform_batch_free(tb);
+	/* a bigger batch: its messages are shared out among the threads */
+	runner_many(tr, &rt);
 	/* queued work is dropped when the runner goes: no callback */
 	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
 	tj[0].skip = tj[1].skip = 0;
