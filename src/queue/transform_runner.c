@@ -210,6 +210,23 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* What a runner holds besides its threads and tasks, released. */
+static void
+runner_release(struct transform_runner *tr)
+{
+	if (tr->wake_ev != NULL)
+		event_free(tr->wake_ev);
+	if (tr->wake[0] != -1) {
+		close(tr->wake[0]);
+		close(tr->wake[1]);
+	}
+	pthread_mutex_destroy(&tr->lock);
+	pthread_cond_destroy(&tr->cond);
+	pthread_cond_destroy(&tr->share_cond);
+	pthread_cond_destroy(&tr->done_cond);
+	free(tr);
+}
+
 /* One helper per CPU beyond the first (a helper that cannot start is
  * simply not there: the coordinator prepares alone). */
 static void
@@ -244,17 +261,7 @@ transform_runner_new(struct event_base *base, char *why, size_t whylen)
 	    pthread_create(&tr->thread, NULL, runner_main, tr) != 0) {
 		bsnprintf(why, whylen, "cannot start the signing thread: %s",
 		    strerror(errno));
-		if (tr->wake_ev != NULL)
-			event_free(tr->wake_ev);
-		if (tr->wake[0] != -1) {
-			close(tr->wake[0]);
-			close(tr->wake[1]);
-		}
-		pthread_mutex_destroy(&tr->lock);
-		pthread_cond_destroy(&tr->cond);
-		pthread_cond_destroy(&tr->share_cond);
-		pthread_cond_destroy(&tr->done_cond);
-		free(tr);
+		runner_release(tr);
 		return NULL;
 	}
 	start_helpers(tr);
@@ -277,10 +284,10 @@ tasks_free(struct task *t)
 void
 transform_runner_free(struct transform_runner *tr)
 {
-	if (tr == NULL)
-		return;
 	int i;
 
+	if (tr == NULL)
+		return;
 	pthread_mutex_lock(&tr->lock);
 	tr->stop = 1;
 	pthread_cond_signal(&tr->cond);
@@ -291,14 +298,7 @@ transform_runner_free(struct transform_runner *tr)
 		pthread_join(tr->helpers[i], NULL);
 	tasks_free(tr->todo);
 	tasks_free(tr->done);
-	event_free(tr->wake_ev);
-	close(tr->wake[0]);
-	close(tr->wake[1]);
-	pthread_mutex_destroy(&tr->lock);
-	pthread_cond_destroy(&tr->cond);
-	pthread_cond_destroy(&tr->share_cond);
-	pthread_cond_destroy(&tr->done_cond);
-	free(tr);
+	runner_release(tr);
 }
 
 static void

@@ -23,8 +23,7 @@
 
 #include "cmd.h"
 #include "conf.h"
-#include "dkim.h"
-#include "strbuf.h"
+#include "test_dkimkey.h"
 #include "util.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
@@ -1179,19 +1178,12 @@ run_config(char **out, char **errout, int argc, ...)
 static void
 write_dkim_key(const char *dir, const char *rel)
 {
-	struct strbuf pem = STRBUF_INIT;
-	struct dkim_key *k;
-	char path[PATH_MAX], why[256];
+	char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/dkim", dir);
 	assert_int_equal(mkdir(path, 0700), 0);
-	k = dkim_key_generate(DKIM_ED25519_SHA256, 256, why, sizeof(why));
-	assert_non_null(k);
-	assert_int_equal(dkim_key_pem(k, &pem), 0);
 	snprintf(path, sizeof(path), "%s/%s", dir, rel);
-	assert_int_equal(write_file_atomic(path, pem.s, pem.len, 0600), 0);
-	strbuf_free(&pem);
-	dkim_key_free(k);
+	test_dkim_key_file(path, DKIM_ED25519_SHA256);
 }
 
 static void

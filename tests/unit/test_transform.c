@@ -48,7 +48,7 @@
 #include "spool.h"
 #include "strbuf.h"
 #include "conf.h"
-#include "dkim.h"
+#include "test_dkimkey.h"
 #include "transform.h"
 #include "transform_steps.h"
 #include "util.h"
@@ -646,17 +646,10 @@ test_rewrite_failures(void **state)
 static void
 write_key(const char *name, enum dkim_alg alg)
 {
-	struct strbuf pem = STRBUF_INIT;
-	struct dkim_key *k;
-	char path[512], why[256];
+	char path[512];
 
-	k = dkim_key_generate(alg, 2048, why, sizeof(why));
-	assert_non_null(k);
-	assert_int_equal(dkim_key_pem(k, &pem), 0);
 	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	assert_int_equal(write_file_atomic(path, pem.s, pem.len, 0600), 0);
-	strbuf_free(&pem);
-	dkim_key_free(k);
+	test_dkim_key_file(path, alg);
 }
 
 /* A configuration from text (relative paths: the scratch directory). */
@@ -872,6 +865,23 @@ rt_wait(struct runner_test *rt, const int *flag)
 	assert_int_not_equal(*flag, 0);
 }
 
+/* A runner job for queued message `mid`, opened and locked as the
+ * queue manager does, what the runner fills lent from the caller. */
+static void
+job_lend(struct transform_job *tj, uint64_t mid, int *fd,
+    struct envelope *env, struct transform_rcpt *rc, char *why,
+    size_t whylen)
+{
+	memset(tj, 0, sizeof(*tj));
+	*fd = open_queued(mid, env);
+	tj->mid = mid;
+	tj->fd = fd;
+	tj->env = env;
+	tj->rcpts = rc;
+	tj->why = why;
+	tj->whylen = whylen;
+}
+
 /* 40 messages in one batch through both phases: every one rewritten
  * once, whichever thread took it. */
 static void
@@ -889,13 +899,8 @@ runner_many(struct transform_runner *tr, struct runner_test *rt)
 
 	for (i = 0; i < N; i++) {
 		queue_msg(100 + i, "a@example.org", NULL, 0, ORIG);
-		fd[i] = open_queued(100 + i, &env[i]);
-		tj[i].mid = 100 + i;
-		tj[i].fd = &fd[i];
-		tj[i].env = &env[i];
-		tj[i].rcpts = rc[i];
-		tj[i].why = why[i];
-		tj[i].whylen = sizeof(why[i]);
+		job_lend(&tj[i], 100 + i, &fd[i], &env[i], rc[i], why[i],
+		    sizeof(why[i]));
 	}
 	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
 	rt->prepared = rt->committed = 0;
@@ -941,16 +946,9 @@ test_runner(void **state)
 	assert_non_null(tr);
 	queue_msg(70, "a@example.org", NULL, 0, ORIG);
 	queue_msg(71, "defer@example.org", NULL, 0, ORIG);
-	memset(tj, 0, sizeof(tj));
-	for (i = 0; i < 2; i++) {
-		fd[i] = open_queued(70 + i, &env[i]);
-		tj[i].mid = 70 + i;
-		tj[i].fd = &fd[i];
-		tj[i].env = &env[i];
-		tj[i].rcpts = rc[i];
-		tj[i].why = why[i];
-		tj[i].whylen = sizeof(why[i]);
-	}
+	for (i = 0; i < 2; i++)
+		job_lend(&tj[i], 70 + i, &fd[i], &env[i], rc[i], why[i],
+		    sizeof(why[i]));
 	oldfd0 = fd[0];
 	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
 	transform_runner_prepare(tr, tb, tj, 2, rt_prepared, &rt);
