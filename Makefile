@@ -30,6 +30,10 @@ DEB_PKGS += libsystemd-dev systemd scdoc debhelper dpkg-dev fakeroot lintian \
 # e2e: HAProxy in front of two instances, and swaks --tlsc --proxy (swaks
 # needs Net::SSLeay for TLS): tests/e2e/test_proxy_protocol.py
 DEB_PKGS += haproxy libnet-ssleay-perl
+# e2e: DKIM verified by dkimpy (Ed25519 needs python3-nacl) and by mailauth
+# (npm ci of tests/e2e/npm/ into build/npm): tests/e2e/test_dkim.py.  npm
+# only when no npm command exists (NodeSource's nodejs carries its own).
+DEB_PKGS += python3-nacl nodejs
 # e2e: `promtool check metrics` on a scrape (tests/e2e/test_metrics.py)
 DEB_PKGS += prometheus
 # the HTTPS injection API: JSON requests parsed by jansson (docs/http-api.md);
@@ -46,6 +50,7 @@ all: build
 
 deps:
 	@sh tools/install-deps.sh $(DEB_PKGS)
+	@command -v npm >/dev/null 2>&1 || sh tools/install-deps.sh npm
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) --buildtype=debugoptimized

@@ -23,6 +23,9 @@
 #          port_is_ours pf|pn  false when another process shares the port
 #          bounded SECS CMD...  any command under a watchdog (timeout(1):
 #          SIGTERM after SECS, SIGKILL 10 s later; exit 124)
+#          relay_once pf|pn CONC  one end-to-end relay run to the sink
+#          (RELAY_COUNT, RELAY_SIZE, RELAY_MAX_SECONDS, RELAY_STALL): sets
+#          WHY E2E ACCEPT CPU_MS LINE (sections relay and dkim)
 # Figures: tree_cpu pf|pn -> CPU seconds of the whole server tree
 #          tree_mem pf|pn -> "procs=N rss_kib=N pss_kib=N"
 #          field NAME "k=v ..." -> the value of NAME
@@ -291,4 +294,86 @@ alternate() {
 		"$1" pf "$round"
 		"$1" pn "$round"
 	done
+}
+
+# relay_wait SIDE BASE T0 LOADPID: until the sink has every acknowledged
+# message and the queue is empty; sets WHY (empty when drained) and T1.
+relay_wait() {
+	local side=$1 base=$2 t0s last tlast got target nows
+	t0s=$(date +%s); last=0; tlast=$t0s; WHY=; target=$RELAY_COUNT
+	while :; do
+		sleep 0.1
+		got=$(($(sink_count) - base))
+		nows=$(date +%s)
+		if [ "$got" != "$last" ]; then last=$got; tlast=$nows; fi
+		if [ -n "$4" ] && ! kill -0 "$4" 2>/dev/null; then
+			wait "$4" 2>/dev/null || true
+			set -- "$1" "$2" "$3" ""
+			target=$(field ok "$(cat "$L/relay.line" 2>/dev/null)")
+			target=${target:-0}
+		fi
+		if [ -z "$4" ] && [ "$got" -ge "$target" ] &&
+		    [ "$(server "$side" qcount)" -eq 0 ]; then
+			T1=$(now)
+			return
+		fi
+		if [ $((nows - t0s)) -ge "$RELAY_MAX_SECONDS" ]; then WHY=timeout; return; fi
+		if [ "$got" -lt "$target" ] && [ $((nows - tlast)) -ge "$RELAY_STALL" ]; then
+			WHY=stalled; return
+		fi
+	done
+}
+
+# relay_once SIDE CONC: one end-to-end relay run (sections relay and dkim):
+# RELAY_COUNT messages of RELAY_SIZE bytes over CONC sessions, timed from
+# the first connection until the sink has every acknowledged message and
+# the server's queue is empty; given up after RELAY_MAX_SECONDS, or after
+# RELAY_STALL seconds without a delivery while messages are missing.
+# Sets WHY (empty when drained, else timeout|stalled|failed|
+# foreign-listener), E2E (msg/s end to end), ACCEPT (the load's own
+# msg/s), CPU_MS (CPU of the whole server tree per message: accept +
+# queue + delivery) and LINE (the load's line).  The sink must run.
+relay_once() {
+	local side=$1 conc=$2 base cpu0 cpu1 t0 lpid ok
+	server "$side" clean
+	settle
+	base=$(sink_count)
+	cpu0=$(tree_cpu "$side")
+	t0=$(now)
+	WHY= E2E= ACCEPT= CPU_MS= LINE=
+	: > "$L/relay.line"
+	if ! port_is_ours "$side"; then
+		WHY=foreign-listener
+		return
+	fi
+	# in the background under its own watchdog; $! is timeout(1), which
+	# passes a SIGTERM on to the load client
+	bounded $((RELAY_MAX_SECONDS + 30)) "$BIN/loadgen" send \
+	    --port "$(side_port "$side")" --sessions "$conc" \
+	    --count "$RELAY_COUNT" --size "$RELAY_SIZE" \
+	    --max-seconds "$RELAY_MAX_SECONDS" --label "relay-$side" \
+	    > "$L/relay.line" 2>> "$L/loadgen.log" &
+	lpid=$!
+	bg_track "$lpid"
+	relay_wait "$side" "$base" "$t0" "$lpid"
+	cpu1=$(tree_cpu "$side")
+	kill -TERM "$lpid" 2>/dev/null || true
+	wait "$lpid" 2>/dev/null || true
+	LINE=$(cat "$L/relay.line")
+	echo "$LINE" >> "$L/loadgen.log"
+	ok=$(field ok "$LINE")
+	[ -z "$WHY" ] && [ "${ok:-0}" != "$RELAY_COUNT" ] && WHY=failed
+	port_is_ours "$side" || WHY=foreign-listener
+	if [ -n "$WHY" ]; then
+		say "  $(side_name "$side") sessions=$conc: $WHY after" \
+		    "$(elapsed "$t0" "$(now)") s: sink got" \
+		    "$(($(sink_count) - base)) of $RELAY_COUNT," \
+		    "$(server "$side" qcount) queued; load: $LINE"
+		server "$side" clean
+		return
+	fi
+	E2E=$(awk -v n="$RELAY_COUNT" -v s="$(elapsed "$t0" "$T1")" \
+	    'BEGIN { printf "%.1f", n / s }')
+	ACCEPT=$(field msgs_per_s "$LINE")
+	CPU_MS=$(per_item "$cpu0" "$cpu1" "$RELAY_COUNT")
 }

@@ -16,7 +16,9 @@
 #   http    4 KiB messages by the HTTPS API vs SMTP+STARTTLS into Postern
 #   metrics Postern alone: accept with the metrics endpoint off and on,
 #           and the metrics calls of one message timed alone
-# env: REPS (3 rounds) SKIP_DISK SKIP_ACCEPT SKIP_RELAY SKIP_TLS SKIP_IDLE SKIP_INJECT SKIP_HTTP SKIP_METRICS
+#   dkim    relay with DKIM RSA-2048 / Ed25519 signing vs unsigned, and
+#           Postfix without a milter beside them
+# env: REPS (3 rounds) SKIP_DISK SKIP_ACCEPT SKIP_RELAY SKIP_TLS SKIP_IDLE SKIP_INJECT SKIP_HTTP SKIP_METRICS SKIP_DKIM
 #      (non-empty: skip) and each section's own knobs.
 # Results: build/bench/results/NAME.txt (one line per run), logs in
 # build/bench/logs/, the summary at the end (bench/report.py).
@@ -48,6 +50,7 @@ section SKIP_IDLE idle
 section SKIP_INJECT inject
 section SKIP_HTTP http
 section SKIP_METRICS metrics
+section SKIP_DKIM dkim
 
 echo
 echo "== summary (median [min-max] n=runs; load now: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -8,11 +8,15 @@
 #                    [127.0.0.1]:$SINK_PORT
 #   tls on|off       offer STARTTLS (RSA-2048 self-signed, like Postfix's)
 #   proclimit N      raise the connection limits so N connections fit
+#   dkim none|rsa2048|ed25519
+#                    sign the mail from example.org (the load's From:)
+#                    with a DKIM key of that type (made once with
+#                    `postern dkim keygen`, selector b<type>), or not
 #   restart | clean | qcount | pid | stop
 #                    qcount: messages still in the queue or held (`postern
 #                    queue list --count`; reads the spool, daemon running
 #                    or not); stop: SIGTERM, SIGKILL after 15 s
-# mode, tls and proclimit restart postern if it runs.
+# mode, tls, proclimit and dkim restart postern if it runs.
 # env: PORT (2600) SINK_PORT (2526) POSTERN_BIN (build/postern of this
 #      checkout) POSTERN_BENCH_DIR (build/bench/run/postern; the user
 #      nobody must reach it)
@@ -31,6 +35,7 @@ chmod 755 "$D"
 [ -f "$D/mode" ] || echo hold > "$D/mode"
 [ -f "$D/limit" ] || echo 100 > "$D/limit"
 [ -f "$D/tls" ] || echo off > "$D/tls"
+[ -f "$D/dkim" ] || echo none > "$D/dkim"
 
 write_conf() {
     mode=$(cat "$D/mode"); limit=$(cat "$D/limit")
@@ -67,6 +72,22 @@ limits = { max_connections = $conns; max_connections_per_client = $conns; };
 routes = ( $route );
 delivery = { paused = $paused; };
 CONF
+    add_dkim
+}
+
+# The dkim entry of the chosen key type, the key made first if missing
+# (as nobody, into data_dir/dkim: data_dir must exist and be nobody's).
+add_dkim() {
+    kt=$(cat "$D/dkim")
+    [ "$kt" = none ] && return 0
+    key=$D/data/dkim/example.org.b$kt.key
+    if [ ! -s "$key" ]; then
+        mkdir -p "$D/data"
+        chown nobody "$D/data" 2>/dev/null || true
+        "$BIN" dkim keygen -c "$CONF" --domain example.org \
+            --selector "b$kt" --type "$kt" >/dev/null
+    fi
+    echo "dkim = ( { domain = \"example.org\"; selector = \"b$kt\"; key = \"$key\"; } );" >> "$CONF"
 }
 
 pidof_master() { cat "$D/data/postern.pid" 2>/dev/null || true; }
@@ -126,6 +147,10 @@ tls)     case "${2:-}" in
          *) echo "tls on|off" >&2; exit 2 ;; esac
          if running; then stop; start; fi ;;
 proclimit) echo "${2:?N}" > "$D/limit"; if running; then stop; start; fi ;;
+dkim)    case "${2:-}" in
+         none|rsa2048|ed25519) echo "$2" > "$D/dkim" ;;
+         *) echo "dkim none|rsa2048|ed25519" >&2; exit 2 ;; esac
+         if running; then stop; start; fi ;;
 restart) stop; start ;;
 clean)   "$BIN" queue -c "$CONF" delete --all >/dev/null ;;
 qcount)  "$BIN" queue -c "$CONF" list --count ;;

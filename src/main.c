@@ -28,6 +28,8 @@ static const struct {
 	    "identities (add, list, remove, passwd, modify)" },
 	{ "probe",  cmd_probe,  "test an SMTP server step by step and say how "
 	    "to fix what fails (the \"Test Connection\" button)" },
+	{ "dkim",   cmd_dkim,   "DKIM signing keys and their DNS records "
+	    "(keygen, check)" },
 	{ "status", cmd_status, "is the daemon running; its queue, certificates "
 	    "and recent TLS failures" },
 	{ "sendmail", cmd_sendmail, "the sendmail(1) interface: hand a "

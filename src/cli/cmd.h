@@ -17,6 +17,7 @@ int	cmd_send(int argc, char **argv);	/* send [FILE|-] ... */
 int	cmd_trust(int argc, char **argv);	/* trust add|list|remove */
 int	cmd_user(int argc, char **argv);	/* user add|list|remove|passwd|modify */
 int	cmd_probe(int argc, char **argv);	/* probe HOST[:PORT] | --mx DOMAIN */
+int	cmd_dkim(int argc, char **argv);	/* dkim keygen|check */
 int	cmd_status(int argc, char **argv);	/* status [-c FILE] [--json] */
 int	cmd_sendmail(int argc, char **argv);	/* sendmail(1): -t -i -f -F -bs RCPT... */
 

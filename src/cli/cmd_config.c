@@ -7,11 +7,19 @@
  * (defaults filled in, secrets masked) in libconfig syntax.  Without -c the
  * file is the one serve would use: CONF_DEFAULT_PATH if it exists, else the
  * embedded default.  check also loads every listener's certificates with
- * the `tls` settings, as serve would.  Public: cmd_config().
+ * the `tls` settings, as serve would, every DKIM key (refused: unreadable,
+ * not RSA or Ed25519, RSA under 1024 bits; warned: RSA under 2048 bits,
+ * readable by other users) and the smime keys directory (each sign
+ * entry's key; warned: recipient certificates that cannot be used).
+ * Public: cmd_config().
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -19,6 +27,9 @@
 #include "certstore.h"
 #include "cmd.h"
 #include "conf.h"
+#include "dkim.h"
+#include "runas.h"
+#include "smime.h"
 #include "tls_ctx.h"
 #include "truststore.h"
 #include "util.h"
@@ -205,6 +216,140 @@ check_delivery(const struct conf *conf)
 	strv_free(names, n);
 }
 
+/* Can the daemon's user read `path`?  (As root: acting as that user.) */
+static int
+user_can_read(const struct conf *conf, const char *path)
+{
+	int ok;
+
+	if (geteuid() != 0 || strcmp(conf->user, "root") == 0)
+		return 1;
+	if (runas_act_as(conf->user) == -1)
+		return 1;	/* said why; serve will say more */
+	ok = faccessat(AT_FDCWD, path, R_OK, AT_EACCESS) == 0;
+	runas_restore();
+	return ok;
+}
+
+/* Every DKIM key loads as serve's queue manager would load it.
+ * Returns the number of problems (warnings are printed, not counted). */
+static int
+check_dkim(const struct conf *conf)
+{
+	const struct conf_dkim *d;
+	struct dkim_key *k;
+	struct stat st;
+	char why[512];
+	size_t i;
+	int bad = 0;
+
+	for (i = 0; i < conf->ndkim; i++) {
+		d = &conf->dkim[i];
+		if ((k = dkim_key_load(d->key, why, sizeof(why))) == NULL) {
+			fprintf(stderr, "%s:%d: dkim d=%s s=%s: %s\n",
+			    conf->path, d->line, d->domain, d->selector, why);
+			bad++;
+			continue;
+		}
+		if (!user_can_read(conf, d->key)) {
+			fprintf(stderr, "%s:%d: dkim d=%s s=%s: user %s cannot "
+			    "read %s (chown %s %s; keep it mode 0600)\n",
+			    conf->path, d->line, d->domain, d->selector,
+			    conf->user, d->key, conf->user, d->key);
+			bad++;
+		}
+		if (k->alg == DKIM_RSA_SHA256 && k->bits < DKIM_RSA_GOOD_BITS)
+			printf("warning: %s:%d: dkim d=%s s=%s: the RSA key %s "
+			    "has only %d bits (make a 2048-bit one with "
+			    "`postern dkim keygen` and a new selector)\n",
+			    conf->path, d->line, d->domain, d->selector, d->key,
+			    k->bits);
+		if (stat(d->key, &st) == 0 && (st.st_mode & 077) != 0)
+			printf("warning: %s:%d: dkim d=%s s=%s: the private key "
+			    "%s is readable by other users (chmod 600 %s)\n",
+			    conf->path, d->line, d->domain, d->selector, d->key,
+			    d->key);
+		dkim_key_free(k);
+	}
+	return bad;
+}
+
+/* Recipient certificates (<address>.crt) that cannot be used: warned
+ * (that mail goes unencrypted, or bounces with encrypt = required). */
+static void
+check_smime_certs(const struct conf *conf, time_t now)
+{
+	char name[512], why[1024];
+	struct dirent *de;
+	size_t n;
+	DIR *dir;
+	X509 *x;
+
+	if ((dir = opendir(conf->smime_keys)) == NULL)
+		return;
+	while ((de = readdir(dir)) != NULL) {
+		n = strlen(de->d_name);
+		if (n <= 4 || n >= sizeof(name) || strcmp(de->d_name + n - 4,
+		    ".crt") != 0 || de->d_name[0] == '.')
+			continue;
+		memcpy(name, de->d_name, n - 4);
+		name[n - 4] = '\0';
+		if ((x = smime_recipient_load(conf->smime_keys, name, now, why,
+		    sizeof(why))) == NULL)
+			printf("warning: %s:%d: smime: %s\n", conf->path,
+			    conf->smime_line, why);
+		X509_free(x);
+	}
+	closedir(dir);
+}
+
+/* The smime keys directory and the key of every smime.sign entry.
+ * Returns the number of problems. */
+static int
+check_smime(const struct conf *conf)
+{
+	struct smime_signer *s;
+	char why[1024], path[4096];
+	time_t now = time(NULL);
+	struct stat st;
+	size_t i;
+	int bad = 0, dom;
+
+	if (conf->smime_keys == NULL)
+		return 0;
+	if (stat(conf->smime_keys, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "%s:%d: smime: keys directory %s: %s (create "
+		    "it and put <address>.pem / <domain>.pem signing keys and "
+		    "<address>.crt recipient certificates in it)\n", conf->path,
+		    conf->smime_line, conf->smime_keys, access(conf->smime_keys,
+		    F_OK) == -1 ? strerror(errno) : "not a directory");
+		return 1;
+	}
+	for (i = 0; i < conf->nsmime_sign; i++) {
+		dom = strchr(conf->smime_sign[i], '@') == NULL;
+		(void)bsnprintf(path, sizeof(path), "%s/%s.pem",
+		    conf->smime_keys, conf->smime_sign[i]);
+		if (dom && access(path, F_OK) == -1) {
+			printf("warning: %s:%d: smime: no domain key %s: only "
+			    "senders with their own <address>.pem there are "
+			    "signed for; mail from other %s senders is "
+			    "deferred\n", conf->path, conf->smime_line, path,
+			    conf->smime_sign[i]);
+			continue;
+		}
+		s = smime_signer_load(conf->smime_keys, conf->smime_sign[i],
+		    dom ? SMIME_DOMAIN_KEY : 0, now, why, sizeof(why));
+		if (s == NULL) {
+			fprintf(stderr, "%s:%d: smime: %s\n", conf->path,
+			    conf->smime_line, why);
+			bad++;
+		}
+		smime_signer_free(s);
+	}
+	check_smime_certs(conf, now);
+	return bad;
+}
+
 /* `postern config check|show [-c FILE]`; returns the exit status. */
 int
 cmd_config(int argc, char **argv)
@@ -228,6 +373,11 @@ cmd_config(int argc, char **argv)
 		if (check_tls(conf) > 0) {
 			fprintf(stderr, "%s: configuration has TLS problems; "
 			    "`postern serve` would not start\n", conf->path);
+			rc = 1;
+		} else if (check_dkim(conf) + check_smime(conf) > 0) {
+			fprintf(stderr, "%s: signing keys cannot be used (see "
+			    "above); serve would defer or send unsigned the "
+			    "mail they sign\n", conf->path);
 			rc = 1;
 		} else {
 			check_delivery(conf);

@@ -27,6 +27,21 @@ b64_char(unsigned char c)
 }
 
 void
+base64_append(const unsigned char *in, size_t n, struct strbuf *out)
+{
+	unsigned char buf[4 * 48 / 3 + 1];
+	size_t k;
+	int len;
+
+	/* whole groups of 3 octets until the last piece */
+	for (; n > 0; in += k, n -= k) {
+		k = n > 48 ? 48 : n;
+		len = EVP_EncodeBlock(buf, in, (int)k);
+		strbuf_add(out, buf, (size_t)len);
+	}
+}
+
+void
 base64_mime(const unsigned char *in, size_t n, struct strbuf *out)
 {
 	unsigned char line[80];

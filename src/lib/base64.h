@@ -5,7 +5,8 @@
  * (only canonical text decodes, so one value has one spelling).
  *
  * Callers: userdb.c (password hashes), smtp_server.c (AUTH responses),
- * the message builder and S/MIME (src/msg: MIME bodies).
+ * the message builder and S/MIME (src/msg: MIME bodies), DKIM (dkim.c:
+ * keys and signatures in tags).
  */
 #ifndef POSTERN_BASE64_H
 #define POSTERN_BASE64_H
@@ -16,6 +17,8 @@
 
 /* Encode without '=' padding into out (room for 4 * ceil(n / 3) + 1). */
 void	base64_encode_nopad(const unsigned char *in, size_t n, char *out);
+/* Append the padded base64 of in[0..n) on one line (DKIM tags). */
+void	base64_append(const unsigned char *in, size_t n, struct strbuf *out);
 /* Append the RFC 2045 6.8 body encoding of in[0..n): padded base64 in
  * lines of 76 characters, each ending in CRLF (nothing for n = 0). */
 void	base64_mime(const unsigned char *in, size_t n, struct strbuf *out);

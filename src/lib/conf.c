@@ -257,6 +257,7 @@ static const struct keyspec top_keys[] = {
 	{ "local_domains", K_STRLIST }, { "routes", K_GROUPLIST },
 	{ "destinations", K_GROUPLIST }, { "delivery", K_GROUP },
 	{ "alerts", K_GROUP }, { "dkim", K_GROUPLIST }, { "smime", K_GROUP },
+	{ "dkim_on_error", K_STRING },
 	{ "resolver", K_GROUP }, { "limits", K_GROUP },
 	{ "metrics", K_GROUP },
 	{ "http", K_GROUP }, { "pickup", K_GROUP },
@@ -346,7 +347,7 @@ static const struct keyspec alerts_keys[] = {
 
 static const struct keyspec dkim_keys[] = {
 	{ "domain", K_STRING }, { "selector", K_STRING }, { "key", K_STRING },
-	{ NULL, K_STRING }
+	{ "subdomains", K_BOOL }, { "expire", K_INT }, { NULL, K_STRING }
 };
 
 static const struct keyspec smime_keys[] = {
@@ -416,7 +417,14 @@ static const struct enumval min_protocol_vals[] = {
 };
 
 static const struct enumval smime_encrypt_vals[] = {
-	{ "never", 0 }, { "when-possible", 1 }, { NULL, 0 }
+	{ "never", SMIME_ENCRYPT_NEVER },
+	{ "when-possible", SMIME_ENCRYPT_WHEN_POSSIBLE },
+	{ "required", SMIME_ENCRYPT_REQUIRED }, { NULL, 0 }
+};
+
+static const struct enumval dkim_on_error_vals[] = {
+	{ "defer", DKIM_ON_ERROR_DEFER },
+	{ "send-unsigned", DKIM_ON_ERROR_SEND_UNSIGNED }, { NULL, 0 }
 };
 
 /*
@@ -1179,6 +1187,7 @@ parse_top(struct loadctx *ctx, const config_setting_t *root)
 {
 	struct conf *c = ctx->conf;
 	const config_setting_t *s;
+	int e;
 
 	check_keys(ctx, root, top_keys, NULL);
 	parse_main(ctx, root);
@@ -1208,6 +1217,8 @@ parse_top(struct loadctx *ctx, const config_setting_t *root)
 		parse_alerts(ctx, s);
 	if ((s = get_typed(root, "dkim", K_GROUPLIST)) != NULL)
 		parse_dkim(ctx, s);
+	if (get_enum(ctx, root, "dkim_on_error", dkim_on_error_vals, &e) == 1)
+		c->dkim_on_error = (enum dkim_on_error)e;
 	if ((s = get_typed(root, "smime", K_GROUP)) != NULL)
 		parse_smime(ctx, s);
 	if ((s = get_typed(root, "resolver", K_GROUP)) != NULL)
@@ -2037,6 +2048,10 @@ parse_dkim_entry(struct loadctx *ctx, const config_setting_t *g,
 		else
 			d->key = resolve(ctx, v);
 	}
+	set_bool(g, "subdomains", &d->subdomains);
+	/* x= must lie after t= (RFC 6376 3.5); a year is plenty */
+	set_int(ctx, g, "expire", 0, 31536000, &d->expire);
+	d->line = (int)config_setting_source_line(g);
 }
 
 static void
@@ -2087,9 +2102,12 @@ parse_smime(struct loadctx *ctx, const config_setting_t *g)
 	}
 	get_strlist(ctx, g, "sign", valid_domain_or_address, "a domain name "
 	    "or email address", &c->smime_sign, &c->nsmime_sign);
-	if (get_enum(ctx, g, "encrypt", smime_encrypt_vals, &e) == 1)
+	c->smime_line = (int)config_setting_source_line(g);
+	if (get_enum(ctx, g, "encrypt", smime_encrypt_vals, &e) == 1) {
 		set_str(&c->smime_encrypt,
 		    xstrdup(enum_name(smime_encrypt_vals, e)));
+		c->smime_encrypt_mode = (enum smime_encrypt)e;
+	}
 	if (c->smime_keys == NULL && config_setting_get_member(g, "keys") ==
 	    NULL && (c->nsmime_sign > 0 ||
 	    strcmp(c->smime_encrypt, "never") != 0))
@@ -2432,6 +2450,72 @@ conf_is_local_domain(const struct conf *c, const char *domain)
 	return 0;
 }
 
+/* Is `domain` equal to `parent` (0) or below it (1)?  -1: neither. */
+static int
+domain_under(const char *domain, const char *parent)
+{
+	size_t dl = strlen(domain), pl = strlen(parent);
+
+	if (ascii_casecmp(domain, parent) == 0)
+		return 0;
+	if (dl > pl + 1 && domain[dl - pl - 1] == '.' &&
+	    ascii_casecmp(domain + dl - pl, parent) == 0)
+		return 1;
+	return -1;
+}
+
+/* The dkim entries that sign for `domain` (see conf.h). */
+size_t
+conf_dkim_for(const struct conf *c, const char *domain, size_t *idx,
+    size_t max)
+{
+	size_t i, n = 0, best = 0, len;
+	int r;
+
+	/* the longest matching configured domain wins */
+	for (i = 0; i < c->ndkim; i++) {
+		if (c->dkim[i].domain == NULL)
+			continue;
+		r = domain_under(domain, c->dkim[i].domain);
+		len = strlen(c->dkim[i].domain);
+		if ((r == 0 || (r == 1 && c->dkim[i].subdomains)) && len > best)
+			best = len;
+	}
+	for (i = 0; best > 0 && i < c->ndkim && n < max; i++) {
+		if (c->dkim[i].domain == NULL ||
+		    strlen(c->dkim[i].domain) != best)
+			continue;
+		r = domain_under(domain, c->dkim[i].domain);
+		if (r == 0 || (r == 1 && c->dkim[i].subdomains))
+			idx[n++] = i;
+	}
+	return n;
+}
+
+/* An RFC 1035 host name (see conf.h). */
+int
+conf_valid_domain(const char *d)
+{
+	return valid_domain(d);
+}
+
+/* Does smime.sign list `address` or its domain? */
+int
+conf_smime_signs(const struct conf *c, const char *address)
+{
+	const char *at = strrchr(address, '@');
+	size_t i;
+
+	for (i = 0; i < c->nsmime_sign; i++) {
+		if (ascii_casecmp(c->smime_sign[i], address) == 0)
+			return 1;
+		if (at != NULL && strchr(c->smime_sign[i], '@') == NULL &&
+		    ascii_casecmp(c->smime_sign[i], at + 1) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* The route for a recipient domain: exact (any case), else "*", else NULL. */
 const struct conf_route *
 conf_route_for(const struct conf *c, const char *domain)
@@ -2734,9 +2818,13 @@ show_misc(const struct conf *c, FILE *fp)
 		put_kstr(fp, "domain", c->dkim[i].domain);
 		put_kstr(fp, "selector", c->dkim[i].selector);
 		put_kstr(fp, "key", c->dkim[i].key);
+		put_kbool(fp, "subdomains", c->dkim[i].subdomains);
+		put_kint(fp, "expire", c->dkim[i].expire);
 		fprintf(fp, " }%s\n", i + 1 < c->ndkim ? "," : "");
 	}
-	fputs(");\nsmime = {", fp);
+	fputs(");\ndkim_on_error = ", fp);
+	put_str(fp, enum_name(dkim_on_error_vals, c->dkim_on_error));
+	fputs(";\nsmime = {", fp);
 	if (c->smime_keys != NULL)
 		put_kstr(fp, "keys", c->smime_keys);
 	put_klist(fp, "sign", c->smime_sign, c->nsmime_sign);

@@ -121,8 +121,18 @@ struct conf_destination {
 
 struct conf_dkim {
 	char	*domain, *selector, *key;	/* key path resolved */
+	int	 subdomains;		/* also sign for subdomains (default 0) */
+	int	 expire;		/* seconds for x= (0 = no x=, default) */
+	int	 line;			/* in the file, for messages */
 };
 
+/* dkim_on_error: what a message from a signing domain does when one of
+ * its keys cannot be used. */
+enum dkim_on_error { DKIM_ON_ERROR_DEFER, DKIM_ON_ERROR_SEND_UNSIGNED };
+
+/* smime.encrypt for the mail that smime.sign selects. */
+enum smime_encrypt { SMIME_ENCRYPT_NEVER, SMIME_ENCRYPT_WHEN_POSSIBLE,
+	SMIME_ENCRYPT_REQUIRED };
 /* pickup = { dir; group; max_message_size; } (docs/http-api.md, "Pickup
  * directory"): files local programs (postern sendmail) drop for the
  * daemon to take. */
@@ -155,12 +165,16 @@ struct conf {
 	struct conf_route *routes;		size_t nroutes;
 	struct conf_destination *destinations;	size_t ndestinations;
 	struct conf_dkim *dkim;			size_t ndkim;
+	enum dkim_on_error dkim_on_error;	/* default DEFER */
 	char   **alert_recipients;		size_t nalert_recipients;
 	char	*alert_from;			/* default postern@<hostname> */
 	char   **resolver_local_data;		size_t nresolver_local_data;
 	char	*smime_keys;			/* resolved path or NULL */
 	char   **smime_sign;			size_t nsmime_sign;
-	char	*smime_encrypt;			/* "never" | "when-possible" */
+	char	*smime_encrypt;			/* "never" | "when-possible"
+						 * | "required" */
+	enum smime_encrypt smime_encrypt_mode;	/* the same, as a value */
+	int	 smime_line;			/* of the smime group */
 
 	struct conf_tls tls;
 	struct conf_limits limits;
@@ -236,5 +250,20 @@ int	conf_listener_needs_tls(const struct conf *, const struct conf_listener *);
 const char *conf_listener_tls_name(enum listener_tls);
 const char *conf_policy_action_name(enum policy_action);
 const char *conf_dest_tls_name(enum dest_tls);
+
+/*
+ * The dkim entries that sign mail whose header From: domain is `domain`
+ * (lower case): those of the longest configured domain equal to it, or
+ * a parent of it with subdomains = true.  Fills idx (up to max) with
+ * indexes into conf->dkim and returns how many; 0 = unsigned.
+ */
+size_t	conf_dkim_for(const struct conf *, const char *domain, size_t *idx,
+	    size_t max);
+/* An RFC 1035 host name (LDH labels, no trailing dot): what `dkim`
+ * domains and selectors must be; for commands that take one. */
+int	conf_valid_domain(const char *);
+/* Does smime.sign select mail from `address` (its domain, or the address
+ * itself, listed)? */
+int	conf_smime_signs(const struct conf *, const char *address);
 
 #endif

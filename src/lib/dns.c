@@ -16,6 +16,9 @@
  * timed out.  Memory per request: the request and at most DNS_MAX_HOSTS
  * hosts; of an MX answer the first MX_MAX_RRS records are read.
  *
+ * A TXT lookup (dns_txt) is one query with its deadline; its answer
+ * keeps at most DNS_MAX_TXT records.
+ *
  * Local answers: resolver.local_data goes in with ub_ctx_data_add(),
  * which puts each owner name in a transparent local zone (its own, or an
  * enclosing one from an earlier record), so a type the name has no data
@@ -45,6 +48,7 @@
 #define RR_PTR		12
 #define RR_MX		15
 #define RR_AAAA		28
+#define RR_TXT		16
 #define CLASS_IN	1
 #define RCODE_NXDOMAIN	3
 
@@ -129,6 +133,20 @@ static struct rdns_req	*reqs;
 static unsigned long	 next_id = 1;
 static struct rdns_cached *rcache;
 static struct hosts_req	*hreqs;
+
+/* A TXT lookup: one query under one deadline. */
+struct txt_req {
+	unsigned long	 id;
+	int		 ub_id;		/* pending query, -1 none */
+	struct dns_txt	 res;
+	struct event	*timer;
+	struct event	*done_ev;	/* deferred callback */
+	dns_txt_cb	 cb;
+	void		*arg;
+	struct txt_req	*next;
+};
+
+static struct txt_req	*treqs;
 
 static struct rdns_cached *
 cache_slot(int family, const unsigned char *addr)
@@ -1104,16 +1122,201 @@ dns_mx(const char *domain, double timeout, dns_hosts_cb cb, void *arg)
 	return id;
 }
 
+/* ---- TXT ---------------------------------------------------------- */
+
+/* TXT rdata: length-prefixed strings, joined (see dns.h). */
+int
+dns_parse_txt_rdata(const unsigned char *d, size_t len, char *out,
+    size_t outlen)
+{
+	size_t i = 0, o = 0, n, k;
+
+	if (len == 0 || outlen == 0)
+		return -1;
+	while (i < len) {
+		n = d[i++];
+		if (n > len - i)
+			return -1;
+		for (k = 0; k < n; k++, o++)
+			if (o + 1 < outlen)
+				out[o] = (char)d[i + k];
+		i += n;
+	}
+	out[o + 1 < outlen ? o : outlen - 1] = '\0';
+	return o > (size_t)0x7fffffff ? -1 : (int)o;
+}
+
+static struct txt_req *
+find_treq(unsigned long id)
+{
+	struct txt_req *t;
+
+	for (t = treqs; t; t = t->next)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+static void
+treq_free(struct txt_req *t)
+{
+	struct txt_req **pp;
+	size_t i;
+
+	for (pp = &treqs; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	if (t->ub_id != -1 && ub)
+		ub_cancel(ub, t->ub_id);
+	if (t->timer)
+		event_free(t->timer);
+	if (t->done_ev)
+		event_free(t->done_ev);
+	for (i = 0; i < t->res.ntxt; i++)
+		free(t->res.txt[i]);
+	free(t);
+}
+
+static void
+txt_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct txt_req *t = find_treq((unsigned long)(uintptr_t)arg);
+
+	if (t == NULL)
+		return;
+	t->cb(t->arg, &t->res);
+	treq_free(t);
+}
+
+/* Settle the answer and run the callback from the loop. */
+static void
+txt_finish(struct txt_req *t, enum dns_status st, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (t->ub_id != -1) {
+		ub_cancel(ub, t->ub_id);
+		t->ub_id = -1;
+	}
+	t->res.status = st;
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		(void)vsnprintf(t->res.why, sizeof(t->res.why), fmt, ap);
+		va_end(ap);
+	}
+	event_del(t->timer);
+	event_active(t->done_ev, EV_TIMEOUT, 0);
+}
+
+static void
+txt_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct txt_req *t = find_treq((unsigned long)(uintptr_t)arg);
+
+	if (t != NULL)
+		txt_finish(t, DNS_TEMPFAIL, "the DNS lookup timed out");
+}
+
+static void
+txt_answer_cb(void *arg, int err, struct ub_result *res)
+{
+	struct txt_req *t = find_treq((unsigned long)(uintptr_t)arg);
+	const char *why = NULL;
+	char *buf;
+	int i, n;
+
+	if (t == NULL) {
+		if (res)
+			ub_resolve_free(res);
+		return;
+	}
+	t->ub_id = -1;
+	switch (classify(err, res, &why)) {
+	case LK_NXDOMAIN:
+		t->res.nxdomain = 1;
+		txt_finish(t, DNS_PERMFAIL, "the name does not exist "
+		    "(NXDOMAIN)");
+		break;
+	case LK_NODATA:
+		txt_finish(t, DNS_PERMFAIL, "the name has no TXT record");
+		break;
+	case LK_FAIL:
+		txt_finish(t, DNS_TEMPFAIL, "the DNS lookup failed (%s)", why);
+		break;
+	default:
+		for (i = 0; res->data[i] && t->res.ntxt < DNS_MAX_TXT; i++) {
+			buf = xmalloc(DNS_TXT_MAX);
+			n = dns_parse_txt_rdata((unsigned char *)res->data[i],
+			    (size_t)res->len[i], buf, DNS_TXT_MAX);
+			if (n < 0) {
+				free(buf);
+				continue;
+			}
+			t->res.txt[t->res.ntxt] = buf;
+			t->res.len[t->res.ntxt++] = (size_t)n;
+		}
+		if (t->res.ntxt > 0)
+			txt_finish(t, DNS_OK, NULL);
+		else
+			txt_finish(t, DNS_TEMPFAIL, "the TXT answer is "
+			    "malformed");
+		break;
+	}
+	if (res)
+		ub_resolve_free(res);
+}
+
+unsigned long
+dns_txt(const char *name, double timeout, dns_txt_cb cb, void *arg)
+{
+	struct txt_req *t = xcalloc(1, sizeof(*t));
+	struct timeval tv;
+
+	t->id = next_id++;
+	t->ub_id = -1;
+	t->cb = cb;
+	t->arg = arg;
+	t->timer = evtimer_new(dbase, txt_timeout_cb,
+	    (void *)(uintptr_t)t->id);
+	t->done_ev = event_new(dbase, -1, 0, txt_done_cb,
+	    (void *)(uintptr_t)t->id);
+	if (t->timer == NULL || t->done_ev == NULL)
+		fatalx("out of memory for a DNS request");
+	t->next = treqs;
+	treqs = t;
+	if (timeout < 0)
+		timeout = 0;
+	tv.tv_sec = (time_t)timeout;
+	tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
+	event_add(t->timer, &tv);
+	if (!plausible_name(name))
+		txt_finish(t, DNS_PERMFAIL, "not a domain name");
+	else if (ub == NULL)
+		txt_finish(t, DNS_TEMPFAIL, "the DNS resolver did not start");
+	else if (ub_resolve_async(ub, name, RR_TXT, CLASS_IN,
+	    (void *)(uintptr_t)t->id, txt_answer_cb, &t->ub_id) != 0) {
+		t->ub_id = -1;
+		txt_finish(t, DNS_TEMPFAIL, "the resolver refused the query");
+	}
+	return t->id;
+}
+
 void
 dns_cancel(unsigned long id)
 {
 	struct rdns_req *r = find_req(id);
 	struct hosts_req *h;
 
+	struct txt_req *t;
+
 	if (r)
 		req_free(r);
 	else if ((h = find_hreq(id)) != NULL)
 		hreq_free(h);
+	else if ((t = find_treq(id)) != NULL)
+		treq_free(t);
 }
 
 void
@@ -1123,6 +1326,8 @@ dns_shutdown(void)
 		req_free(reqs);
 	while (hreqs)
 		hreq_free(hreqs);
+	while (treqs)
+		treq_free(treqs);
 	if (ub_ev) {
 		event_free(ub_ev);
 		ub_ev = NULL;

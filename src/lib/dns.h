@@ -5,10 +5,11 @@
  * served first; loopback and private reverse zones are answered locally by
  * libunbound's default local zones.
  *
- * Two lookups: the reverse lookup of a client address with forward
+ * Three lookups: the reverse lookup of a client address with forward
  * confirmation (the "reverse dns host H verified yes|no" of the New SMTP
- * log line; listener.c), and the hosts and addresses of an outbound next
- * hop (RFC 5321 5.1 MX resolution, RFC 7505 null MX; outbound delivery).
+ * log line; listener.c), the hosts and addresses of an outbound next
+ * hop (RFC 5321 5.1 MX resolution, RFC 7505 null MX; outbound delivery),
+ * and the TXT records of a name (DKIM key records, `postern dkim check`).
  */
 #ifndef POSTERN_DNS_H
 #define POSTERN_DNS_H
@@ -105,7 +106,39 @@ unsigned long dns_hosts(const char *name, int mx, int port, double timeout,
 unsigned long dns_mx(const char *domain, double timeout, dns_hosts_cb cb,
 	    void *arg);
 
-/* Cancel a dns_rdns() or dns_hosts() request: its callback will not run,
+#define DNS_MAX_TXT	8	/* TXT records kept per answer */
+#define DNS_TXT_MAX	4096	/* octets kept of one record */
+
+struct dns_txt {
+	enum dns_status	 status;	/* DNS_OK: ntxt >= 1; DNS_PERMFAIL: the
+					 * name does not exist or has no TXT
+					 * record (why says which);
+					 * DNS_TEMPFAIL: timeout, SERVFAIL, ... */
+	int		 nxdomain;	/* DNS_PERMFAIL: no such name at all */
+	char		 why[256];
+	char		*txt[DNS_MAX_TXT];	/* each record's strings joined,
+						 * NUL-terminated */
+	size_t		 len[DNS_MAX_TXT];
+	size_t		 ntxt;
+};
+
+/* The answer, borrowed for the call only. */
+typedef void (*dns_txt_cb)(void *arg, const struct dns_txt *);
+
+/*
+ * The TXT records of `name` (RFC 1035 3.3.14), each record's character
+ * strings joined (RFC 6376 3.6.2.2), at most DNS_MAX_TXT records; of
+ * each at most DNS_TXT_MAX - 1 octets are kept (len is the full length,
+ * so len >= DNS_TXT_MAX says it was cut).  Bounded by `timeout` seconds.
+ * Records whose rdata is malformed are skipped.  The callback
+ * always runs exactly once, never from inside this call.  Returns a
+ * request id for dns_cancel().
+ */
+unsigned long dns_txt(const char *name, double timeout, dns_txt_cb,
+	    void *arg);
+
+/* Cancel a dns_rdns(), dns_hosts(), dns_mx() or dns_txt() request: its
+ * callback will not run,
  * its queries are cancelled.  Unknown or finished ids are ignored. */
 void	dns_cancel(unsigned long id);
 /* Cancel every request (callbacks do not run) and free the resolver; for
@@ -130,5 +163,13 @@ int	dns_wire_name(const unsigned char *p, size_t len, char *out,
 	    size_t outlen);
 int	dns_parse_mx_rdata(const unsigned char *d, size_t len, int *pref,
 	    char *name, size_t namelen);
+/*
+ * dns_parse_txt_rdata: TXT rdata (RFC 1035 3.3.14), one or more
+ * length-prefixed character strings, joined: returns the joined length
+ * and puts at most outlen - 1 octets of it into out, NUL-terminated;
+ * -1 when a string runs past len, len is 0 or outlen is 0.
+ */
+int	dns_parse_txt_rdata(const unsigned char *d, size_t len, char *out,
+	    size_t outlen);
 
 #endif

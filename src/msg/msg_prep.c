@@ -3,8 +3,8 @@
  * (see msg_prep.h): CRLF normalisation, Date / Message-ID when missing,
  * Bcc removed, envelope from From / To / Cc / Bcc.
  *
- * Public: msg_field_next, msg_field_is, msg_field_value, msg_prep_crlf,
- * msg_prep_run, msg_prep_free.
+ * Public: msg_field_next, msg_field_is, msg_field_value, msg_from_address,
+ * msg_count_lines, msg_prep_crlf, msg_prep_run, msg_prep_free.
  *
  * Threats: the message is untrusted.  The scanner only moves forward
  * over the buffer and never reads past len; values are unfolded into a
@@ -90,6 +90,32 @@ msg_field_value(const char *m, const struct msg_field *f, struct strbuf *out)
 	}
 }
 
+/* The first address of the first From: field. */
+int
+msg_from_address(const char *m, size_t len, char *addr, size_t addrlen)
+{
+	struct strbuf v = STRBUF_INIT;
+	struct addrlist_addr a;
+	struct msg_field f;
+	const char *err;
+	size_t pos = 0;
+	int rc = -1;
+
+	while (msg_field_next(m, len, &pos, &f) == 1) {
+		if (!msg_field_is(m, &f, "From"))
+			continue;
+		msg_field_value(m, &f, &v);
+		if (addrlist_parse(v.s, v.len, &a, 1, &err) >= 1 &&
+		    strlen(a.addr) < addrlen) {
+			bstrlcpy(addr, a.addr, addrlen);
+			rc = 0;
+		}
+		break;
+	}
+	strbuf_free(&v);
+	return rc;
+}
+
 void
 msg_prep_crlf(const char *in, size_t len, struct strbuf *out)
 {
@@ -108,8 +134,9 @@ msg_prep_crlf(const char *in, size_t len, struct strbuf *out)
 	strbuf_add(out, in + run, len - run);
 }
 
-static size_t
-count_lines(const char *m, size_t pos)
+/* How many line ends come before offset pos. */
+size_t
+msg_count_lines(const char *m, size_t pos)
 {
 	size_t i, n = 0;
 
@@ -221,7 +248,7 @@ scan_header(struct msg_prep *p, const char *m, size_t len, int *has_date,
 		else
 			(void)bsnprintf(why, whylen, "line %zu of the header "
 			    "is not a field (\"Name: value\") nor an empty "
-			    "line before the body", count_lines(m, pos) + 1);
+			    "line before the body", msg_count_lines(m, pos) + 1);
 		rc = -1;
 	}
 	*hend = pos;

@@ -47,6 +47,19 @@ int	msg_field_is(const char *msg, const struct msg_field *f,
 void	msg_field_value(const char *msg, const struct msg_field *f,
 	    struct strbuf *out);
 
+/*
+ * The first address of the first From: field of msg[0..len) into
+ * addr[0..addrlen) (local part as written, domain lower case; see
+ * addrlist.h).  0, or -1 when there is no From: field before the end of
+ * the header section or its value does not parse.
+ */
+int	msg_from_address(const char *msg, size_t len, char *addr,
+	    size_t addrlen);
+
+/* How many line ends (LF) msg has before offset pos: a line number is
+ * that plus 1. */
+size_t	msg_count_lines(const char *msg, size_t pos);
+
 /* Append in[0..len) to out with every CRLF, bare LF and bare CR as CRLF. */
 void	msg_prep_crlf(const char *in, size_t len, struct strbuf *out);
 

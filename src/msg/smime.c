@@ -271,7 +271,9 @@ smime_signer_load(const char *dir, const char *address, unsigned flags,
 	if (key_path(s->path, sizeof(s->path), dir, address, ".pem", why,
 	    whylen) == -1)
 		goto fail;
-	if ((flags & SMIME_DOMAIN_KEY) && at != NULL &&
+	if ((flags & SMIME_DOMAIN_KEY) && at == NULL)
+		domain = 1;	/* a domain named directly */
+	else if ((flags & SMIME_DOMAIN_KEY) && at != NULL &&
 	    access(s->path, F_OK) == -1) {
 		if (key_path(s->path, sizeof(s->path), dir, at + 1, ".pem",
 		    why, whylen) == -1)
@@ -548,7 +550,12 @@ smime_apply(const struct smime_request *rq, const char *msg, size_t len,
 			    "address to sign for (give From: or --from)");
 		goto done;
 	}
-	if ((rq->ops & SMIME_ENCRYPT) &&
+	if ((rq->ops & SMIME_ENCRYPT) && rq->rcpt_certs != NULL &&
+	    (rcpts = X509_chain_up_ref(rq->rcpt_certs)) == NULL) {
+		(void)bsnprintf(why, whylen, "S/MIME: out of memory");
+		goto done;
+	}
+	if ((rq->ops & SMIME_ENCRYPT) && rcpts == NULL &&
 	    (rcpts = load_recipients(rq, now, why, whylen)) == NULL)
 		goto done;
 	if (split_message(msg, len, &outer, &inner, why, whylen) == -1)

@@ -65,6 +65,8 @@ struct smime_signer {
 /*
  * Load and check the signer for `address` from `dir`: <address>.pem, or
  * with SMIME_DOMAIN_KEY in flags and that file missing, <domain>.pem.
+ * With SMIME_DOMAIN_KEY, an `address` without '@' names a domain: its
+ * <domain>.pem is checked as a domain key (`postern config check`).
  * `now` is the time certificates must be valid at.  NULL with why.
  */
 struct smime_signer *smime_signer_load(const char *dir, const char *address,
@@ -91,6 +93,10 @@ struct smime_request {
 	const char		*signer;	/* address (envelope or From) */
 	const char *const	*rcpts;		/* recipient addresses */
 	size_t			 nrcpts;
+	/* Or the recipients' certificates, loaded and checked already
+	 * (the gateway, which looked them up to decide): used instead of
+	 * rcpts when not NULL; borrowed. */
+	STACK_OF(X509)		*rcpt_certs;
 	time_t			 now;		/* 0 = time(NULL) */
 };
 

@@ -88,6 +88,7 @@ struct qentry {
 /* A message in delivery: open, locked, waiting for its answers. */
 struct qjob {
 	struct qjob		*next;		/* in q->flights */
+	struct qjob		**prevp;	/* what points at it there */
 	struct qmgr		*q;
 	uint64_t		 mid;
 	int			 fd;
@@ -109,6 +110,8 @@ struct qgroup {
 	size_t				 n;
 };
 
+struct qround;
+
 struct qmgr {
 	struct event_base	*base;
 	const struct conf	*conf;
@@ -117,6 +120,9 @@ struct qmgr {
 	struct qentry		*tab;	/* open addressing by mid */
 	size_t			 cap, n;
 	struct event		*run_ev;
+	int			 notify_fd;	/* MIDs from the workers, -1 */
+	struct transform_runner	*runner;	/* signing thread, or NULL */
+	struct qround		*rounds;	/* transforming on it */
 	struct qjob		*flights;	/* messages in delivery */
 	size_t			 nflights;
 	size_t			 max_flight;	/* each holds an fd */
@@ -138,6 +144,7 @@ slot_of(const struct qmgr *q, uint64_t mid)
 }
 
 static struct qentry *tab_find(struct qmgr *, uint64_t, int create);
+static void	job_submit(struct qmgr *, struct qjob *);
 
 /* Double the table (or make the first one) and re-insert everything. */
 static void
@@ -527,17 +534,14 @@ job_complete(struct qmgr *q, struct qjob *j)
 static void
 job_release(struct qmgr *q, struct qjob *j)
 {
-	struct qjob **pp;
 	int was_full;
 
 	if (--j->inflight > 0)
 		return;
 	job_complete(q, j);
-	for (pp = &q->flights; *pp; pp = &(*pp)->next)
-		if (*pp == j) {
-			*pp = j->next;
-			break;
-		}
+	/* O(1): a busy queue has up to max_flight messages in flight */
+	if ((*j->prevp = j->next) != NULL)
+		j->next->prevp = j->prevp;
 	was_full = q->nflights >= q->max_flight;
 	q->nflights--;
 	job_free(j);
@@ -610,33 +614,21 @@ transform_bounce(struct qjob *j, size_t rid, const struct transform_rcpt *tr,
 }
 
 /*
- * The one place a message passes, open and locked, before its first
- * delivery attempt; nothing has read its content for delivery yet: its
- * content transformation (DKIM and S/MIME signing, transform.h) runs
- * here, once per message, so every next hop and every maildir gets
- * exactly the bytes that were signed, also on every retry.  A message
- * that must wait (TEMPFAIL) has its pending recipients deferred and is
- * held this round; recipients a step refuses are bounced, and when
- * others remain those bounces are made durable before the round's
- * rewrites are committed (a crash after the rename must not forget
- * them).
+ * What the steps decided for a message (transform.h): TEMPFAIL defers
+ * its pending recipients and holds it this round; recipients a step
+ * refuses are bounced, and when others remain those bounces are made
+ * durable now, before the round's rewrites are committed (a crash after
+ * the rename must not forget them); PERMFAIL leaves nothing to deliver.
  */
 static void
-qmgr_prepare_message(struct qmgr *q, struct transform_batch *tb,
-    struct qjob *j)
+qmgr_transformed(struct qmgr *q, struct qjob *j, enum transform_outcome o,
+    const struct transform_rcpt *tr, const char *why)
 {
-	struct transform_rcpt *tr = xcalloc(j->env.nrcpts, sizeof(*tr));
-	enum transform_outcome o;
-	char why[512];
 	size_t i, before = j->nbounces;
 
-	why[0] = '\0';
-	o = transform_message(tb, j->mid, j->fd, &j->env, tr, why,
-	    sizeof(why));
 	if (o == TRANSFORM_TEMPFAIL) {
 		job_defer_pending(q, j, why);
 		j->held = 1;
-		free(tr);
 		return;
 	}
 	for (i = 0; i < j->env.nrcpts; i++)
@@ -656,49 +648,200 @@ qmgr_prepare_message(struct qmgr *q, struct transform_batch *tb,
 			log_warn("MID %llu: cannot write delivery state",
 			    (unsigned long long)j->mid);
 	}
-	free(tr);
 }
 
-/* After the commit: take the rewritten file (or defer when it failed). */
+/* After the commit: a rewrite that could not be taken defers. */
 static void
-qmgr_take_message(struct qmgr *q, struct transform_batch *tb,
-    struct qjob *j)
+qmgr_taken(struct qmgr *q, struct qjob *j, int taken, const char *why)
 {
-	char why[512];
-
-	if (transform_take(tb, j->mid, &j->fd, &j->env, why,
-	    sizeof(why)) == -1) {
+	if (taken == -1) {
 		job_defer_pending(q, j, why);
 		j->held = 1;
 	}
 }
 
 /*
- * Before the round delivers anything: every untouched message passes
- * qmgr_prepare_message(); then the round's rewritten files are made
- * durable with one flush (transform_commit()) and each job takes its new
- * fd and envelope.  With no transformation configured this costs
- * nothing.
+ * Take every MID the workers sent so far (each is due now); 1 if any.
+ * Also called between the messages of a round transformed in the loop
+ * (no signing thread): the channel holds only so many datagrams, and a
+ * worker drops what does not fit (the message then waits for a rescan).
+ */
+static int
+notify_drain(struct qmgr *q)
+{
+	uint64_t mid;
+	int got = 0;
+
+	if (q->notify_fd == -1)
+		return 0;
+	while (recv(q->notify_fd, &mid, sizeof(mid), MSG_DONTWAIT) ==
+	    sizeof(mid)) {
+		tab_find(q, mid, 1)->next = 0;
+		got = 1;
+	}
+	return got;
+}
+
+/*
+ * The one place a message passes, open and locked, before its first
+ * delivery attempt; nothing has read its content for delivery yet: its
+ * content transformation (DKIM and S/MIME signing, transform.h) runs
+ * here, once per message, so every next hop and every maildir gets
+ * exactly the bytes that were signed, also on every retry.  This is the
+ * in-loop way, for a queue manager without its signing thread (unit
+ * tests, or the thread could not start): every untouched message is
+ * transformed, the round's rewrites are made durable with one flush,
+ * and each job takes its new fd and envelope.  With no transformation
+ * configured this costs nothing.
  */
 static void
 qmgr_prepare_round(struct qmgr *q, struct qjob **jobs, size_t nj)
 {
 	const struct transform_step *const *steps;
 	struct transform_batch *tb;
+	struct transform_rcpt *tr;
+	enum transform_outcome o;
+	char why[512];
 	size_t i, nsteps;
 
 	steps = transform_steps(q->conf, &nsteps);
 	if (nsteps == 0)
 		return;
 	tb = transform_batch_new(q->spool, q->conf, steps, nsteps);
-	for (i = 0; i < nj; i++)
-		if (job_untouched(jobs[i]))
-			qmgr_prepare_message(q, tb, jobs[i]);
+	for (i = 0; i < nj; i++) {
+		if (job_untouched(jobs[i])) {
+			tr = xcalloc(jobs[i]->env.nrcpts, sizeof(*tr));
+			why[0] = '\0';
+			o = transform_message(tb, jobs[i]->mid, jobs[i]->fd,
+			    &jobs[i]->env, tr, why, sizeof(why));
+			qmgr_transformed(q, jobs[i], o, tr, why);
+			free(tr);
+		}
+		if (notify_drain(q))
+			schedule_run(q);
+	}
 	transform_commit(tb);
 	for (i = 0; i < nj; i++)
 		if (!jobs[i]->held)
-			qmgr_take_message(q, tb, jobs[i]);
+			qmgr_taken(q, jobs[i], transform_take(tb, jobs[i]->mid,
+			    &jobs[i]->fd, &jobs[i]->env, why, sizeof(why)), why);
 	transform_batch_free(tb);
+}
+
+/* A round's untouched messages, transformed on the signing thread. */
+struct qround {
+	struct qround		*next;		/* in q->rounds */
+	struct qmgr		*q;
+	struct transform_batch	*tb;
+	struct qjob		**jobs;
+	struct transform_job	*tj;		/* one per job */
+	char			(*why)[512];
+	size_t			 n;
+};
+
+static void
+qround_free(struct qround *rd)
+{
+	struct qround **pp;
+	size_t i;
+
+	for (pp = &rd->q->rounds; *pp; pp = &(*pp)->next)
+		if (*pp == rd) {
+			*pp = rd->next;
+			break;
+		}
+	transform_batch_free(rd->tb);
+	for (i = 0; i < rd->n; i++)
+		free(rd->tj[i].rcpts);
+	free(rd->tj);
+	free(rd->why);
+	free(rd->jobs);
+	free(rd);
+}
+
+/* Commit phase done: deliver what was taken, end the round's hold. */
+static void
+qround_committed(void *arg)
+{
+	struct qround *rd = arg;
+	struct qmgr *q = rd->q;
+	size_t i;
+
+	for (i = 0; i < rd->n; i++)
+		if (!rd->jobs[i]->held)
+			qmgr_taken(q, rd->jobs[i], rd->tj[i].taken, rd->why[i]);
+	for (i = 0; i < rd->n; i++)
+		if (!rd->jobs[i]->held)
+			job_submit(q, rd->jobs[i]);
+	if (q->local->flush != NULL)
+		q->local->flush();
+	if (q->remote->flush != NULL)
+		q->remote->flush();
+	for (i = 0; i < rd->n; i++)
+		job_release(q, rd->jobs[i]);
+	qround_free(rd);
+	schedule_run(q);	/* what gathered meanwhile */
+}
+
+/* Prepare phase done: bounces and deferrals now, then the commit. */
+static void
+qround_prepared(void *arg)
+{
+	struct qround *rd = arg;
+	size_t i;
+
+	for (i = 0; i < rd->n; i++) {
+		qmgr_transformed(rd->q, rd->jobs[i], rd->tj[i].outcome,
+		    rd->tj[i].rcpts, rd->why[i]);
+		rd->tj[i].skip = rd->jobs[i]->held;
+	}
+	transform_runner_commit(rd->q->runner, rd->tb, rd->tj, rd->n,
+	    qround_committed, rd);
+}
+
+/*
+ * Hand the round's untouched messages to the signing thread; they stay
+ * in flight (the round's hold kept) until qround_committed() delivers
+ * them.  The others stay in jobs[], compacted; returns how many.
+ */
+static size_t
+qmgr_start_async(struct qmgr *q, struct qjob **jobs, size_t nj)
+{
+	const struct transform_step *const *steps;
+	struct qround *rd;
+	struct transform_job *t;
+	size_t i, k = 0, nsteps;
+
+	steps = transform_steps(q->conf, &nsteps);
+	rd = xcalloc(1, sizeof(*rd));
+	rd->q = q;
+	rd->jobs = xcalloc(nj, sizeof(*rd->jobs));
+	rd->tj = xcalloc(nj, sizeof(*rd->tj));
+	rd->why = xcalloc(nj, sizeof(*rd->why));
+	for (i = 0; i < nj; i++) {
+		if (!job_untouched(jobs[i])) {
+			jobs[k++] = jobs[i];
+			continue;
+		}
+		t = &rd->tj[rd->n];
+		t->mid = jobs[i]->mid;
+		t->fd = &jobs[i]->fd;
+		t->env = &jobs[i]->env;
+		t->rcpts = xcalloc(jobs[i]->env.nrcpts, sizeof(*t->rcpts));
+		t->why = rd->why[rd->n];
+		t->whylen = sizeof(rd->why[0]);
+		rd->jobs[rd->n++] = jobs[i];
+	}
+	if (rd->n == 0) {
+		qround_free(rd);
+		return k;
+	}
+	rd->tb = transform_batch_new(q->spool, q->conf, steps, nsteps);
+	rd->next = q->rounds;
+	q->rounds = rd;
+	transform_runner_prepare(q->runner, rd->tb, rd->tj, rd->n,
+	    qround_prepared, rd);
+	return k;
 }
 
 /* Open, lock and check a due message.  NULL: skip it this round. */
@@ -846,6 +989,11 @@ qmgr_round(struct qmgr *q)
 	if (q->stopping || paused(q) || q->n == 0 ||
 	    q->nflights >= q->max_flight)
 		return;
+	/* One round on the signing thread at a time: what falls due
+	 * meanwhile gathers into the next one (bigger batches, one flush
+	 * each); qround_committed() starts it. */
+	if (q->rounds != NULL)
+		return;
 	room = q->max_flight - q->nflights;
 	if (room > QMGR_BATCH)
 		room = QMGR_BATCH;
@@ -857,13 +1005,18 @@ qmgr_round(struct qmgr *q)
 			continue;
 		/* in flight from here; +1 holds it until the round ends */
 		tab_find(q, j->mid, 1)->busy = 1;
-		j->next = q->flights;
+		if ((j->next = q->flights) != NULL)
+			q->flights->prevp = &j->next;
+		j->prevp = &q->flights;
 		q->flights = j;
 		q->nflights++;
 		j->inflight = 1;
 		jobs[nj++] = j;
 	}
-	qmgr_prepare_round(q, jobs, nj);
+	if (q->runner != NULL)
+		nj = qmgr_start_async(q, jobs, nj);	/* signing thread */
+	else
+		qmgr_prepare_round(q, jobs, nj);
 	for (i = 0; i < nj; i++)
 		if (!jobs[i]->held)
 			job_submit(q, jobs[i]);
@@ -961,6 +1114,7 @@ qmgr_new(struct event_base *base, const struct conf *conf,
 	q->spool = spool;
 	q->local = local;
 	q->remote = remote;
+	q->notify_fd = -1;
 	/* in-flight messages hold their spool file open: leave at least
 	 * half of the descriptors for connections and maildir files */
 	q->max_flight = QMGR_MAX_FLIGHT;
@@ -1023,14 +1177,8 @@ static void
 notify_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct qmgr_events *ev = arg;
-	uint64_t mid;
-	int got = 0;
 
-	while (recv(fd, &mid, sizeof(mid), MSG_DONTWAIT) == sizeof(mid)) {
-		tab_find(ev->q, mid, 1)->next = 0;
-		got = 1;
-	}
-	if (got)
+	if (notify_drain(ev->q))
 		schedule_run(ev->q);
 }
 
@@ -1093,6 +1241,21 @@ events_free(struct qmgr_events *ev)
 		event_free(ev->term);
 }
 
+/* With transformations configured, their thread (else they run in the
+ * loop, slower: said once). */
+static void
+qmgr_start_runner(struct qmgr *q)
+{
+	char why[256];
+	size_t n;
+
+	(void)transform_steps(q->conf, &n);
+	if (n > 0 && (q->runner = transform_runner_new(q->base, why,
+	    sizeof(why))) == NULL)
+		log_warnx("queue manager: %s; signing in the event loop",
+		    why);
+}
+
 int
 qmgr_run(struct event_base *base, const struct conf *conf,
     struct spool *spool, int notify_fd)
@@ -1102,7 +1265,10 @@ qmgr_run(struct event_base *base, const struct conf *conf,
 
 	memset(&ev, 0, sizeof(ev));
 	srandom((unsigned)getpid() ^ (unsigned)wall_now());
+	transform_start(conf);	/* signing keys: loaded here, once */
 	ev.q = qmgr_new(base, conf, spool, &delivery_local, &delivery_remote);
+	ev.q->notify_fd = notify_fd;
+	qmgr_start_runner(ev.q);
 	if (events_add(&ev, base, notify_fd) == -1)
 		r = -1;
 	else {
@@ -1110,6 +1276,12 @@ qmgr_run(struct event_base *base, const struct conf *conf,
 		event_base_dispatch(base);
 	}
 	events_free(&ev);
+	/* the signing thread first: nothing may still use a job */
+	transform_runner_free(ev.q->runner);
+	ev.q->runner = NULL;
+	while (ev.q->rounds != NULL)
+		qround_free(ev.q->rounds);
 	qmgr_free(ev.q);
+	transform_stop();
 	return r;
 }

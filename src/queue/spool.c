@@ -19,8 +19,15 @@
  * rename and directory fsyncs in the caller's thread.
  *
  * spool_rewrite_*() replace a queued message with transformed content
- * (transform.c): the same writer into incoming/<MID> (locked), one syncfs
- * for a batch, a rename over queue/<MID> each, one fsync of queue/.
+ * (transform.c): the same writer into a scratch file rewrite/rw.<slot>
+ * (locked), one syncfs for a batch, then each scratch file and
+ * queue/<MID> swap names in one atomic renameat2(RENAME_EXCHANGE), and
+ * one fsync of queue/.  The replaced copy becomes the slot's next
+ * scratch file: a rewrite creates and frees no inode (ext4 scans past
+ * recently freed inodes to allocate one, and frees blocks synchronously
+ * when mounted with discard: that had cost more than the signing).  A
+ * file system without RENAME_EXCHANGE, or no free slot, gets the plain
+ * way: a new incoming/<MID> renamed over queue/<MID>.
  *
  * spool_has_room() answers the SMTP workers' free-space question at MAIL
  * from a statvfs result cached per spool (per worker) for about a second.
@@ -52,6 +59,7 @@
 
 #define SPOOL_WBUF	65536
 #define FOOTER_MAX	256
+#define SPOOL_RW_SLOTS	512	/* scratch files of a rewrite batch */
 
 static const char *area_names[] = { "incoming", "queue", "hold", "corrupt" };
 
@@ -70,6 +78,8 @@ struct spool_msg {
 	int		 err;		/* rewrite: errno of what failed */
 	const char	*failed;	/* rewrite: what failed, or NULL */
 	int		 renamed;	/* rewrite: now at queue/<MID> */
+	int		 slot;		/* rewrite: rewrite/rw.<slot>, or -1
+					 * for incoming/<MID> */
 	struct spool_msg *next;
 };
 
@@ -96,6 +106,10 @@ struct spool {
 	uint64_t	 space_bytes;	/* available to unprivileged users */
 	uint64_t	 space_inodes;	/* UINT64_MAX when not counted */
 	int		 space_full;	/* last answer was FULL (logged) */
+	/* rewrites (under lock): scratch slots in use, and whether the
+	 * file system swaps names (RENAME_EXCHANGE) */
+	unsigned char	 rw_busy[SPOOL_RW_SLOTS];
+	int		 rw_plain;	/* 1 once an exchange was refused */
 };
 
 /* "./spool" -> "<cwd>/spool" (getcwd needs no access to the parents). */
@@ -135,6 +149,12 @@ spool_open(const char *data_dir, char *why, size_t whylen)
 			    strerror(errno));
 			goto fail;
 		}
+	}
+	snprintf(path, sizeof(path), "%s/rewrite", sp->dir);
+	if (mkdir_p(path, 0700) == -1) {
+		bsnprintf(why, whylen, "cannot create %s: %s", path,
+		    strerror(errno));
+		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/state", sp->dir);
 	if (mkdir_p(path, 0700) == -1) {
@@ -209,19 +229,32 @@ state_path(const struct spool *sp, uint64_t mid, char *buf, size_t len)
 
 /* ---------------------------------------------------------------- writing */
 
+static struct spool_msg *msg_open(struct spool *, uint64_t, const char *,
+		    int, char *, size_t);
+
 /* Create incoming/<mid> with `flags` and set up the writer. */
 static struct spool_msg *
 msg_create(struct spool *sp, uint64_t mid, int flags, char *why,
     size_t whylen)
 {
-	struct spool_msg *m;
 	char path[4096];
 
 	spool_path(sp, SPOOL_INCOMING, mid, path, sizeof(path));
+	return msg_open(sp, mid, path, flags | O_CREAT | O_TRUNC, why, whylen);
+}
+
+/* A writer on `path` (opened with oflags | O_CLOEXEC, 0600). */
+static struct spool_msg *
+msg_open(struct spool *sp, uint64_t mid, const char *path, int oflags,
+    char *why, size_t whylen)
+{
+	struct spool_msg *m;
+
 	m = xcalloc(1, sizeof(*m));
 	m->spool = sp;
 	m->mid = mid;
-	m->fd = open(path, flags | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	m->slot = -1;
+	m->fd = open(path, oflags | O_CLOEXEC, 0600);
 	if (m->fd == -1) {
 		bsnprintf(why, whylen, "cannot create %s: %s", path,
 		    strerror(errno));
@@ -232,7 +265,8 @@ msg_create(struct spool *sp, uint64_t mid, int flags, char *why,
 	if (m->md == NULL || !EVP_DigestInit_ex(m->md, EVP_sha256(), NULL)) {
 		bsnprintf(why, whylen, "cannot initialise SHA-256");
 		close(m->fd);
-		unlink(path);
+		if (oflags & O_TRUNC)
+			unlink(path);
 		EVP_MD_CTX_free(m->md);
 		free(m);
 		return NULL;
@@ -294,6 +328,11 @@ spool_msg_write(struct spool_msg *m, const void *p, size_t len)
 static void
 msg_free(struct spool_msg *m)
 {
+	if (m->slot != -1) {
+		pthread_mutex_lock(&m->spool->lock);
+		m->spool->rw_busy[m->slot] = 0;
+		pthread_mutex_unlock(&m->spool->lock);
+	}
 	if (m->fd != -1)
 		close(m->fd);
 	EVP_MD_CTX_free(m->md);
@@ -308,8 +347,11 @@ spool_msg_abort(struct spool_msg *m)
 
 	if (m == NULL)
 		return;
-	spool_path(m->spool, SPOOL_INCOMING, m->mid, path, sizeof(path));
-	unlink(path);
+	/* a scratch slot stays for the next rewrite (whatever it holds) */
+	if (m->slot == -1) {
+		spool_path(m->spool, SPOOL_INCOMING, m->mid, path, sizeof(path));
+		unlink(path);
+	}
 	msg_free(m);
 }
 
@@ -543,12 +585,72 @@ spool_inject(struct spool *sp, struct envelope *env, const char *data,
 
 /* ------------------------------------------------------------ rewriting */
 
-/* Start the new copy of a queued message, locked, in incoming/. */
+/* A free scratch slot, taken; -1 when none (or no exchange). */
+static int
+rw_slot_take(struct spool *sp)
+{
+	int k;
+
+	pthread_mutex_lock(&sp->lock);
+	for (k = 0; k < SPOOL_RW_SLOTS && (sp->rw_plain || sp->rw_busy[k]); k++)
+		;
+	if (k < SPOOL_RW_SLOTS)
+		sp->rw_busy[k] = 1;
+	pthread_mutex_unlock(&sp->lock);
+	return k < SPOOL_RW_SLOTS ? k : -1;
+}
+
+static void
+rw_slot_path(const struct spool *sp, int k, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/rewrite/rw.%d", sp->dir, k);
+}
+
+/*
+ * The new copy in scratch slot k: the file is reused as it is (its
+ * blocks overwritten from the start, cut to size at the end), locked.
+ * NULL with why when it cannot be opened; NULL with *busy set when it
+ * is still locked (a job has not let go of the copy it replaced: the
+ * caller takes the plain way).
+ */
+static struct spool_msg *
+rw_slot_open(struct spool *sp, uint64_t mid, int k, int *busy, char *why,
+    size_t whylen)
+{
+	struct spool_msg *m;
+	char path[4096];
+
+	*busy = 0;
+	rw_slot_path(sp, k, path, sizeof(path));
+	if ((m = msg_open(sp, mid, path, O_RDWR | O_CREAT, why,
+	    whylen)) == NULL) {
+		pthread_mutex_lock(&sp->lock);
+		sp->rw_busy[k] = 0;
+		pthread_mutex_unlock(&sp->lock);
+		return NULL;
+	}
+	m->slot = k;
+	if (flock(m->fd, LOCK_EX | LOCK_NB) == -1) {
+		*busy = 1;
+		msg_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* Start the new copy of a queued message, locked: in a scratch slot,
+ * else in incoming/<MID>. */
 struct spool_msg *
 spool_rewrite_new(struct spool *sp, uint64_t mid, char *why, size_t whylen)
 {
 	struct spool_msg *m;
+	int k, busy;
 
+	if ((k = rw_slot_take(sp)) != -1) {
+		m = rw_slot_open(sp, mid, k, &busy, why, whylen);
+		if (m != NULL || !busy)
+			return m;
+	}
 	if ((m = msg_create(sp, mid, O_RDWR, why, whylen)) == NULL)
 		return NULL;
 	/* Locked before it has its queue/ name: `postern queue delete`
@@ -572,13 +674,39 @@ spool_rewrite_finish(struct spool_msg *m, const struct envelope *env,
 		    "not match its new content", (unsigned long long)m->mid);
 		return -1;
 	}
-	if (flush_wbuf(m) == -1 || finish_file(m, env) == -1) {
+	/* a reused scratch file is cut to what was written */
+	if (flush_wbuf(m) == -1 || finish_file(m, env) == -1 ||
+	    (m->slot != -1 && ftruncate(m->fd, lseek(m->fd, 0, SEEK_CUR)) ==
+	    -1)) {
 		bsnprintf(why, whylen, "spool: cannot write the new copy of MID "
-		    "%llu into %s/incoming: %s", (unsigned long long)m->mid,
-		    m->spool->dir, strerror(errno));
+		    "%llu into %s/%s: %s", (unsigned long long)m->mid,
+		    m->spool->dir, m->slot != -1 ? "rewrite" : "incoming",
+		    strerror(errno));
 		return -1;
 	}
 	return 0;
+}
+
+/* Put the new copy at queue/<MID>: swap names with the old one (which
+ * stays as the slot's scratch file), or rename it over. 0 or -1. */
+static int
+rw_put(struct spool *sp, struct spool_msg *m, const char *to)
+{
+	char from[4096];
+
+	if (m->slot == -1) {
+		spool_path(sp, SPOOL_INCOMING, m->mid, from, sizeof(from));
+		return rename(from, to);
+	}
+	rw_slot_path(sp, m->slot, from, sizeof(from));
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_EXCHANGE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+		return -1;
+	pthread_mutex_lock(&sp->lock);
+	sp->rw_plain = 1;	/* this file system cannot swap names */
+	pthread_mutex_unlock(&sp->lock);
+	return rename(from, to);
 }
 
 static void
@@ -593,7 +721,7 @@ rewrite_failed(struct spool_msg *m, const char *what, int err)
 void
 spool_rewrite_commit(struct spool *sp, struct spool_msg **msgs, size_t n)
 {
-	char from[4096], to[4096];
+	char to[4096];
 	size_t i, renamed = 0;
 	int e;
 
@@ -614,9 +742,8 @@ spool_rewrite_commit(struct spool *sp, struct spool_msg **msgs, size_t n)
 			rewrite_failed(msgs[i], "writing", EIO);
 			continue;
 		}
-		spool_path(sp, SPOOL_INCOMING, msgs[i]->mid, from, sizeof(from));
 		spool_path(sp, SPOOL_QUEUE, msgs[i]->mid, to, sizeof(to));
-		if (rename(from, to) == -1) {
+		if (rw_put(sp, msgs[i], to) == -1) {
 			rewrite_failed(msgs[i], "renaming into the queue", errno);
 			continue;
 		}
@@ -977,7 +1104,13 @@ spool_clean_incoming(const struct spool *sp)
 	char path[4096];
 	uint64_t *mids;
 	size_t n, i;
+	int k;
 
+	/* the rewrite scratch files too: they hold nothing to keep */
+	for (k = 0; k < SPOOL_RW_SLOTS; k++) {
+		rw_slot_path(sp, k, path, sizeof(path));
+		(void)unlink(path);
+	}
 	if (spool_list(sp, SPOOL_INCOMING, &mids, &n) == -1)
 		return;
 	for (i = 0; i < n; i++) {

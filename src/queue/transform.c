@@ -9,16 +9,18 @@
  * writes the new copy to incoming/<MID> (locked), spool_rewrite_commit
  * flushes the round once and renames each over queue/<MID>.
  *
- * Public: transform_steps, transform_batch_new, transform_batch_free,
- * transform_message, transform_commit, transform_take.
+ * Public: transform_steps, transform_start, transform_stop,
+ * transform_batch_new, transform_batch_free, transform_message,
+ * transform_commit, transform_take.  The steps themselves:
+ * transform_smime.c, transform_dkim.c (transform_steps.h).
  *
  * Limits: a message is transformed in memory (the mapped spool file plus
  * one buffer per step in turn); steps are synchronous.  Threats: steps get
- * content from the network; they are expected to treat it as untrusted
- * (the DKIM and S/MIME steps will say how), and they run in the queue
- * manager, where the private keys are.
+ * content from the network and treat it as untrusted (dkim.c and smime.c
+ * say how); they run in the queue manager, where the private keys are.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@
 #include "log.h"
 #include "spool.h"
 #include "transform.h"
+#include "transform_steps.h"
 #include "util.h"
 
 /* One message of the round whose new copy waits in incoming/. */
@@ -38,6 +41,9 @@ struct rewrite {
 };
 
 struct transform_batch {
+	pthread_mutex_t			  lock;	/* rw: the runner's threads
+						 * transform messages of one
+						 * batch at once */
 	struct spool			 *spool;
 	const struct conf		 *conf;
 	const struct transform_step *const *steps;
@@ -47,15 +53,35 @@ struct transform_batch {
 	int				  committed;
 };
 
-/* The steps this configuration enables (none built yet). */
+/* The steps this configuration enables: S/MIME first, as it changes
+ * the body; DKIM last, as it signs the final bytes. */
 const struct transform_step *const *
 transform_steps(const struct conf *conf, size_t *n)
 {
-	/* No step is built yet.  S/MIME (smime.sign, smime.encrypt) will
-	 * come first, as it changes the body; DKIM last, as it signs the
-	 * final bytes. */
+	static const struct transform_step *steps[2];
+
 	*n = 0;
-	return NULL;
+	if (conf == NULL)
+		return NULL;
+	if (conf->smime_keys != NULL && conf->nsmime_sign > 0)
+		steps[(*n)++] = &transform_smime_step;
+	if (conf->ndkim > 0)
+		steps[(*n)++] = &transform_dkim_step;
+	return *n > 0 ? steps : NULL;
+}
+
+/* Queue-manager start: load what the steps keep (the DKIM keys). */
+void
+transform_start(const struct conf *conf)
+{
+	if (conf->ndkim > 0)
+		(void)transform_dkim_start(conf);
+}
+
+void
+transform_stop(void)
+{
+	transform_dkim_stop();
 }
 
 /* An empty batch for one round. */
@@ -69,6 +95,7 @@ transform_batch_new(struct spool *spool, const struct conf *conf,
 	tb->conf = conf;
 	tb->steps = steps;
 	tb->nsteps = nsteps;
+	pthread_mutex_init(&tb->lock, NULL);
 	return tb;
 }
 
@@ -92,6 +119,7 @@ transform_batch_free(struct transform_batch *tb)
 			close(fd);
 	}
 	free(tb->rw);
+	pthread_mutex_destroy(&tb->lock);
 	free(tb);
 }
 
@@ -132,6 +160,7 @@ rewrite_write(struct transform_batch *tb, uint64_t mid,
 		spool_msg_abort(m);
 		return -1;
 	}
+	pthread_mutex_lock(&tb->lock);
 	if (tb->nrw == tb->caprw) {
 		tb->caprw = tb->caprw ? tb->caprw * 2 : 16;
 		tb->rw = xrealloc(tb->rw, tb->caprw * sizeof(*tb->rw));
@@ -140,6 +169,7 @@ rewrite_write(struct transform_batch *tb, uint64_t mid,
 	rw->mid = mid;
 	rw->msg = m;
 	rw->size = len;
+	pthread_mutex_unlock(&tb->lock);
 	return 0;
 }
 
@@ -215,11 +245,15 @@ transform_message(struct transform_batch *tb, uint64_t mid, int fd,
 	struct transform_msg in;
 	enum transform_outcome r;
 	void *map = NULL;
+	int busy;
 
 	memset(rcpts, 0, env->nrcpts * sizeof(*rcpts));
 	if (tb == NULL || tb->nsteps == 0 || env->transformed)
 		return TRANSFORM_OK;	/* no read, no write */
-	if (rewrite_find(tb, mid) != NULL) {
+	pthread_mutex_lock(&tb->lock);
+	busy = rewrite_find(tb, mid) != NULL;
+	pthread_mutex_unlock(&tb->lock);
+	if (busy) {
 		bsnprintf(why, whylen, "MID %llu is already being transformed",
 		    (unsigned long long)mid);
 		return TRANSFORM_TEMPFAIL;

@@ -1,7 +1,8 @@
 /*
  * transform.h - the seam for message content transformations: DKIM
- * signing, S/MIME signing and encryption (the steps themselves come with
- * later issues), and the one entry point the queue manager calls.
+ * signing, S/MIME signing and encryption (the steps themselves are in
+ * transform_smime.c and transform_dkim.c, see transform_steps.h), and the
+ * entry points the queue manager calls.
  *
  * Decision (docs/spool.md "Message transformation"):
  *  - WHERE: in the queue manager, once per message, before its first
@@ -55,9 +56,15 @@
  *   ... deliver (local and remote) from fd / env ...
  *   transform_batch_free(tb);
  *
- * Limits: steps run synchronously in the queue manager's loop, on the
- * whole message in memory (one copy per step).  Outcomes for recipients
- * that are no longer pending must be ignored by the caller.
+ * The queue manager runs these same calls off its event loop, on the
+ * helper thread of a transform_runner (below): signing and the rewrite's
+ * file work (new copies, the flush, the renames, closing the replaced
+ * files) never stall deliveries or the workers' notifications
+ * (docs/architecture.md "Signing").
+ *
+ * Limits: each message is transformed in memory (one copy per step).
+ * Outcomes for recipients that are no longer pending must be ignored by
+ * the caller.
  */
 #ifndef POSTERN_TRANSFORM_H
 #define POSTERN_TRANSFORM_H
@@ -114,11 +121,17 @@ struct transform_step {
 };
 
 /*
- * The steps this configuration enables, in order (none yet: DKIM and
- * S/MIME add themselves here).  *n = 0 and NULL when there are none.
+ * The steps this configuration enables, in order: S/MIME when smime.sign
+ * lists something, then DKIM when `dkim` has entries.  *n = 0 and NULL
+ * when there are none.
  */
 const struct transform_step *const *transform_steps(const struct conf *,
 	    size_t *n);
+/* At queue-manager start (every reload starts a new one): load what the
+ * steps keep for `conf` (the DKIM keys; each one that cannot be used
+ * gets a Warning).  `conf` is borrowed until transform_stop(). */
+void	transform_start(const struct conf *);
+void	transform_stop(void);
 
 /* A round's transformations, made durable together.  `steps` (nsteps
  * entries, may be 0) and `conf` are borrowed for the batch's life. */
@@ -134,8 +147,10 @@ void	transform_batch_free(struct transform_batch *);
  * env: its envelope) for its first delivery attempt.  `rcpts` has
  * env->nrcpts entries and is filled.  Already transformed, no step
  * configured, or no step wanting it: OK at once, nothing written.
- * Otherwise the steps run and the new copy is written to incoming/
- * (not yet durable, not yet in place: see transform_commit()).
+ * Otherwise the steps run and the new copy is written to a scratch file
+ * (not yet durable, not yet in place: see transform_commit()).  Several
+ * threads may transform different messages of one batch at once (the
+ * runner's); the batch's other calls are one thread's.
  */
 enum transform_outcome transform_message(struct transform_batch *,
 	    uint64_t mid, int fd, const struct envelope *env,
@@ -158,5 +173,55 @@ void	transform_commit(struct transform_batch *);
  */
 int	transform_take(struct transform_batch *, uint64_t mid, int *fd,
 	    struct envelope *env, char *why, size_t whylen);
+
+/* ---- off the event loop ------------------------------------------------ */
+
+/*
+ * One message of a batch handed to the runner.  The caller fills mid,
+ * fd, env, rcpts (env->nrcpts entries), why/whylen and arg, and lends
+ * them until its commit callback has run; the runner fills outcome (and
+ * rcpts, why) in the prepare phase, the caller sets skip for messages it
+ * will not deliver now (deferred, bounced), and the runner fills taken
+ * (as transform_take(): 1, 0 or -1, with *fd and *env replaced) in the
+ * commit phase.
+ */
+struct transform_job {
+	uint64_t		 mid;
+	int			*fd;
+	struct envelope		*env;
+	struct transform_rcpt	*rcpts;
+	char			*why;
+	size_t			 whylen;
+	void			*arg;		/* the caller's */
+	enum transform_outcome	 outcome;
+	int			 skip;
+	int			 taken;
+};
+
+struct transform_runner;
+struct event_base;
+
+/* Called in the loop when a phase has run; `arg` as given. */
+typedef void (*transform_done_fn)(void *arg);
+
+/* A helper thread and its way back into `base`.  NULL with why. */
+struct transform_runner *transform_runner_new(struct event_base *,
+	    char *why, size_t whylen);
+/*
+ * Stop the thread: the task it is running finishes, the others are
+ * dropped and their callbacks never run (their owners free the
+ * batches).  NULL is fine.
+ */
+void	transform_runner_free(struct transform_runner *);
+/* Prepare phase, on the thread: transform_message() for every job of
+ * tb (in order); then done(arg) in the loop. */
+void	transform_runner_prepare(struct transform_runner *,
+	    struct transform_batch *, struct transform_job *, size_t n,
+	    transform_done_fn done, void *arg);
+/* Commit phase, on the thread: transform_commit(), then
+ * transform_take() for every job not skipped; then done(arg). */
+void	transform_runner_commit(struct transform_runner *,
+	    struct transform_batch *, struct transform_job *, size_t n,
+	    transform_done_fn done, void *arg);
 
 #endif

@@ -13,7 +13,11 @@
  * back to a prefix of the input that ends at a root label or at the end;
  * a smaller buffer never gives a different name; the MX parser agrees
  * with the name parser on the target and takes the preference from the
- * first two bytes.
+ * first two bytes.  The input is also TXT rdata (dns_parse_txt_rdata, for
+ * DKIM key records): -1 exactly when a string runs past the end (or the
+ * input is empty); else the joined length is the input minus one length
+ * octet per string, and what is kept is those octets, NUL-terminated and
+ * cut to the buffer.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -118,6 +122,34 @@ out:
 	free(ref);
 }
 
+static void
+fuzz_txt(const unsigned char *d, size_t len, size_t small)
+{
+	char *out = malloc(small), *ref = malloc(len + 1);
+	size_t i = 0, n = 0, k;
+	int r, ok = len > 0;
+
+	CHECK(out != NULL && ref != NULL);
+	while (ok && i < len) {		/* the reference: walk the strings */
+		k = d[i++];
+		if (k > len - i) {
+			ok = 0;
+			break;
+		}
+		memcpy(ref + n, d + i, k);
+		n += k;
+		i += k;
+	}
+	r = dns_parse_txt_rdata(d, len, out, small);
+	CHECK(r == (ok ? (int)n : -1));
+	if (r >= 0) {
+		k = n < small - 1 ? n : small - 1;
+		CHECK(memcmp(out, ref, k) == 0 && out[k] == '\0');
+	}
+	free(out);
+	free(ref);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -131,6 +163,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(copy, data, size);
 	fuzz_name(copy, size, size > 0 ? (size_t)copy[size - 1] + 1 : 1);
 	fuzz_mx(copy, size);
+	fuzz_txt(copy, size, size > 1 ? (size_t)copy[0] % 64 + 1 : 1);
 	/* degenerate buffers */
 	CHECK(dns_wire_name(copy, size, &one, 1) == -1);
 	CHECK(dns_parse_mx_rdata(copy, size, &(int){0}, &one, 0) == -1);

@@ -23,6 +23,7 @@
 
 #include "cmd.h"
 #include "conf.h"
+#include "test_dkimkey.h"
 #include "util.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
@@ -467,6 +468,14 @@ static const struct err_case err_cases[] = {
 	    2, "duplicate dkim selector 's' for domain 'example.com'" },
 	{ "smime = {\n sign = [ \"example.com\" ]; };\n", 1,
 	    "smime needs 'keys'" },
+	{ "smime = { keys = \"k\";\n encrypt = \"always\"; };\n", 2,
+	    "'encrypt' must be one of never, when-possible, required" },
+	{ "dkim_on_error = \"drop\";\n", 1,
+	    "'dkim_on_error' must be one of defer, send-unsigned" },
+	{ "dkim = ( { domain = \"example.com\"; selector = \"s\"; key = \"k\";"
+	    "\n expire = -1; } );\n", 2, "'expire' must be between 0 and" },
+	{ "dkim = ( { domain = \"example.com\"; selector = \"s\"; key = \"k\";"
+	    "\n subdomains = \"yes\"; } );\n", 2, "subdomains" },
 	{ "data_dir = \"\";\n", 1, "'data_dir' must not be empty" },
 	{ "user = \"root user\";\n", 1, "'user' is not a valid user name" },
 	{ "log = { file = \"\"; };\n", 1, "'file' must not be empty" },
@@ -627,6 +636,8 @@ test_defaults(void **state)
 	assert_int_equal(c->paused, 0);
 	assert_null(c->smime_keys);
 	assert_string_equal(c->smime_encrypt, "never");
+	assert_int_equal(c->smime_encrypt_mode, SMIME_ENCRYPT_NEVER);
+	assert_int_equal(c->dkim_on_error, DKIM_ON_ERROR_DEFER);
 	conf_free(c);
 	conf_errors_free(&errs);
 }
@@ -1163,6 +1174,18 @@ run_config(char **out, char **errout, int argc, ...)
 	return rc;
 }
 
+/* A DKIM key (Ed25519, as keygen writes it) at dir/rel. */
+static void
+write_dkim_key(const char *dir, const char *rel)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/dkim", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	test_dkim_key_file(path, DKIM_ED25519_SHA256);
+}
+
 static void
 test_cmd_config(void **state)
 {
@@ -1175,6 +1198,12 @@ test_cmd_config(void **state)
 	bad = write_temp(dir, "bad.conf", "hostname = \"a.example\";\n"
 	    "listeners = ( { name = \"a\"; address = \"::1\"; port = 99999; } );\n"
 	    "bogus = true;\n");
+
+	/* config check loads the SPEC example's DKIM key and looks at its
+	 * S/MIME keys directory: give it both */
+	write_dkim_key(dir, "dkim/example.com.s2026.key");
+	snprintf(want, sizeof(want), "%s/smime", dir);
+	assert_int_equal(mkdir(want, 0700), 0);
 
 	/* The SPEC example's smart host has auth_password_file "ses.pass":
 	 * missing, a warning (not an error). */
@@ -1191,11 +1220,18 @@ test_cmd_config(void **state)
 	assert_int_equal(run_config(&out, &errout, 4, "config", "check", "-c",
 	    good), 0);
 	/* The SPEC example's listeners use certificate "default", which
-	 * serve would make (the demo certificate). */
-	snprintf(want, sizeof(want), "note: no certificate \"default\" yet; "
+	 * serve would make (the demo certificate); its smime.sign domain
+	 * has no domain key (a warning). */
+	assert_true(strncmp(out, "note: no certificate \"default\" yet; "
 	    "`postern serve` will make a self-signed demo certificate for "
-	    "mx.example.com\n%s: configuration OK\n", good);
-	assert_string_equal(out, want);
+	    "mx.example.com\n", 99) == 0);
+	snprintf(want, sizeof(want), "\nwarning: %s:52: smime: no domain key "
+	    "%s/smime/example.com.pem: only senders with their own "
+	    "<address>.pem there are signed for", good, dir);
+	if (strstr(out, want) == NULL)
+		fail_msg("%s", out);
+	snprintf(want, sizeof(want), "\n%s: configuration OK\n", good);
+	assert_int_equal(strcmp(out + strlen(out) - strlen(want), want), 0);
 	assert_string_equal(errout, "");
 	free(out);
 	free(errout);
@@ -1263,6 +1299,72 @@ test_cmd_config(void **state)
 	free(pass);
 }
 
+/* The signing keys: which dkim entries sign for a From: domain (the
+ * longest configured domain wins; subdomains only when asked), and which
+ * senders smime.sign selects. */
+static void
+test_signing(void **state)
+{
+	static const char text[] =
+	    "dkim = ( { domain = \"example.com\"; selector = \"r\"; key = \"r\"; },\n"
+	    " { domain = \"Example.com\"; selector = \"e\"; key = \"e\";"
+	    " subdomains = true; expire = 604800; },\n"
+	    " { domain = \"eu.example.com\"; selector = \"x\"; key = \"x\"; },\n"
+	    " { domain = \"other.org\"; selector = \"o\"; key = \"o\"; } );\n"
+	    "dkim_on_error = \"send-unsigned\";\n"
+	    "smime = { keys = \"sm\"; sign = [ \"example.com\", "
+	    "\"boss@example.org\" ]; encrypt = \"required\"; };\n";
+	static const struct {
+		const char *domain;
+		size_t n, first, second;
+	} t[] = {
+		{ "example.com", 2, 0, 1 },
+		{ "EXAMPLE.COM", 2, 0, 1 },
+		{ "a.example.com", 1, 1, 0 },	/* only subdomains = true */
+		{ "b.a.example.com", 1, 1, 0 },
+		{ "eu.example.com", 1, 2, 0 },	/* the longer domain wins */
+		{ "x.eu.example.com", 1, 1, 0 },	/* x has no subdomains */
+		{ "other.org", 1, 3, 0 },
+		{ "sub.other.org", 0, 0, 0 },
+		{ "xexample.com", 0, 0, 0 },
+		{ "com", 0, 0, 0 },
+	};
+	struct conf_errors errs = { NULL, 0 };
+	struct conf *c;
+	size_t idx[8], i, n;
+
+	c = conf_load_string(text, "t.conf", "/base", &errs);
+	assert_non_null(c);
+	assert_int_equal(errs.n, 0);
+	assert_int_equal(c->dkim_on_error, DKIM_ON_ERROR_SEND_UNSIGNED);
+	assert_int_equal(c->smime_encrypt_mode, SMIME_ENCRYPT_REQUIRED);
+	assert_string_equal(c->smime_encrypt, "required");
+	assert_int_equal(c->dkim[1].subdomains, 1);
+	assert_int_equal(c->dkim[1].expire, 604800);
+	assert_int_equal(c->dkim[0].subdomains, 0);
+	assert_int_equal(c->dkim[0].expire, 0);
+	for (i = 0; i < NELEM(t); i++) {
+		n = conf_dkim_for(c, t[i].domain, idx, NELEM(idx));
+		if (n != t[i].n)
+			fail_msg("%s: %zu entries, wanted %zu", t[i].domain, n,
+			    t[i].n);
+		if (n > 0)
+			assert_int_equal(idx[0], t[i].first);
+		if (n > 1)
+			assert_int_equal(idx[1], t[i].second);
+	}
+	assert_int_equal(conf_dkim_for(c, "example.com", idx, 1), 1);
+	assert_true(conf_smime_signs(c, "alice@example.com"));
+	assert_true(conf_smime_signs(c, "Alice@EXAMPLE.com"));
+	assert_false(conf_smime_signs(c, "alice@sub.example.com"));
+	assert_true(conf_smime_signs(c, "boss@example.org"));
+	assert_false(conf_smime_signs(c, "other@example.org"));
+	assert_true(conf_valid_domain("s2026.example.com"));
+	assert_false(conf_valid_domain("s 2026"));
+	conf_free(c);
+	conf_errors_free(&errs);
+}
+
 int
 main(void)
 {
@@ -1283,6 +1385,7 @@ main(void)
 		cmocka_unit_test(test_local_domain),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_cmd_config),
+		cmocka_unit_test(test_signing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

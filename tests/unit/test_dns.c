@@ -6,7 +6,10 @@
  * direct hosts, IPv6 before IPv4, the per-host limits, hosts without an
  * address, NXDOMAIN (answered locally under the default "invalid." zone),
  * SERVFAIL, the one deadline, cancelling and shutting down with requests
- * pending; and the reverse lookup still working beside it.
+ * pending; and the reverse lookup still working beside it.  TXT lookups
+ * (dns_txt, for DKIM key records): strings joined, several records,
+ * NODATA, NXDOMAIN, SERVFAIL, the deadline, cancel; and the TXT rdata
+ * parser.
  *
  * No network is needed or used.  dns_init() takes its forwarders from
  * ub_ctx_resolvconf(); this executable defines that function itself, so
@@ -166,6 +169,12 @@ static const char *const local_data[] = {
 	/* two MX hosts, only the less preferred one has an address */
 	"half.example. MX 10 host.noaddr.example.",
 	"half.example. MX 20 mx2.partner.example.",
+	/* DKIM key records: one record of two strings, as a zone file
+	 * gives it; a name with two TXT records */
+	"s1._domainkey.dkim.example. IN TXT ( \\\"v=DKIM1; k=rsa; \\\" "
+	    "\\\"p=MIIB\\\" )",
+	"two.example. TXT \\\"first\\\"",
+	"two.example. TXT \\\"second\\\"",
 };
 
 /* 20 MX hosts (preferences 20 down to 1), each with an address; one
@@ -765,6 +774,125 @@ test_concurrent(void **state)
 	assert_int_equal(fake_queries, 0);
 }
 
+/* ---- TXT ---------------------------------------------------------- */
+
+struct txt_outcome {
+	int		 called;
+	enum dns_status	 status;
+	int		 nxdomain;
+	char		 why[256];
+	char		 txt[DNS_MAX_TXT][256];
+	size_t		 ntxt;
+};
+
+static void
+txt_cb(void *arg, const struct dns_txt *t)
+{
+	struct txt_outcome *o = arg;
+	size_t i;
+
+	o->called++;
+	o->status = t->status;
+	o->nxdomain = t->nxdomain;
+	snprintf(o->why, sizeof(o->why), "%s", t->why);
+	o->ntxt = t->ntxt;
+	for (i = 0; i < t->ntxt; i++) {
+		assert_int_equal(strlen(t->txt[i]), t->len[i]);
+		snprintf(o->txt[i], sizeof(o->txt[i]), "%s", t->txt[i]);
+	}
+	event_base_loopbreak(base);
+}
+
+static void
+txt_lookup(struct txt_outcome *o, const char *name, double timeout)
+{
+	memset(o, 0, sizeof(*o));
+	(void)dns_txt(name, timeout, txt_cb, o);
+	assert_int_equal(o->called, 0);		/* never from inside */
+	run_loop(5.0);
+	if (o->called != 1)
+		fail_msg("no TXT answer for %s within 5 s", name);
+}
+
+static void
+test_txt_local(void **state)
+{
+	struct txt_outcome o;
+
+	txt_lookup(&o, "s1._domainkey.dkim.example", 2.0);
+	assert_int_equal(o.status, DNS_OK);
+	assert_int_equal(o.ntxt, 1);
+	assert_string_equal(o.txt[0], "v=DKIM1; k=rsa; p=MIIB");
+	txt_lookup(&o, "two.example", 2.0);
+	assert_int_equal(o.status, DNS_OK);
+	assert_int_equal(o.ntxt, 2);
+	assert_true((strcmp(o.txt[0], "first") == 0 &&
+	    strcmp(o.txt[1], "second") == 0) || (strcmp(o.txt[1], "first") ==
+	    0 && strcmp(o.txt[0], "second") == 0));
+	/* a name with an A record only: NODATA, answered locally */
+	txt_lookup(&o, "implicit.example", 2.0);
+	assert_int_equal(o.status, DNS_PERMFAIL);
+	assert_int_equal(o.nxdomain, 0);
+	assert_string_equal(o.why, "the name has no TXT record");
+	txt_lookup(&o, "k._domainkey.nosuch.invalid", 2.0);
+	assert_int_equal(o.status, DNS_PERMFAIL);
+	assert_int_equal(o.nxdomain, 1);
+	assert_string_equal(o.why, "the name does not exist (NXDOMAIN)");
+	txt_lookup(&o, "bad name.example", 2.0);
+	assert_int_equal(o.status, DNS_PERMFAIL);
+	assert_int_equal(fake_queries, 0);
+}
+
+static void
+test_txt_failures(void **state)
+{
+	struct txt_outcome o;
+	unsigned long id;
+
+	txt_lookup(&o, "k._domainkey.unknown.upstream.example", 0.2);
+	assert_int_equal(o.status, DNS_TEMPFAIL);
+	assert_string_equal(o.why, "the DNS lookup timed out");
+	fake_mode = FAKE_SERVFAIL;
+	txt_lookup(&o, "k._domainkey.unknown.upstream.example", 3.0);
+	assert_int_equal(o.status, DNS_TEMPFAIL);
+	assert_string_equal(o.why, "the DNS lookup failed (SERVFAIL)");
+	/* cancelled: no callback */
+	memset(&o, 0, sizeof(o));
+	id = dns_txt("k._domainkey.unknown.upstream.example", 0.2, txt_cb, &o);
+	dns_cancel(id);
+	run_loop(0.4);
+	assert_int_equal(o.called, 0);
+}
+
+static void
+test_txt_rdata(void **state)
+{
+	static const struct {
+		const char	*rdata;
+		size_t		 len;
+		int		 want;
+		const char	*text;
+	} t[] = {
+		{ "\005hello", 6, 5, "hello" },
+		{ "\003abc\000\002de", 9, 5, "abcde" },
+		{ "\000", 1, 0, "" },
+		{ "\005abc", 4, -1, NULL },		/* runs past the end */
+		{ "", 0, -1, NULL },
+		{ "\012abcdefghij", 11, 10, "abcdefg" },	/* cut at 8 */
+	};
+	char out[8];
+	size_t i;
+	int got;
+
+	for (i = 0; i < NELEM(t); i++) {
+		got = dns_parse_txt_rdata((const unsigned char *)t[i].rdata,
+		    t[i].len, out, sizeof(out));
+		assert_int_equal(got, t[i].want);
+		if (got >= 0)
+			assert_string_equal(out, t[i].text);
+	}
+}
+
 static void
 rdns_cb(void *arg, const char *host, int verified)
 {
@@ -827,6 +955,11 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_rdns_still_works, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_txt_local, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_txt_failures, setup,
+		    teardown),
+		cmocka_unit_test(test_txt_rdata),
 		cmocka_unit_test(test_report_timing),
 	};
 

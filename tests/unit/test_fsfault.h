@@ -2,7 +2,8 @@
  * test_fsfault.h - a file-system failure seam for unit tests: the test
  * executable is linked with -Wl,--wrap for open64, write, close, fsync,
  * syncfs, rename and fstatvfs64 (tests/unit/meson.build), so every call
- * the spool and util.c make goes through the wrappers below first.
+ * the spool and util.c make goes through the wrappers below first
+ * (renameat2 too, counted and failed as FS_RENAME).
  *
  *   fsfault_arm(FS_WRITE, 2, ENOSPC, FSF_REG, NULL)
  *       the 2nd write(2) to a regular file from now on fails with ENOSPC
@@ -54,6 +55,7 @@ int	__real_close(int);
 int	__real_fsync(int);
 int	__real_syncfs(int);
 int	__real_rename(const char *, const char *);
+int	__real_renameat2(int, const char *, int, const char *, unsigned int);
 int	__real_fstatvfs64(int, struct statvfs64 *);
 
 static void __attribute__((unused))
@@ -213,6 +215,15 @@ __wrap_rename(const char *from, const char *to)
 	if (fsf_check(FS_RENAME, -1, from))
 		return -1;
 	return __real_rename(from, to);
+}
+
+int
+__wrap_renameat2(int fromfd, const char *from, int tofd, const char *to,
+    unsigned int flags)
+{
+	if (fsf_check(FS_RENAME, -1, from))
+		return -1;
+	return __real_renameat2(fromfd, from, tofd, to, flags);
 }
 
 _Static_assert(sizeof(struct statvfs) == sizeof(struct statvfs64),

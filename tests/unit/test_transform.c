@@ -14,7 +14,22 @@
  * rewrite (create, write, syncfs, rename, directory flush, incoming/
  * emptied by a restart, no commit) leaves a whole file in queue/ - the
  * original unless the rename was done - and a later round transforms it.
+ *
+ * The real steps (transform_steps.h) through the same seam: which steps
+ * a configuration enables and in which order; DKIM signs mail from a
+ * configured domain with every key of it (Ed25519 and RSA), t= from the
+ * envelope, and leaves other mail untouched (no rewrite); a key that
+ * cannot be used defers the message (dkim_on_error = defer) or lets it
+ * go without that signature (send-unsigned); S/MIME defers when the
+ * signing key is missing and, with encrypt = required, bounces the
+ * recipients without a certificate (5.7.5).
+ *
+ * The runner (the queue manager's signing thread): both phases run off
+ * the calling thread and call back in the event loop, in order, with the
+ * outcomes, skips and takes as the synchronous calls give them; freeing
+ * it with work queued drops that work without a callback.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,11 +41,16 @@
 #include <sys/file.h>
 #include <cmocka.h>
 
+#include <event2/event.h>
+
 #include "envelope.h"
 #include "log.h"
 #include "spool.h"
 #include "strbuf.h"
+#include "conf.h"
+#include "test_dkimkey.h"
 #include "transform.h"
+#include "transform_steps.h"
 #include "util.h"
 
 #include "test_fsfault.h"
@@ -214,19 +234,25 @@ file_bytes(uint64_t mid, size_t *len)
 }
 
 static size_t
-count_incoming(void)
+count_area(const char *area)
 {
 	char path[512];
 	struct dirent *de;
 	size_t n = 0;
 	DIR *d;
 
-	snprintf(path, sizeof(path), "%s/spool/incoming", tmpdir);
+	snprintf(path, sizeof(path), "%s/spool/%s", tmpdir, area);
 	assert_non_null(d = opendir(path));
 	while ((de = readdir(d)) != NULL)
 		n += de->d_name[0] != '.';
 	closedir(d);
 	return n;
+}
+
+static size_t
+count_incoming(void)
+{
+	return count_area("incoming");
 }
 
 /* queue/<mid> verifies and holds `want` as content; returns transformed. */
@@ -303,16 +329,18 @@ test_rewrite(void **state)
 	struct transform_rcpt rc[2];
 	struct transform_batch *tb;
 	struct envelope env;
-	char why[256] = "", path[512], buf[256];
+	char why[256] = "", path[512], buf[256], *b0;
 	int fd, fd2, oldfd;
+	size_t l0;
 
 	queue_msg(11, "a@example.org", NULL, 0, ORIG);
 	fd = oldfd = open_queued(11, &env);
 	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
 	assert_int_equal(transform_message(tb, 11, fd, &env, rc, why,
 	    sizeof(why)), TRANSFORM_OK);
-	/* Written, not yet in place. */
-	assert_int_equal(count_incoming(), 1);
+	/* Written (into a scratch file of rewrite/), not yet in place. */
+	assert_int_equal(count_area("rewrite"), 1);
+	assert_int_equal(count_incoming(), 0);
 	assert_int_equal(check_queued(11, ORIG), 0);
 	fsfault_reset();
 	transform_commit(tb);
@@ -327,6 +355,12 @@ test_rewrite(void **state)
 	assert_int_equal(napplied_never, 0);
 	assert_int_equal(count_incoming(), 0);
 	assert_int_equal(check_queued(11, HDR ORIG), 1);
+	/* the names were swapped: the scratch file holds the old copy now,
+	 * for the next rewrite to overwrite (no inode made or freed) */
+	snprintf(path, sizeof(path), "%s/spool/rewrite/rw.0", tmpdir);
+	assert_non_null(b0 = read_file(path, &l0, 1 << 20));
+	assert_true(l0 > strlen(ORIG) && memcmp(b0, ORIG, strlen(ORIG)) == 0);
+	free(b0);
 	/* The descriptor handed over reads the new file from the start... */
 	assert_true(read(fd, buf, strlen(HDR)) == (ssize_t)strlen(HDR));
 	assert_memory_equal(buf, HDR, strlen(HDR));
@@ -494,7 +528,7 @@ static const struct {
 	int		 want_new_in_place;	/* the rename was done */
 } rw_faults[] = {
 	{ "create the new copy", AT_WRITE, FS_OPEN, 1, ENOSPC, FSF_ANY,
-	  "/incoming/", 0 },
+	  "/rewrite/", 0 },
 	{ "write the new copy", AT_WRITE, FS_WRITE, 1, ENOSPC, FSF_REG, NULL,
 	  0 },
 	{ "write the new copy EIO", AT_WRITE, FS_WRITE, 1, EIO, FSF_REG, NULL,
@@ -600,6 +634,360 @@ test_rewrite_failures(void **state)
 	}
 }
 
+/* ---- the real steps --------------------------------------------------- */
+
+#define DKIM_ORIG	"Received: by mx.test.example\r\n" \
+			"From: Alice <alice@dkim.example>\r\n" \
+			"To: bob@example.com\r\nSubject: t\r\n\r\nbody\r\n"
+#define OTHER_ORIG	"Received: by mx.test.example\r\n" \
+			"From: someone@else.example\r\n" \
+			"Subject: t\r\n\r\nbody\r\n"
+
+static void
+write_key(const char *name, enum dkim_alg alg)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	test_dkim_key_file(path, alg);
+}
+
+/* A configuration from text (relative paths: the scratch directory). */
+static struct conf *
+conf_of(const char *text)
+{
+	struct conf_errors errs = { NULL, 0 };
+	struct conf *c;
+
+	c = conf_load_string(text, "t.conf", tmpdir, &errs);
+	assert_non_null(c);
+	if (errs.n > 0)
+		fail_msg("%s", errs.msgs[0]);
+	conf_errors_free(&errs);
+	return c;
+}
+
+/* One round over one message with the configuration's steps: the
+ * outcome, and the take (1 rewritten, 0 not). */
+static enum transform_outcome
+real_round(const struct conf *c, uint64_t mid, struct transform_rcpt *rc,
+    char *why, size_t whylen, int *took)
+{
+	const struct transform_step *const *steps;
+	struct transform_batch *tb;
+	enum transform_outcome o;
+	struct envelope env;
+	size_t n;
+	int fd;
+
+	steps = transform_steps(c, &n);
+	fd = open_queued(mid, &env);
+	tb = transform_batch_new(sp, c, steps, n);
+	o = transform_message(tb, mid, fd, &env, rc, why, whylen);
+	transform_commit(tb);
+	*took = o == TRANSFORM_OK ? transform_take(tb, mid, &fd, &env, why,
+	    whylen) : 0;
+	transform_batch_free(tb);
+	close(fd);
+	envelope_clear(&env);
+	return o;
+}
+
+static void
+test_steps_enabled(void **state)
+{
+	struct conf *c;
+	size_t n;
+	const struct transform_step *const *st;
+
+	c = conf_of("dkim = ( { domain = \"dkim.example\"; selector = \"e\";"
+	    " key = \"e.key\"; } );\n"
+	    "smime = { keys = \".\"; sign = [ \"dkim.example\" ]; };\n");
+	st = transform_steps(c, &n);
+	assert_int_equal(n, 2);
+	assert_ptr_equal(st[0], &transform_smime_step);	/* body first */
+	assert_ptr_equal(st[1], &transform_dkim_step);	/* then sign it */
+	conf_free(c);
+	c = conf_of("smime = { keys = \".\"; };\n");
+	assert_null(transform_steps(c, &n));
+	assert_int_equal(n, 0);
+	conf_free(c);
+}
+
+static void
+test_dkim_step(void **state)
+{
+	struct transform_rcpt rc[2];
+	struct conf *c;
+	char why[512] = "", *b, *p;
+	size_t len;
+	int took;
+
+	write_key("e.key", DKIM_ED25519_SHA256);
+	write_key("r.key", DKIM_RSA_SHA256);
+	c = conf_of("dkim = ( { domain = \"dkim.example\"; selector = \"e\";"
+	    " key = \"e.key\"; },\n { domain = \"dkim.example\"; selector ="
+	    " \"r\"; key = \"r.key\"; } );\n");
+	assert_int_equal(transform_dkim_start(c), 0);
+	queue_msg(60, "alice@dkim.example", NULL, 0, DKIM_ORIG);
+	assert_int_equal(real_round(c, 60, rc, why, sizeof(why), &took),
+	    TRANSFORM_OK);
+	assert_int_equal(took, 1);
+	b = file_bytes(60, &len);
+	assert_true(strncmp(b, "DKIM-Signature: v=1; a=ed25519-sha256; "
+	    "c=relaxed/relaxed; d=dkim.example; s=e;", 68) == 0);
+	assert_non_null(p = strstr(b, "\r\nDKIM-Signature: v=1; "
+	    "a=rsa-sha256; c=relaxed/relaxed; d=dkim.example; s=r;"));
+	assert_non_null(strstr(b, " t=1763880000;"));
+	assert_non_null(strstr(p, "\r\n" DKIM_ORIG));
+	free(b);
+	/* another From: domain is not touched at all */
+	queue_msg(61, "someone@else.example", NULL, 0, OTHER_ORIG);
+	assert_int_equal(real_round(c, 61, rc, why, sizeof(why), &took),
+	    TRANSFORM_OK);
+	assert_int_equal(took, 0);
+	assert_int_equal(check_queued(61, OTHER_ORIG), 0);
+	transform_stop();
+	conf_free(c);
+}
+
+static void
+test_dkim_step_bad_key(void **state)
+{
+	struct transform_rcpt rc[2];
+	struct conf *c;
+	char why[512] = "";
+	int took;
+
+	c = conf_of("dkim = ( { domain = \"dkim.example\"; selector = \"m\";"
+	    " key = \"missing.key\"; } );\n");
+	assert_int_equal(transform_dkim_start(c), 1);
+	queue_msg(62, "alice@dkim.example", NULL, 0, DKIM_ORIG);
+	assert_int_equal(real_round(c, 62, rc, why, sizeof(why), &took),
+	    TRANSFORM_TEMPFAIL);
+	assert_non_null(strstr(why, "missing.key"));
+	assert_int_equal(check_queued(62, DKIM_ORIG), 0);	/* untouched */
+	transform_stop();
+	conf_free(c);
+	c = conf_of("dkim = ( { domain = \"dkim.example\"; selector = \"m\";"
+	    " key = \"missing.key\"; } );\n"
+	    "dkim_on_error = \"send-unsigned\";\n");
+	transform_start(c);
+	assert_int_equal(real_round(c, 62, rc, why, sizeof(why), &took),
+	    TRANSFORM_OK);
+	assert_int_equal(check_queued(62, DKIM_ORIG), took);	/* unsigned */
+	transform_stop();
+	conf_free(c);
+}
+
+static void
+test_smime_step_failures(void **state)
+{
+	struct transform_rcpt rc[2];
+	struct conf *c;
+	char why[512] = "";
+	int took;
+
+	/* no signing key for the sender: deferred, never sent unsigned */
+	c = conf_of("smime = { keys = \".\"; sign = [ \"dkim.example\" ]; };\n");
+	queue_msg(63, "alice@dkim.example", NULL, 0, DKIM_ORIG);
+	assert_int_equal(real_round(c, 63, rc, why, sizeof(why), &took),
+	    TRANSFORM_TEMPFAIL);
+	assert_non_null(strstr(why, "dkim.example.pem"));
+	conf_free(c);
+	/* encryption required, no recipient certificate: all bounce */
+	c = conf_of("smime = { keys = \".\"; sign = [ \"dkim.example\" ];"
+	    " encrypt = \"required\"; };\n");
+	assert_int_equal(real_round(c, 63, rc, why, sizeof(why), &took),
+	    TRANSFORM_PERMFAIL);
+	assert_int_equal(rc[0].outcome, TRANSFORM_PERMFAIL);
+	assert_string_equal(rc[0].status, "5.7.5");
+	assert_non_null(strstr(rc[1].why, "carol@example.net.crt"));
+	assert_int_equal(check_queued(63, DKIM_ORIG), 0);
+	conf_free(c);
+}
+
+/* ---- the runner -------------------------------------------------------- */
+
+struct runner_test {
+	struct event_base	*base;
+	int			 prepared, committed;
+	pthread_t		 loop;
+	int			 other_thread;	/* a phase ran elsewhere */
+};
+
+static enum transform_outcome
+apply_where(const struct transform_msg *in, const struct conf *c,
+    struct strbuf *out, struct transform_rcpt *r, char *why, size_t wl)
+{
+	prepend(in, out, HDR);
+	return TRANSFORM_OK;
+}
+
+static struct runner_test *rt_now;
+
+static int
+wants_where(const struct transform_msg *m, const struct conf *c)
+{
+	if (!pthread_equal(pthread_self(), rt_now->loop))
+		rt_now->other_thread = 1;
+	return strncmp(m->env->from, "defer", 5) != 0;
+}
+
+static void
+rt_prepared(void *arg)
+{
+	struct runner_test *rt = arg;
+
+	rt->prepared++;
+	event_base_loopbreak(rt->base);
+}
+
+static void
+rt_committed(void *arg)
+{
+	struct runner_test *rt = arg;
+
+	rt->committed++;
+	event_base_loopbreak(rt->base);
+}
+
+/* Run the loop until `flag` is set (at most 10 s). */
+static void
+rt_wait(struct runner_test *rt, const int *flag)
+{
+	struct timeval tv = { 10, 0 };
+
+	event_base_loopexit(rt->base, &tv);
+	while (*flag == 0 && event_base_loop(rt->base, 0) == 0 &&
+	    !event_base_got_exit(rt->base))
+		;
+	assert_int_not_equal(*flag, 0);
+}
+
+/* A runner job for queued message `mid`, opened and locked as the
+ * queue manager does, what the runner fills lent from the caller. */
+static void
+job_lend(struct transform_job *tj, uint64_t mid, int *fd,
+    struct envelope *env, struct transform_rcpt *rc, char *why,
+    size_t whylen)
+{
+	memset(tj, 0, sizeof(*tj));
+	*fd = open_queued(mid, env);
+	tj->mid = mid;
+	tj->fd = fd;
+	tj->env = env;
+	tj->rcpts = rc;
+	tj->why = why;
+	tj->whylen = whylen;
+}
+
+/* 40 messages in one batch through both phases: every one rewritten
+ * once, whichever thread took it. */
+static void
+runner_many(struct transform_runner *tr, struct runner_test *rt)
+{
+	static const struct transform_step *const steps[] = { &step_header };
+	enum { N = 40 };
+	struct transform_rcpt (*rc)[2] = xcalloc(N, sizeof(*rc));
+	struct transform_job *tj = xcalloc(N, sizeof(*tj));
+	struct envelope *env = xcalloc(N, sizeof(*env));
+	char (*why)[256] = xcalloc(N, sizeof(*why));
+	int *fd = xcalloc(N, sizeof(*fd));
+	struct transform_batch *tb;
+	size_t i;
+
+	for (i = 0; i < N; i++) {
+		queue_msg(100 + i, "a@example.org", NULL, 0, ORIG);
+		job_lend(&tj[i], 100 + i, &fd[i], &env[i], rc[i], why[i],
+		    sizeof(why[i]));
+	}
+	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
+	rt->prepared = rt->committed = 0;
+	transform_runner_prepare(tr, tb, tj, N, rt_prepared, rt);
+	rt_wait(rt, &rt->prepared);
+	transform_runner_commit(tr, tb, tj, N, rt_committed, rt);
+	rt_wait(rt, &rt->committed);
+	for (i = 0; i < N; i++) {
+		assert_int_equal(tj[i].outcome, TRANSFORM_OK);
+		assert_int_equal(tj[i].taken, 1);
+		assert_int_equal(check_queued(100 + i, HDR ORIG), 1);
+		close(fd[i]);
+		envelope_clear(&env[i]);
+	}
+	transform_batch_free(tb);
+	free(rc);
+	free(tj);
+	free(env);
+	free(why);
+	free(fd);
+}
+
+static void
+test_runner(void **state)
+{
+	static const struct transform_step step_where = { "where",
+	    wants_where, apply_where };
+	static const struct transform_step *const steps[] = { &step_defer,
+	    &step_where };
+	struct runner_test rt = { NULL, 0, 0, pthread_self(), 0 };
+	struct transform_rcpt rc[2][2];
+	struct transform_job tj[2];
+	struct transform_runner *tr;
+	struct transform_batch *tb;
+	struct envelope env[2];
+	char why[2][256], w[256];
+	int fd[2], oldfd0;
+	size_t i;
+
+	rt.base = event_base_new();
+	rt_now = &rt;
+	tr = transform_runner_new(rt.base, w, sizeof(w));
+	assert_non_null(tr);
+	queue_msg(70, "a@example.org", NULL, 0, ORIG);
+	queue_msg(71, "defer@example.org", NULL, 0, ORIG);
+	for (i = 0; i < 2; i++)
+		job_lend(&tj[i], 70 + i, &fd[i], &env[i], rc[i], why[i],
+		    sizeof(why[i]));
+	oldfd0 = fd[0];
+	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
+	transform_runner_prepare(tr, tb, tj, 2, rt_prepared, &rt);
+	assert_int_equal(rt.prepared, 0);	/* never from inside */
+	rt_wait(&rt, &rt.prepared);
+	assert_int_equal(rt.other_thread, 1);
+	assert_int_equal(tj[0].outcome, TRANSFORM_OK);
+	assert_int_equal(tj[1].outcome, TRANSFORM_TEMPFAIL);
+	assert_non_null(strstr(why[1], "key not usable"));
+	assert_int_equal(check_queued(70, ORIG), 0);	/* not yet in place */
+	tj[1].skip = 1;
+	transform_runner_commit(tr, tb, tj, 2, rt_committed, &rt);
+	rt_wait(&rt, &rt.committed);
+	assert_int_equal(tj[0].taken, 1);
+	assert_int_equal(tj[1].taken, 0);
+	assert_int_not_equal(fd[0], oldfd0);
+	assert_int_equal(env[0].transformed, 1);
+	assert_int_equal(env[1].transformed, 0);
+	assert_int_equal(check_queued(70, HDR ORIG), 1);
+	assert_int_equal(check_queued(71, ORIG), 0);
+	transform_batch_free(tb);
+	/* a bigger batch: its messages are shared out among the threads */
+	runner_many(tr, &rt);
+	/* queued work is dropped when the runner goes: no callback */
+	tb = transform_batch_new(sp, NULL, steps, NELEM(steps));
+	tj[0].skip = tj[1].skip = 0;
+	transform_runner_prepare(tr, tb, &tj[1], 1, rt_prepared, &rt);
+	transform_runner_free(tr);
+	transform_batch_free(tb);
+	assert_int_equal(rt.prepared, 1);
+	assert_int_equal(count_incoming(), 0);
+	for (i = 0; i < 2; i++) {
+		close(fd[i]);
+		envelope_clear(&env[i]);
+	}
+	transform_runner_free(NULL);
+	event_base_free(rt.base);
+}
+
 int
 main(void)
 {
@@ -610,6 +998,11 @@ main(void)
 		T(test_chain_and_batch),
 		T(test_outcomes),
 		T(test_rewrite_failures),
+		T(test_steps_enabled),
+		T(test_dkim_step),
+		T(test_dkim_step_bad_key),
+		T(test_smime_step_failures),
+		T(test_runner),
 #undef T
 	};
 
