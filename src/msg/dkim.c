@@ -39,6 +39,7 @@
 #define DKIM_KEYFILE_MAX	(64 * 1024)
 #define DKIM_H_MAX		256	/* names in one h= */
 #define DKIM_FOLD_AT		76	/* fold the field before this column */
+#define DKIM_LIST_NAME_MAX	64	/* longest List-* name put in h= */
 
 struct dkim_msg {
 	const char		*m;		/* borrowed */
@@ -946,13 +947,18 @@ count_instances(const struct dkim_msg *dm, const char *n, size_t nl)
 	return c < DKIM_INSTANCES_MAX ? c : DKIM_INSTANCES_MAX;
 }
 
-/* A List-* name we may put in h= (letters, digits, '-', '_', '.'). */
+/*
+ * A List-* name we may put in h= (letters, digits, '-', '_', '.'; at most
+ * DKIM_LIST_NAME_MAX octets, so that every folded line of the signature
+ * stays within 78 octets; the RFC 2369/2919 names are far shorter).
+ */
 static int
 list_name(const char *s, size_t n)
 {
 	size_t i;
 
-	if (n <= 5 || ascii_ncasecmp(s, "List-", 5) != 0)
+	if (n <= 5 || n > DKIM_LIST_NAME_MAX ||
+	    ascii_ncasecmp(s, "List-", 5) != 0)
 		return 0;
 	for (i = 0; i < n; i++)
 		if (!tag_char(s[i], 0) && s[i] != '-' && s[i] != '.')

@@ -7,9 +7,10 @@
  *
  * What a signature covers (dkim_sign): From, To, Cc, Subject, Date,
  * Message-ID, Reply-To, In-Reply-To, References, MIME-Version,
- * Content-Type, Content-Transfer-Encoding and every List-* field, each
- * instance present; From, To, Cc and Subject once more ("over-signed":
- * a copy added later breaks the signature, RFC 6376 8.15).  The whole
+ * Content-Type, Content-Transfer-Encoding and every List-* field (name of
+ * at most 64 octets), each instance present; From, To, Cc and Subject
+ * once more ("over-signed": a copy added later breaks the signature,
+ * RFC 6376 8.15).  The whole
  * body (no l=), t= and optionally x=.  c=relaxed/relaxed.
  *
  * Callers: the queue manager's DKIM step (transform_dkim.c), `postern

@@ -253,6 +253,9 @@ static const char msg2[] =
     "List-Id: <list.example.com>\r\n"
     "List-Unsubscribe: <mailto:u@example.com>\r\n"
     "List-Id: <second.example.com>\r\n"
+    /* a List-* name too long for one folded line of h=: not signed */
+    "List-Iddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
+    "dddddddddd: <x.example>\r\n"
     "X-Other: not signed\r\n"
     "\r\n"
     "body\r\n";
