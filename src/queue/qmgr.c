@@ -1,8 +1,8 @@
 /*
  * qmgr.c - the queue manager's scheduler (see qmgr.h).
  *
- * Public: qmgr_new, qmgr_free, qmgr_rescan, qmgr_round, qmgr_run,
- * qmgr_backoff.
+ * Public: qmgr_new, qmgr_free, qmgr_rescan, qmgr_round, qmgr_committed,
+ * qmgr_run, qmgr_backoff.
  *
  * Table: every MID in spool/queue with the time of its next attempt.
  * Sources: the spool scan at start, MIDs sent by workers after each commit,
@@ -676,10 +676,17 @@ notify_drain(struct qmgr *q)
 		return 0;
 	while (recv(q->notify_fd, &mid, sizeof(mid), MSG_DONTWAIT) ==
 	    sizeof(mid)) {
-		tab_find(q, mid, 1)->next = 0;
+		qmgr_committed(q, mid);
 		got = 1;
 	}
 	return got;
+}
+
+void
+qmgr_committed(struct qmgr *q, uint64_t mid)
+{
+	if (tab_find(q, mid, 0) == NULL)
+		tab_find(q, mid, 1)->next = 0;
 }
 
 /*

@@ -6,10 +6,12 @@
  * into spool state, retries with backoff, expiry and bounces.
  *
  * Callers: serve.c (one qmgr process, qmgr_run); tests (qmgr_new with
- * their own drivers, qmgr_rescan, qmgr_round).
+ * their own drivers, qmgr_rescan, qmgr_round, qmgr_committed).
  */
 #ifndef POSTERN_QMGR_H
 #define POSTERN_QMGR_H
+
+#include <stdint.h>
 
 #include "conf.h"
 #include "delivery.h"
@@ -37,6 +39,10 @@ void	qmgr_rescan(struct qmgr *);
 /* One delivery round now: every due message (up to a batch) goes to the
  * drivers, which are flushed at the end. */
 void	qmgr_round(struct qmgr *);
+/* A worker committed `mid`: due now, unless the table knows it already (a
+ * rescan found it before this notice came; its due time stands, so a late
+ * notice never repeats an attempt that was just made). */
+void	qmgr_committed(struct qmgr *, uint64_t mid);
 
 /* Backoff for the n-th failed attempt (1-based): retry_min doubling up to
  * retry_max, with +-10% jitter from `rnd` in [0,1). */

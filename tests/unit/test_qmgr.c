@@ -12,7 +12,8 @@
  * queue; permanent failures bounce (NOTIFY=NEVER and the null sender get
  * no DSN); local and remote recipients of one message each go to their
  * own driver and a delivered one is never delivered again; a recipient
- * without a domain is bounced (5.1.3) without any driver.
+ * without a domain is bounced (5.1.3) without any driver; a worker's late
+ * notice of a message a rescan already tried does not try it again.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -504,6 +505,38 @@ test_in_flight_not_picked(void **state)
 	world_free(&w);
 }
 
+/* A worker's notice of a new message makes it due at once; one that comes
+ * after a rescan already found the message (and its first attempt was
+ * deferred) leaves the backoff alone: no second attempt. */
+static void
+test_late_notice_no_repeat(void **state)
+{
+	static const char *const to[] = { "bob@remote.test" };
+	struct world w;
+	struct rcpt_state st;
+	uint64_t mid, mid2;
+
+	world_new(&w);
+	mid = queue_message(&w, "alice@example.com", to, NULL, 1);
+	round_at(&w, T0);		/* the rescan finds it first */
+	assert_int_equal(fake.calls, 1);
+	qmgr_committed(w.q, mid);	/* then the worker's notice */
+	qmgr_round(w.q);
+	assert_int_equal(fake.calls, 1);
+	read_state(&w, mid, &st, 1);
+	assert_int_equal(st.attempts, 1);
+	assert_true(st.next_attempt > clock_now);
+	/* a message only the notice tells of goes at once, no rescan */
+	mid2 = queue_message(&w, "alice@example.com", to, NULL, 1);
+	qmgr_committed(w.q, mid2);
+	qmgr_round(w.q);
+	assert_int_equal(fake.calls, 2);
+	read_state(&w, mid2, &st, 1);
+	assert_int_equal(st.attempts, 1);
+	remove_queue(&w);
+	world_free(&w);
+}
+
 int
 main(void)
 {
@@ -514,6 +547,7 @@ main(void)
 		cmocka_unit_test(test_permanent_failures),
 		cmocka_unit_test(test_local_and_remote),
 		cmocka_unit_test(test_in_flight_not_picked),
+		cmocka_unit_test(test_late_notice_no_repeat),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, teardown);
