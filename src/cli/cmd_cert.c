@@ -764,7 +764,7 @@ c_selfsign(const struct sub *s, const char *cpath, int argc, char **argv)
 		    "--name)", id, conf->data_dir, CERTSTORE_SUBDIR);
 		goto out;
 	}
-	if (runas_act_as(conf->user) == -1)
+	if (runas_act_as_in(conf->user, conf->data_dir) == -1)
 		goto out;
 	if (certstore_selfsign(conf->data_dir, id, cn, sans, nsans, days,
 	    keytype, why, sizeof(why)) == -1) {
@@ -877,7 +877,7 @@ c_csr(const struct sub *s, const char *cpath, int argc, char **argv)
 		    "a request" : "a certificate", id, id);
 		goto out;
 	}
-	if (runas_act_as(conf->user) == -1)
+	if (runas_act_as_in(conf->user, conf->data_dir) == -1)
 		goto out;
 	if (certstore_make_csr(conf->data_dir, id, &subj, sans, nsans,
 	    keytype, &req, why, sizeof(why)) == -1) {
@@ -1140,7 +1140,7 @@ c_import(const struct sub *s, const char *cpath, int argc, char **argv)
 		    id);
 		goto out;
 	}
-	if (runas_act_as(conf->user) == -1)
+	if (runas_act_as_in(conf->user, conf->data_dir) == -1)
 		goto out;
 	if (key == NULL) {
 		r = certstore_find_key(conf->data_dir, leaf, id, &key, found,

@@ -149,7 +149,7 @@ write_key(const struct conf *conf, const char *dir, const char *path,
 	struct strbuf pem = STRBUF_INIT;
 	int rc = -1;
 
-	if (runas_act_as(conf->user) == -1)
+	if (runas_act_as_in(conf->user, conf->data_dir) == -1)
 		return -1;
 	if (mkdir_p(dir, 0700) == -1)
 		cmd_fail("dkim keygen: cannot create %s: %s (check data_dir "
@@ -178,12 +178,19 @@ print_keygen(const struct conf *conf, const struct opts *o, const char *path,
 
 	dkim_key_describe(key, desc, sizeof(desc));
 	printf("wrote %s (%s, mode 0600)\n\n"
-	    "Publish this TXT record in the DNS zone of %s:\n\n%s\n"
-	    "Then add this entry to the dkim list of %s and reload postern:\n\n"
-	    "  { domain = \"%s\"; selector = \"%s\"; key = \"%s\"; }\n\n"
-	    "Once the record is published: postern dkim check --domain %s\n",
-	    path, desc, o->domain, zone->s, conf->path, o->domain, o->selector,
-	    path, o->domain);
+	    "Publish this TXT record in the DNS zone of %s:\n\n%s\n",
+	    path, desc, o->domain, zone->s);
+	if (conf->path[0] == '(')	/* the embedded default: no file */
+		printf("Then add this entry to the dkim list of a configuration "
+		    "file (none is in use: `postern config show > "
+		    "postern.conf` writes the embedded default to start "
+		    "from) and start postern with -c postern.conf:\n\n");
+	else
+		printf("Then add this entry to the dkim list of %s and reload "
+		    "postern:\n\n", conf->path);
+	printf("  { domain = \"%s\"; selector = \"%s\"; key = \"%s\"; }"
+	    "\n\nOnce the record is published: postern dkim check --domain "
+	    "%s\n", o->domain, o->selector, path, o->domain);
 }
 
 static int

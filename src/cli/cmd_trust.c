@@ -158,7 +158,7 @@ t_add(const char *cpath, int argc, char **argv)
 		if (!PEM_write_bio_X509(bio, sk_X509_value(certs, i)))
 			fatalx("out of memory");
 	len = BIO_get_mem_data(bio, &data);
-	if (runas_act_as(conf->user) == -1)
+	if (runas_act_as_in(conf->user, conf->data_dir) == -1)
 		goto out;
 	if (certstore_mkdir(conf->data_dir, 0700, why, sizeof(why)) == -1 ||
 	    certstore_mkdir(dir, 0755, why, sizeof(why)) == -1) {
@@ -296,7 +296,7 @@ t_remove(const char *cpath, int argc, char **argv)
 		cmd_fail("cannot remove '%s': data_dir path too long", name);
 		goto out;
 	}
-	if (runas_act_as(conf->user) == -1)
+	if (runas_act_as_in(conf->user, conf->data_dir) == -1)
 		goto out;
 	if (unlink(path) == -1) {
 		int e = errno;

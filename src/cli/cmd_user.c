@@ -224,7 +224,7 @@ store_begin(const struct conf *conf, const char *what, int *lockfd)
 		    "data_dir)", what);
 		return -1;
 	}
-	if (runas_act_as(conf->user) == -1)
+	if (runas_act_as_in(conf->user, conf->data_dir) == -1)
 		return -1;
 	if (stat(conf->data_dir, &st) == -1 &&
 	    mkdir_p(conf->data_dir, 0700) == -1) {

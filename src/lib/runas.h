@@ -24,6 +24,19 @@ int	runas_become_user(const char *user);
  * root.  0, or -1 after printing the reason.
  */
 int	runas_act_as(const char *user);
+
+/*
+ * For writing into data_dir's stores (certificates, trust, users, DKIM
+ * keys) as root: data_dir is made first when missing (0700, given to
+ * `user`, as serve makes it); then files are created and written as
+ * `user` (file ids and its group), while directories above data_dir that
+ * `user` may not enter can still be passed (only CAP_DAC_READ_SEARCH stays
+ * effective).  Not root, or `user` root or unknown: only the making of
+ * data_dir.  0, or -1 after printing the reason.
+ */
+int	runas_act_as_in(const char *user, const char *data_dir);
+
+/* Back to root after runas_act_as or runas_act_as_in. */
 void	runas_restore(void);
 
 #endif

@@ -110,3 +110,50 @@ def test_unreachable_log_fails_before_binding(tmp_path, daemon_user):
     assert "move it under data_dir" in lines[0]
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))         # never bound by postern
+
+
+def test_store_commands_under_a_closed_directory(tmp_path, daemon_user):
+    """The commands that write into data_dir's stores, run as root before
+    the daemon ever ran: they make data_dir (0700, the user's) and leave
+    every file they write owned by the daemon user, although that user
+    cannot enter the directory above data_dir."""
+    d = closed_dir(tmp_path)
+    conf = d / "postern.conf"
+    conf.write_text(CONF.format(user=daemon_user, log="data/postern.log",
+                                port=free_port()))
+    data = d / "data"
+    uid = pwd.getpwnam(daemon_user).pw_uid
+
+    def run(*args):
+        p = subprocess.run([BIN, *args, "-c", "postern.conf"], cwd=str(d),
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, (args, p.stderr)
+        return p.stdout
+
+    run("user", "add", "me", "--identity", "example.org")
+    assert data.is_dir()
+    st = os.stat(data)
+    assert st.st_uid == uid and st.st_mode & 0o777 == 0o700
+    run("cert", "selfsign", "--cn", "mx.test.example", "--name", "default")
+    run("cert", "csr", "--cn", "mx.test.example", "--name", "next")
+    run("dkim", "keygen", "--domain", "example.org", "--selector", "s1",
+        "--type", "ed25519")
+    run("trust", "add", str(data / "certs" / "default.pem"), "--name",
+        "self")
+    written = [data / "users", data / "certs" / "default.key",
+               data / "certs" / "default.pem", data / "certs" / "next.key",
+               data / "dkim" / "example.org.s1.key",
+               data / "trust" / "self.pem"]
+    for f in written:
+        assert os.stat(f).st_uid == uid, f
+    for f in (data / "certs" / "default.key",
+              data / "dkim" / "example.org.s1.key", data / "users"):
+        assert os.stat(f).st_mode & 0o777 == 0o600, f
+    assert "me" in run("user", "list")
+    run("trust", "remove", "self")
+    assert not (data / "trust" / "self.pem").exists()
+    # root again after the store: the admin's output file is root's
+    (d / "pw").write_text("export-secret\n")
+    run("cert", "export", "default", "--pkcs12", str(d / "default.p12"),
+        "--password-file", str(d / "pw"))
+    assert os.stat(d / "default.p12").st_uid == 0
