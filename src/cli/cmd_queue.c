@@ -554,7 +554,7 @@ cmd_queue(int argc, char **argv)
 		return r;
 	if ((q.conf = conf_load_for_command(path)) == NULL)
 		return 1;
-	if (runas_become_user(q.conf->user) == -1) {
+	if (runas_act_as_in(q.conf->user, q.conf->data_dir) == -1) {
 		conf_free(q.conf);
 		return 1;
 	}

@@ -11,7 +11,8 @@
  * the configuration.  With the daemon stopped it still shows the queue,
  * the configured listeners and the certificates.
  *
- * Run as root it acts as the configuration's user (runas.h), like
+ * Run as root it acts as the configuration's user (runas_act_as_in:
+ * that user's files, also below a directory the user cannot enter), like
  * `postern queue`; as that user it works directly; anyone else cannot
  * read data_dir and is told so.  It never writes: a spool that does not
  * exist yet is reported empty, not created.
@@ -648,7 +649,10 @@ cmd_status(int argc, char **argv)
 		    "'%s'", argv[optind]);
 	if ((conf = conf_load_for_command(path)) == NULL)
 		return 1;
-	if (runas_become_user(conf->user) == -1 ||
+	/* as root: the user's view (below a directory it cannot enter
+	 * too); a data_dir that does not exist is not made */
+	if ((access(conf->data_dir, F_OK) == 0 &&
+	    runas_act_as_in(conf->user, conf->data_dir) == -1) ||
 	    (r = check_access(conf)) != 0) {
 		conf_free(conf);
 		return 1;

@@ -26,8 +26,8 @@ int	runas_become_user(const char *user);
 int	runas_act_as(const char *user);
 
 /*
- * For writing into data_dir's stores (certificates, trust, users, DKIM
- * keys) as root: data_dir is made first when missing (0700, given to
+ * For commands run as root that work in data_dir (the stores of
+ * certificates, trust, users and DKIM keys; the queue; the status): data_dir is made first when missing (0700, given to
  * `user`, as serve makes it); then files are created and written as
  * `user` (file ids and its group), while directories above data_dir that
  * `user` may not enter can still be passed (only CAP_DAC_READ_SEARCH stays

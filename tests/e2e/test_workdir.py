@@ -116,7 +116,8 @@ def test_store_commands_under_a_closed_directory(tmp_path, daemon_user):
     """The commands that write into data_dir's stores, run as root before
     the daemon ever ran: they make data_dir (0700, the user's) and leave
     every file they write owned by the daemon user, although that user
-    cannot enter the directory above data_dir."""
+    cannot enter the directory above data_dir; `queue` and `status` read
+    (and write) there as well."""
     d = closed_dir(tmp_path)
     conf = d / "postern.conf"
     conf.write_text(CONF.format(user=daemon_user, log="data/postern.log",
@@ -152,6 +153,14 @@ def test_store_commands_under_a_closed_directory(tmp_path, daemon_user):
     assert "me" in run("user", "list")
     run("trust", "remove", "self")
     assert not (data / "trust" / "self.pem").exists()
+    # the readers too: the queue (made as the user) and the status
+    assert run("queue", "list") == ""
+    assert os.stat(data / "spool").st_uid == uid
+    p = subprocess.run([BIN, "status", "-c", "postern.conf"], cwd=str(d),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert p.stdout.startswith("postern is NOT running"), p.stderr
+    assert "queue: 0 active, 0 deferred, 0 held" in p.stdout, p.stdout
     # root again after the store: the admin's output file is root's
     (d / "pw").write_text("export-secret\n")
     run("cert", "export", "default", "--pkcs12", str(d / "default.p12"),
