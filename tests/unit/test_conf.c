@@ -1178,13 +1178,14 @@ run_config(char **out, char **errout, int argc, ...)
 static const char *
 spec_as_root(void)
 {
-	static char buf[sizeof(spec_example) + 16];
-	const char *u = "user      = \"postern\";";
-	const char *at = strstr(spec_example, u);
+	static char buf[sizeof(spec_example)];
+	static const char u[] = "user      = \"postern\";";
+	static const char r[] = "user      = \"root\";   ";	/* as long */
+	char *at;
 
-	assert_non_null(at);
-	snprintf(buf, sizeof(buf), "%.*suser      = \"root\";   %s",
-	    (int)(at - spec_example), spec_example, at + strlen(u));
+	memcpy(buf, spec_example, sizeof(buf));
+	assert_non_null(at = strstr(buf, u));
+	memcpy(at, r, sizeof(r) - 1);
 	return buf;
 }
 
