@@ -9,9 +9,10 @@
  * data_dir may lie below a directory `user` cannot enter (a checkout
  * under /root, mode 0700), which serve reaches by entering data_dir
  * before it drops privileges.  setfsuid/setfsgid make every file created
- * the user's and every write permission the user's; CAP_DAC_READ_SEARCH,
- * the only capability left effective, lets the lookup pass the directories
- * above.
+ * the user's and every write permission the user's; CAP_DAC_READ_SEARCH
+ * lets the lookup pass the directories above, and CAP_KILL lets `queue`
+ * signal the daemon (which runs as the user); no other capability stays
+ * effective.
  */
 #include <errno.h>
 #include <grp.h>
@@ -84,18 +85,18 @@ runas_act_as(const char *user)
 	return 0;
 }
 
-/* Only the capability `keep` (a CAP_ number below 32) effective, or every
- * permitted one when keep is -1. */
+/* Only the capabilities of mask `keep` (CAP_ numbers below 32) effective,
+ * or every permitted one when all is set. */
 static int
-caps_effective(int keep)
+caps_effective(uint32_t keep, int all)
 {
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
 
 	if (syscall(SYS_capget, &h, d) == -1)
 		return -1;
-	d[0].effective = keep == -1 ? d[0].permitted : (uint32_t)1 << keep;
-	d[1].effective = keep == -1 ? d[1].permitted : 0;
+	d[0].effective = all ? d[0].permitted : keep;
+	d[1].effective = all ? d[1].permitted : 0;
 	return (int)syscall(SYS_capset, &h, d);
 }
 
@@ -134,7 +135,8 @@ runas_act_as_in(const char *user, const char *data_dir)
 	acting = 2;
 	if ((uid_t)setfsuid((uid_t)-1) != pw->pw_uid ||
 	    (gid_t)setfsgid((gid_t)-1) != pw->pw_gid ||
-	    caps_effective(CAP_DAC_READ_SEARCH) == -1) {
+	    caps_effective((uint32_t)1 << CAP_DAC_READ_SEARCH |
+	    (uint32_t)1 << CAP_KILL, 0) == -1) {
 		fprintf(stderr, "postern: cannot act as user %s: %s (run as %s "
 		    "or fix the configuration's user)\n", user, strerror(errno),
 		    user);
@@ -152,7 +154,7 @@ runas_restore(void)
 	if (acting == 2) {
 		(void)setfsuid(0);
 		(void)setfsgid(getegid());
-		if ((uid_t)setfsuid((uid_t)-1) != 0 || caps_effective(-1) == -1 ||
+		if ((uid_t)setfsuid((uid_t)-1) != 0 || caps_effective(0, 1) == -1 ||
 		    setgroups((size_t)nsaved_groups, saved_groups) == -1)
 			fatal("cannot return to root after writing the store");
 		acting = 0;

@@ -30,8 +30,9 @@ int	runas_act_as(const char *user);
  * certificates, trust, users and DKIM keys; the queue; the status): data_dir is made first when missing (0700, given to
  * `user`, as serve makes it); then files are created and written as
  * `user` (file ids and its group), while directories above data_dir that
- * `user` may not enter can still be passed (only CAP_DAC_READ_SEARCH stays
- * effective).  Not root, or `user` root or unknown: only the making of
+ * `user` may not enter can still be passed (CAP_DAC_READ_SEARCH) and the
+ * daemon can still be signalled (CAP_KILL); no other capability stays
+ * effective.  Not root, or `user` root or unknown: only the making of
  * data_dir.  0, or -1 after printing the reason.
  */
 int	runas_act_as_in(const char *user, const char *data_dir);

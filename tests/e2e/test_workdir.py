@@ -11,6 +11,7 @@ removed afterwards: the tests pass whether or not a `postern` user
 exists.  Without root there is no privilege drop to test: skipped.
 """
 import os
+import re
 import pwd
 import socket
 import subprocess
@@ -166,3 +167,45 @@ def test_store_commands_under_a_closed_directory(tmp_path, daemon_user):
     run("cert", "export", "default", "--pkcs12", str(d / "default.p12"),
         "--password-file", str(d / "pw"))
     assert os.stat(d / "default.p12").st_uid == 0
+
+
+def test_queue_retry_as_root_reaches_the_daemon(tmp_path, daemon_user):
+    """`postern queue retry` run as root signals a daemon that runs as its
+    unprivileged user (data_dir below a closed directory): the deferred
+    message is tried again at once although retry_min is an hour."""
+    d = closed_dir(tmp_path)
+    port, dead = free_port(), free_port()
+    conf = d / "postern.conf"
+    conf.write_text(CONF.format(user=daemon_user, log="data/postern.log",
+                                port=port).replace(
+        'routes = ( {',
+        'routes = ( { domain = "remote.test"; hosts = [ "[127.0.0.1]:'
+        + str(dead) + '" ]; },\n  {').replace(
+        'action = "accept"', 'action = "relay"') +
+        "delivery = { retry_min = 3600; retry_max = 7200; };\n")
+    p = subprocess.Popen([BIN, "serve", "-c", "postern.conf",
+                          "--foreground"], cwd=str(d),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    log = d / "data" / "postern.log"
+
+    def delayed():
+        return re.findall(r"Delayed: (?:DCID \d+ )?MID (\d+) to RID",
+                          log.read_text()) if log.exists() else []
+    try:
+        assert wait_port("127.0.0.1", port), p.stdout.read1().decode()
+        out = subprocess.run(
+            [BIN, "send", "--from", "a@localhost", "--to", "b@remote.test",
+             "--body", "hi"], capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, SMTP_HOST="127.0.0.1",
+                     SMTP_PORT=str(port)))
+        assert out.returncode == 0, out.stderr
+        mid = wait_for(delayed, 15, "the first attempt")[0]
+        q = subprocess.run([BIN, "queue", "retry", mid, "-c",
+                            "postern.conf"], cwd=str(d), capture_output=True,
+                           text=True, timeout=60)
+        assert q.returncode == 0, q.stderr
+        wait_for(lambda: len(delayed()) >= 2, 15, "the attempt retry asked")
+    finally:
+        os.killpg(p.pid, 15)
+        p.wait(timeout=15)
