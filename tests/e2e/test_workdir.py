@@ -49,6 +49,15 @@ def daemon_user():
         subprocess.run(["userdel", name], capture_output=True, timeout=60)
 
 
+def send_one(port, to):
+    """One message from a@localhost to `to` by `postern send`."""
+    out = subprocess.run(
+        [BIN, "send", "--from", "a@localhost", "--to", to, "--body", "hi"],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, SMTP_HOST="127.0.0.1", SMTP_PORT=str(port)))
+    assert out.returncode == 0, out.stderr
+
+
 def closed_dir(tmp_path):
     d = tmp_path / "home"
     d.mkdir()
@@ -72,12 +81,7 @@ def test_data_dir_under_a_closed_directory(tmp_path, daemon_user):
         wait_for(lambda: log.exists() and "starting" in log.read_text(),
                  15, "start")
         assert f"data_dir {d}/data" in log.read_text()
-        out = subprocess.run(
-            [BIN, "send", "--from", "a@localhost", "--to", "you@localhost",
-             "--body", "hi"], capture_output=True, text=True, timeout=60,
-            env=dict(os.environ, SMTP_HOST="127.0.0.1",
-                     SMTP_PORT=str(port)))
-        assert out.returncode == 0, out.stderr
+        send_one(port, "you@localhost")
         new = d / "data" / "mail" / "localhost" / "you" / "new"
         wait_for(lambda: new.is_dir() and os.listdir(new), 15, "delivery")
         f = new / os.listdir(new)[0]
@@ -194,12 +198,7 @@ def test_queue_retry_as_root_reaches_the_daemon(tmp_path, daemon_user):
                           log.read_text()) if log.exists() else []
     try:
         assert wait_port("127.0.0.1", port), p.stdout.read1().decode()
-        out = subprocess.run(
-            [BIN, "send", "--from", "a@localhost", "--to", "b@remote.test",
-             "--body", "hi"], capture_output=True, text=True, timeout=60,
-            env=dict(os.environ, SMTP_HOST="127.0.0.1",
-                     SMTP_PORT=str(port)))
-        assert out.returncode == 0, out.stderr
+        send_one(port, "b@remote.test")
         mid = wait_for(delayed, 15, "the first attempt")[0]
         q = subprocess.run([BIN, "queue", "retry", mid, "-c",
                             "postern.conf"], cwd=str(d), capture_output=True,
